@@ -1,0 +1,404 @@
+"""Studies, instances, the dispatch queue and step outcomes in PostgreSQL (I/O).
+
+Every write that the node acknowledges to a peer is committed before the acknowledgement.
+Times come from the database clock (``clock_timestamp()``) so that the node, the closer and
+the workers agree on "quiet for N seconds" whatever host they run on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from integrations.db.connection import Database
+from integrations.db.records import DispatchItem, InstanceRecord, StudyRecord
+from integrations.dicom.assembly import StudyActivity
+from integrations.dicom.header import InstanceHeader
+from integrations.dicom.routing import Route, SeriesInfo
+
+_RECORD_INSTANCE = """
+WITH study AS (
+    INSERT INTO studies AS s (
+        study_instance_uid, patient_id, issuer_of_patient_id, patient_name, patient_birth_date,
+        patient_sex, accession_number, study_date, study_time, study_description,
+        referring_physician_name, modalities, calling_ae_title
+    ) VALUES (
+        %(study_instance_uid)s, %(patient_id)s, %(issuer_of_patient_id)s, %(patient_name)s,
+        %(patient_birth_date)s, %(patient_sex)s, %(accession_number)s, %(study_date)s,
+        %(study_time)s, %(study_description)s, %(referring_physician_name)s,
+        ARRAY[%(modality)s]::text[], %(calling_ae_title)s
+    )
+    ON CONFLICT (study_instance_uid) DO UPDATE SET updated_at = clock_timestamp()
+    RETURNING study_instance_uid
+), series AS (
+    INSERT INTO series AS r (
+        series_instance_uid, study_instance_uid, modality, body_part_examined,
+        series_description, protocol_name, series_number, laterality, view_position, sop_class_uids
+    )
+    SELECT %(series_instance_uid)s, study_instance_uid, %(modality)s, %(body_part_examined)s,
+           %(series_description)s, %(protocol_name)s, %(series_number)s, %(laterality)s,
+           %(view_position)s, ARRAY[%(sop_class_uid)s]::text[]
+    FROM study
+    ON CONFLICT (series_instance_uid) DO UPDATE SET series_number = r.series_number
+    RETURNING series_instance_uid
+)
+INSERT INTO instances (
+    sop_instance_uid, series_instance_uid, study_instance_uid, sop_class_uid,
+    transfer_syntax_uid, instance_number, path, size_bytes, calling_ae_title
+)
+SELECT %(sop_instance_uid)s, series.series_instance_uid, %(study_instance_uid)s,
+       %(sop_class_uid)s, %(transfer_syntax_uid)s, %(instance_number)s, %(path)s,
+       %(size_bytes)s, %(calling_ae_title)s
+FROM series
+ON CONFLICT (sop_instance_uid) DO NOTHING
+RETURNING sop_instance_uid
+"""
+
+# A new instance keeps the study open; on a closed study it re-opens it as a new generation.
+_TOUCH_STUDY = """
+UPDATE studies SET
+    generation = generation + CASE WHEN state = 'receiving' THEN 0 ELSE 1 END,
+    first_received_at = CASE WHEN state = 'receiving' THEN first_received_at ELSE clock_timestamp() END,
+    closed_at = CASE WHEN state = 'receiving' THEN closed_at ELSE NULL END,
+    state = CASE WHEN state = 'prior' THEN 'prior' ELSE 'receiving' END,
+    last_received_at = clock_timestamp(),
+    instance_count = instance_count + 1,
+    modalities = CASE WHEN %(modality)s = '' OR %(modality)s = ANY(modalities) THEN modalities
+                      ELSE array_append(modalities, %(modality)s) END,
+    patient_id = CASE WHEN patient_id = '' THEN %(patient_id)s ELSE patient_id END,
+    accession_number = CASE WHEN accession_number = '' THEN %(accession_number)s ELSE accession_number END,
+    updated_at = clock_timestamp()
+WHERE study_instance_uid = %(study_instance_uid)s
+"""
+
+_TOUCH_SERIES = """
+UPDATE series SET
+    instance_count = instance_count + 1,
+    sop_class_uids = CASE WHEN %(sop_class_uid)s = ANY(sop_class_uids) THEN sop_class_uids
+                          ELSE array_append(sop_class_uids, %(sop_class_uid)s) END
+WHERE series_instance_uid = %(series_instance_uid)s
+"""
+
+_CLAIM = """
+UPDATE dispatch SET state = 'running', started_at = clock_timestamp(), worker = %(worker)s,
+       lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
+WHERE id = (
+    SELECT d.id FROM dispatch d
+    WHERE d.state = 'queued'
+      AND NOT EXISTS (
+          SELECT 1 FROM dispatch r
+          WHERE r.study_instance_uid = d.study_instance_uid AND r.state = 'running'
+            AND r.lease_expires_at > clock_timestamp())
+    ORDER BY d.priority DESC, d.queued_at
+    FOR UPDATE SKIP LOCKED
+    LIMIT 1
+)
+RETURNING id, study_instance_uid, generation, reason, queued_at, closed_at
+"""
+
+DISPATCH_CHANNEL = "pacsflow_dispatch"
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    new: bool
+
+
+class StudyStore:
+    """Queries about studies as received and processed; one instance per process."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    # -- ingest -----------------------------------------------------------------------------
+
+    def record_instance(
+        self, header: InstanceHeader, *, path: str, size_bytes: int, calling_ae_title: str
+    ) -> RecordOutcome:
+        """Record a stored instance; a SOP Instance UID seen before changes nothing."""
+        params = {
+            **header.__dict__,
+            "path": path,
+            "size_bytes": size_bytes,
+            "calling_ae_title": calling_ae_title,
+        }
+        with self.database.connection() as conn, conn.transaction():
+            inserted = conn.execute(_RECORD_INSTANCE, params).fetchone()
+            if inserted is None:
+                return RecordOutcome(new=False)
+            conn.execute(_TOUCH_STUDY, params)
+            conn.execute(_TOUCH_SERIES, params)
+        return RecordOutcome(new=True)
+
+    def instance_paths(self) -> set[str]:
+        with self.database.connection() as conn:
+            return {row["path"] for row in conn.execute("SELECT path FROM instances")}
+
+    def record_event(self, kind: str, detail: str, **fields: str) -> None:
+        """Record something the node refused or noticed (rejected association, bad dataset)."""
+        columns = ["kind", "detail", *fields]
+        values = [kind, detail, *fields.values()]
+        placeholders = ", ".join(["%s"] * len(values))
+        with self.database.connection() as conn:
+            conn.execute(
+                f"INSERT INTO node_events ({', '.join(columns)}) VALUES ({placeholders})",  # type: ignore[arg-type]
+                values,
+            )
+
+    # -- study close ------------------------------------------------------------------------
+
+    def open_studies(self) -> tuple[datetime, list[StudyActivity]]:
+        """The database clock and every study still receiving."""
+        with self.database.connection() as conn:
+            now = conn.execute("SELECT clock_timestamp() AS now").fetchone()["now"]
+            rows = conn.execute(
+                "SELECT study_instance_uid, generation, first_received_at, last_received_at"
+                " FROM studies WHERE state = 'receiving' ORDER BY last_received_at"
+            ).fetchall()
+        return now, [StudyActivity(**row) for row in rows]
+
+    def series_of(self, study_instance_uid: str) -> list[SeriesInfo]:
+        with self.database.connection() as conn:
+            rows = conn.execute(
+                "SELECT series_instance_uid, modality, body_part_examined, series_description,"
+                " protocol_name, sop_class_uids FROM series WHERE study_instance_uid = %s"
+                " ORDER BY series_number NULLS LAST, series_instance_uid",
+                (study_instance_uid,),
+            ).fetchall()
+        return [
+            SeriesInfo(**{**row, "sop_class_uids": tuple(row["sop_class_uids"])}) for row in rows
+        ]
+
+    def close_study(
+        self, activity: StudyActivity, route: Route, close_reason: str, quiet_seconds: float
+    ) -> bool:
+        """Close one generation of a study and queue its run (or mark it unrouted).
+
+        Returns False when the study moved on meanwhile (a new instance arrived): the
+        condition is re-checked inside the same statement, so nothing is closed early.
+        """
+        state = "queued" if route.is_routed else "unrouted"
+        with self.database.connection() as conn, conn.transaction():
+            closed = conn.execute(
+                "UPDATE studies SET state = %(state)s, closed_at = clock_timestamp(),"
+                " close_reason = %(reason)s, route = %(route)s, unrouted_reason = %(unrouted)s,"
+                " updated_at = clock_timestamp()"
+                " WHERE study_instance_uid = %(uid)s AND generation = %(generation)s"
+                "   AND state = 'receiving'"
+                "   AND last_received_at = %(last)s"
+                " RETURNING closed_at",
+                {
+                    "state": state,
+                    "reason": close_reason,
+                    "route": Jsonb(route.to_json()),
+                    "unrouted": route.unrouted_reason,
+                    "uid": activity.study_instance_uid,
+                    "generation": activity.generation,
+                    "last": activity.last_received_at,
+                },
+            ).fetchone()
+            if closed is None:
+                return False
+            if route.is_routed:
+                self._enqueue(
+                    conn,
+                    activity.study_instance_uid,
+                    activity.generation,
+                    "closed",
+                    closed["closed_at"],
+                )
+        return True
+
+    def _enqueue(
+        self,
+        conn: Any,
+        study_instance_uid: str,
+        generation: int,
+        reason: str,
+        closed_at: datetime | None,
+    ) -> int | None:
+        conn.execute(
+            "UPDATE dispatch SET state = 'superseded', finished_at = clock_timestamp()"
+            " WHERE study_instance_uid = %s AND state = 'queued' AND generation < %s",
+            (study_instance_uid, generation),
+        )
+        row = conn.execute(
+            "INSERT INTO dispatch (study_instance_uid, generation, reason, closed_at)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
+            (study_instance_uid, generation, reason, closed_at),
+        ).fetchone()
+        conn.execute(f"NOTIFY {DISPATCH_CHANNEL}")
+        return None if row is None else int(row["id"])
+
+    def request_rerun(self, study_instance_uid: str) -> int | None:
+        """Queue a run of the study's current generation; None when one is already waiting."""
+        with self.database.connection() as conn, conn.transaction():
+            study = conn.execute(
+                "SELECT generation, state, closed_at FROM studies WHERE study_instance_uid = %s FOR UPDATE",
+                (study_instance_uid,),
+            ).fetchone()
+            if study is None:
+                raise KeyError(study_instance_uid)
+            return self._enqueue(
+                conn, study_instance_uid, study["generation"], "rerun", study["closed_at"]
+            )
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def claim(self, worker: str, lease_seconds: float) -> DispatchItem | None:
+        """Take the next queued run, skipping studies that already have one running."""
+        with self.database.connection() as conn, conn.transaction():
+            row = conn.execute(_CLAIM, {"worker": worker, "lease": lease_seconds}).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE studies SET state = 'processing', updated_at = clock_timestamp()"
+                " WHERE study_instance_uid = %s AND generation = %s AND state IN ('queued', 'done', 'failed')",
+                (row["study_instance_uid"], row["generation"]),
+            )
+        return DispatchItem(**row)
+
+    def extend_lease(self, dispatch_id: int, lease_seconds: float) -> None:
+        with self.database.connection() as conn:
+            conn.execute(
+                "UPDATE dispatch SET lease_expires_at = clock_timestamp() + make_interval(secs => %s)"
+                " WHERE id = %s AND state = 'running'",
+                (lease_seconds, dispatch_id),
+            )
+
+    def attach_flow_run(self, dispatch_id: int, flow_run_id: str) -> None:
+        with self.database.connection() as conn:
+            conn.execute(
+                "UPDATE dispatch SET flow_run_id = %s WHERE id = %s", (flow_run_id, dispatch_id)
+            )
+
+    def finish_dispatch(
+        self, dispatch_id: int, *, succeeded: bool, error: str | None = None
+    ) -> None:
+        with self.database.connection() as conn:
+            conn.execute(
+                "UPDATE dispatch SET state = %s, finished_at = clock_timestamp(), error = %s"
+                " WHERE id = %s",
+                ("completed" if succeeded else "failed", error, dispatch_id),
+            )
+
+    def requeue_expired(self) -> list[str]:
+        """Runs whose worker vanished (lease expired): queue them again, or fail them when a
+        newer run is already waiting. Returns the study UIDs touched."""
+        touched = []
+        with self.database.connection() as conn, conn.transaction():
+            rows = conn.execute(
+                "SELECT id, study_instance_uid FROM dispatch WHERE state = 'running'"
+                " AND lease_expires_at < clock_timestamp() FOR UPDATE SKIP LOCKED"
+            ).fetchall()
+            for row in rows:
+                waiting = conn.execute(
+                    "SELECT 1 FROM dispatch WHERE study_instance_uid = %s AND state = 'queued'",
+                    (row["study_instance_uid"],),
+                ).fetchone()
+                if waiting:
+                    conn.execute(
+                        "UPDATE dispatch SET state = 'failed', finished_at = clock_timestamp(),"
+                        " error = 'worker lost; superseded by a queued run' WHERE id = %s",
+                        (row["id"],),
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE dispatch SET state = 'queued', worker = NULL, started_at = NULL,"
+                        " error = 'worker lost; queued again' WHERE id = %s",
+                        (row["id"],),
+                    )
+                touched.append(row["study_instance_uid"])
+            if touched:
+                conn.execute(f"NOTIFY {DISPATCH_CHANNEL}")
+        return touched
+
+    # -- studies as the flow sees them ------------------------------------------------------
+
+    def study(self, study_instance_uid: str) -> StudyRecord | None:
+        with self.database.connection() as conn:
+            row = conn.execute(
+                "SELECT * FROM studies WHERE study_instance_uid = %s", (study_instance_uid,)
+            ).fetchone()
+        return None if row is None else StudyRecord.from_row(row)
+
+    def instances(
+        self, study_instance_uid: str, series: Iterable[str] | None = None
+    ) -> list[InstanceRecord]:
+        query = (
+            "SELECT i.sop_instance_uid, i.series_instance_uid, i.study_instance_uid, i.sop_class_uid,"
+            " i.transfer_syntax_uid, i.instance_number, i.path, s.modality"
+            " FROM instances i JOIN series s USING (series_instance_uid)"
+            " WHERE i.study_instance_uid = %s"
+        )
+        params: list[Any] = [study_instance_uid]
+        if series is not None:
+            query += " AND i.series_instance_uid = ANY(%s)"
+            params.append(list(series))
+        query += " ORDER BY s.series_number NULLS LAST, i.series_instance_uid, i.instance_number NULLS LAST, i.sop_instance_uid"
+        with self.database.connection() as conn:
+            rows = conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+        return [InstanceRecord(**row) for row in rows]
+
+    def set_study_state(self, study_instance_uid: str, generation: int, state: str) -> None:
+        """Final state of a processed generation; a newer generation is left alone."""
+        with self.database.connection() as conn:
+            conn.execute(
+                "UPDATE studies SET state = %s, updated_at = clock_timestamp()"
+                " WHERE study_instance_uid = %s AND generation = %s AND state IN ('queued', 'processing', 'done', 'failed')",
+                (state, study_instance_uid, generation),
+            )
+
+    def mark_prior(self, study_instance_uid: str) -> None:
+        """A study that arrived as a prior of another is never processed itself."""
+        with self.database.connection() as conn:
+            conn.execute(
+                "UPDATE studies SET state = 'prior', updated_at = clock_timestamp()"
+                " WHERE study_instance_uid = %s AND state IN ('receiving', 'unrouted')",
+                (study_instance_uid,),
+            )
+
+    def record_step(
+        self,
+        study_instance_uid: str,
+        generation: int,
+        step: str,
+        state: str,
+        detail: dict[str, Any] | None = None,
+        flow_run_id: str | None = None,
+        started_at: datetime | None = None,
+    ) -> None:
+        with self.database.connection() as conn:
+            conn.execute(
+                "INSERT INTO study_steps (study_instance_uid, generation, step, state, detail,"
+                " flow_run_id, started_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (study_instance_uid, generation, step) DO UPDATE SET"
+                " state = EXCLUDED.state, detail = EXCLUDED.detail, flow_run_id = EXCLUDED.flow_run_id,"
+                " started_at = EXCLUDED.started_at, finished_at = clock_timestamp()",
+                (
+                    study_instance_uid,
+                    generation,
+                    step,
+                    state,
+                    Jsonb(json.loads(json.dumps(detail or {}, default=str))),
+                    flow_run_id,
+                    started_at,
+                ),
+            )
+
+    def steps(
+        self, study_instance_uid: str, generation: int | None = None
+    ) -> dict[str, dict[str, Any]]:
+        query = "SELECT * FROM study_steps WHERE study_instance_uid = %s"
+        params: list[Any] = [study_instance_uid]
+        if generation is not None:
+            query += " AND generation = %s"
+            params.append(generation)
+        with self.database.connection() as conn:
+            rows = conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+        return {row["step"]: row for row in rows}

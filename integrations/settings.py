@@ -1,0 +1,306 @@
+"""The one settings model of pacsflow, loaded once per process and passed down (pure).
+
+Sources, strongest first: keyword overrides, environment variables ``PACSFLOW_<SECTION>__<KEY>``
+(lists and tables as JSON, e.g. ``PACSFLOW_NODE__ALLOWED_CALLERS='["ORTHANC"]'``), then the TOML
+file (``--config``, ``PACSFLOW_CONFIG``, or ``pacsflow.toml`` in the working directory). Unknown
+keys are errors, so a misspelt key stops the process instead of being silently ignored.
+Relative paths in the TOML file are relative to the file's folder.
+
+Secrets (database passwords, tokens) come from the environment or Prefect Secret blocks,
+never from a TOML file kept in git.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from integrations.dicom.ae import AllowedCaller, normalize_ae_title
+from integrations.dicom.uids import is_valid_uid
+from integrations.errors import ConfigError
+
+CONFIG_ENV_VAR = "PACSFLOW_CONFIG"
+DEFAULT_CONFIG_NAME = "pacsflow.toml"
+
+AETitle = Annotated[str, AfterValidator(normalize_ae_title)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AllowedCallerEntry(Section):
+    ae_title: AETitle
+    host: str | None = None
+
+
+class NodeSettings(Section):
+    """The DICOM node: who we are, where we listen, who may call, where instances land."""
+
+    ae_title: AETitle = "PACSFLOW"
+    host: str = "127.0.0.1"
+    port: Port = 11112
+    storage_dir: Path = Path("var/pacsflow")
+    allowed_callers: list[AETitle | AllowedCallerEntry] = Field(default_factory=lambda: ["ORTHANC"])
+    # 0 means "no limit" to pynetdicom; a large fixed value keeps memory bounded per PDU.
+    max_pdu_size: Annotated[int, Field(ge=0)] = 4 * 1024 * 1024
+    max_associations: Annotated[int, Field(ge=1, le=1000)] = 16
+    acse_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    dimse_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    network_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # fsync each received file before answering success; turn off only on battery-backed storage.
+    fsync: bool = True
+
+    def caller_policy(self) -> tuple[AllowedCaller, ...]:
+        return tuple(
+            AllowedCaller(entry)
+            if isinstance(entry, str)
+            else AllowedCaller(entry.ae_title, entry.host)
+            for entry in self.allowed_callers
+        )
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.storage_dir / "spool"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.storage_dir / "results"
+
+
+class PacsSettings(Section):
+    """The PACS pacsflow queries, moves priors from, and stores results to."""
+
+    ae_title: AETitle = "ORTHANC"
+    host: str = "127.0.0.1"
+    port: Port = 4242
+    timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+
+class DatabaseSettings(Section):
+    """PostgreSQL for pacsflow's own state; empty ``url`` = embedded server in the storage dir."""
+
+    url: str = ""
+    pool_size: Annotated[int, Field(ge=1, le=200)] = 8
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL, or empty for the embedded server")
+        return value
+
+
+class StudySettings(Section):
+    """When a study counts as complete ("on study close, never on arrival")."""
+
+    quiet_seconds: Annotated[float, Field(gt=0, le=86400)] = 5.0
+    # Hard ceiling: a study still receiving after this long is closed anyway.
+    max_open_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = 1800.0
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 0.1
+
+    @model_validator(mode="after")
+    def _ceiling_above_quiet(self) -> StudySettings:
+        if self.max_open_seconds < self.quiet_seconds:
+            raise ValueError("max_open_seconds must not be shorter than quiet_seconds")
+        return self
+
+
+def _compile_regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"not a valid regular expression: {error}") from error
+    return value
+
+
+def _validate_sop_classes(values: list[str]) -> list[str]:
+    for value in values:
+        if not is_valid_uid(value):
+            raise ValueError(f"{value!r} is not a SOP Class UID")
+    return values
+
+
+class RoutingRule(Section):
+    """One routing rule: every condition given must match a series for its analyzers to run.
+
+    ``body_part`` and ``modality`` compare case-insensitively with BodyPartExamined and Modality;
+    ``protocol`` is a regular expression searched in ProtocolName and SeriesDescription.
+    """
+
+    name: str
+    modality: list[str] = Field(default_factory=list)
+    body_part: list[str] = Field(default_factory=list)
+    protocol: Annotated[str | None, AfterValidator(_compile_regex)] = None
+    sop_class: Annotated[list[str], AfterValidator(_validate_sop_classes)] = Field(
+        default_factory=list
+    )
+    analyzers: list[str] = Field(min_length=1)
+
+
+class RoutingSettings(Section):
+    rules: list[RoutingRule] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[RoutingRule]) -> list[RoutingRule]:
+        names = [rule.name for rule in rules]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"rule names must be unique, repeated: {', '.join(duplicates)}")
+        return rules
+
+
+class ModelsSettings(Section):
+    """Where model packages live and which device runs them."""
+
+    dir: Path = Path("var/models")
+    device: str = "auto"
+    # Build the demo packages (trained on generated images) when a routed analyzer has none.
+    build_demo_if_missing: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value != "auto" and not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+            raise ValueError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return value
+
+
+class WorkerSettings(Section):
+    """Warm workers: long-lived processes that run process-study in-process with models loaded."""
+
+    count: Annotated[int, Field(ge=0, le=64)] = 1
+    lease_seconds: Annotated[float, Field(ge=5)] = 300.0
+
+
+class PrefectSettings(Section):
+    """How pacsflow talks to Prefect when it starts the server itself (PREFECT_API_URL unset)."""
+
+    server_host: str = "127.0.0.1"
+    server_port: Port = 4200
+
+
+class Settings(BaseSettings):
+    """All of pacsflow's configuration. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PACSFLOW_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    node: NodeSettings = Field(default_factory=NodeSettings)
+    pacs: PacsSettings = Field(default_factory=PacsSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    study: StudySettings = Field(default_factory=StudySettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+
+    # Set by load_settings: the file the settings came from (None when none was read).
+    config_path: Path | None = None
+
+    _toml_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
+        return tuple(sources)
+
+    def analyzer_names(self) -> list[str]:
+        """Every analyzer some routing rule refers to, in first-mention order."""
+        names: list[str] = []
+        for rule in self.routing.rules:
+            names.extend(name for name in rule.analyzers if name not in names)
+        return names
+
+
+def resolve_config_path(config: str | os.PathLike[str] | None) -> Path | None:
+    """The TOML file to read: explicit argument, then PACSFLOW_CONFIG, then ./pacsflow.toml."""
+    if config:
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} does not exist")
+        return path
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV_VAR}={from_env}: file does not exist")
+        return path
+    default = Path.cwd() / DEFAULT_CONFIG_NAME
+    return default if default.is_file() else None
+
+
+def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read and validate the settings, or raise :class:`ConfigError` naming the bad key."""
+    path = resolve_config_path(config)
+
+    class LoadedSettings(Settings):
+        _toml_file: ClassVar[Path | None] = path
+
+    try:
+        settings: Settings = LoadedSettings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, path)) from None
+    except (OSError, ValueError) as error:  # unreadable or syntactically broken TOML
+        raise ConfigError(f"cannot read configuration {path}: {error}") from None
+    base = path.parent.resolve() if path else Path.cwd()
+    return _with_absolute_paths(settings, base, path)
+
+
+def _with_absolute_paths(settings: Settings, base: Path, path: Path | None) -> Settings:
+    def absolute(value: Path) -> Path:
+        return value if value.is_absolute() else (base / value).resolve()
+
+    node = settings.node.model_copy(update={"storage_dir": absolute(settings.node.storage_dir)})
+    models = settings.models.model_copy(update={"dir": absolute(settings.models.dir)})
+    return settings.model_copy(
+        update={"node": node, "models": models, "config_path": path.resolve() if path else None}
+    )
+
+
+def _describe(error: ValidationError, path: Path | None) -> str:
+    where = f"in {path} or the environment" if path else "in the environment"
+    lines = [f"invalid configuration ({where}):"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        env_name = "PACSFLOW_" + "__".join(
+            str(part).upper() for part in item["loc"] if not isinstance(part, int)
+        )
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {key}: {item['msg']}{shown} [env {env_name}]")
+    return "\n".join(lines)
