@@ -264,9 +264,14 @@ def resolve_config_path(config: str | os.PathLike[str] | None) -> Path | None:
     return default if default.is_file() else None
 
 
-def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Read and validate the settings, or raise :class:`ConfigError` naming the bad key."""
-    path = resolve_config_path(config)
+def load_settings(
+    config: str | os.PathLike[str] | None = None, *, search: bool = True, **overrides: Any
+) -> Settings:
+    """Read and validate the settings, or raise :class:`ConfigError` naming the bad key.
+
+    With ``search=False`` and no ``config``, no file is read (environment and overrides only).
+    """
+    path = resolve_config_path(config) if (config or search) else None
 
     class LoadedSettings(Settings):
         _toml_file: ClassVar[Path | None] = path
