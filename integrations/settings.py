@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from integrations.dicom.ae import AllowedCaller, normalize_ae_title
+from integrations.dicom.routing import Rule
 from integrations.dicom.uids import is_valid_uid
 from integrations.errors import ConfigError
 
@@ -160,6 +161,19 @@ class RoutingRule(Section):
 
 class RoutingSettings(Section):
     rules: list[RoutingRule] = Field(default_factory=list)
+
+    def to_rules(self) -> tuple[Rule, ...]:
+        return tuple(
+            Rule(
+                name=rule.name,
+                analyzers=tuple(rule.analyzers),
+                modality=tuple(rule.modality),
+                body_part=tuple(rule.body_part),
+                protocol=rule.protocol,
+                sop_class=tuple(rule.sop_class),
+            )
+            for rule in self.rules
+        )
 
     @field_validator("rules")
     @classmethod

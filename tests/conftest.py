@@ -2,4 +2,7 @@
 
 pytest_plugins = [
     "tests.fix_postgres",
+    "tests.fix_orthanc",
+    "tests.fix_dcmtk",
+    "tests.fix_prefect",
 ]

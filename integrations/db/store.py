@@ -62,9 +62,10 @@ RETURNING sop_instance_uid
 # A new instance keeps the study open; on a closed study it re-opens it as a new generation.
 _TOUCH_STUDY = """
 UPDATE studies SET
-    generation = generation + CASE WHEN state = 'receiving' THEN 0 ELSE 1 END,
-    first_received_at = CASE WHEN state = 'receiving' THEN first_received_at ELSE clock_timestamp() END,
-    closed_at = CASE WHEN state = 'receiving' THEN closed_at ELSE NULL END,
+    generation = generation + CASE WHEN state IN ('receiving', 'prior') THEN 0 ELSE 1 END,
+    first_received_at = CASE WHEN state IN ('receiving', 'prior') THEN first_received_at
+                             ELSE clock_timestamp() END,
+    closed_at = CASE WHEN state IN ('receiving', 'prior') THEN closed_at ELSE NULL END,
     state = CASE WHEN state = 'prior' THEN 'prior' ELSE 'receiving' END,
     last_received_at = clock_timestamp(),
     instance_count = instance_count + 1,
@@ -354,13 +355,18 @@ class StudyStore:
                 (state, study_instance_uid, generation),
             )
 
-    def mark_prior(self, study_instance_uid: str) -> None:
-        """A study that arrived as a prior of another is never processed itself."""
+    def register_prior(
+        self, study_instance_uid: str, patient_id: str, accession_number: str
+    ) -> None:
+        """Announce a study about to be moved here as a prior: it is never processed itself.
+
+        A study pacsflow already knows keeps its state.
+        """
         with self.database.connection() as conn:
             conn.execute(
-                "UPDATE studies SET state = 'prior', updated_at = clock_timestamp()"
-                " WHERE study_instance_uid = %s AND state IN ('receiving', 'unrouted')",
-                (study_instance_uid,),
+                "INSERT INTO studies (study_instance_uid, patient_id, accession_number, state)"
+                " VALUES (%s, %s, %s, 'prior') ON CONFLICT (study_instance_uid) DO NOTHING",
+                (study_instance_uid, patient_id, accession_number),
             )
 
     def record_step(

@@ -146,8 +146,9 @@ CREATE TABLE worklist (
     patient_id              text NOT NULL DEFAULT '',
     patient_name            text NOT NULL DEFAULT '',
     modality                text NOT NULL DEFAULT '',
-    tier                    text NOT NULL CHECK (tier IN ('Critical', 'Urgent', 'Routine')),
-    tier_rank               integer NOT NULL,
+    -- tier is unknown until the study is analysed
+    tier                    text CHECK (tier IN ('Critical', 'Urgent', 'Routine')),
+    tier_rank               integer,
     primary_finding         text NOT NULL DEFAULT '',
     status                  text NOT NULL
         CHECK (status IN ('received', 'analysing', 'results stored', 'read')),
@@ -158,7 +159,7 @@ CREATE TABLE worklist (
     read_at                 timestamptz,
     updated_at              timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-CREATE INDEX worklist_order ON worklist (tier_rank, closed_at);
+CREATE INDEX worklist_order ON worklist (tier_rank NULLS LAST, closed_at);
 
 -- Outbound HL7 messages; a message leaves only on ACK AA (the EMR issue adds the sender).
 CREATE TABLE hl7_outbox (

@@ -1,0 +1,50 @@
+"""``pacsflow node``: the DICOM node alone (SCP and study close), for sites with remote workers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from flows.dispatch import StudyCloser
+from integrations.db.connection import open_database
+from integrations.db.store import StudyStore
+from integrations.dicom.recovery import reconcile_spool
+from integrations.dicom.scp import DicomNode
+from integrations.dicom.spool import Spool
+from integrations.settings import load_settings
+
+log = logging.getLogger("pacsflow.node")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("node", help="run the DICOM node (C-ECHO, C-STORE, study close)")
+    parser.set_defaults(handler=run)
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: object) -> None:
+        log.info("received signal %d, stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    database = open_database(settings)
+    store = StudyStore(database)
+    spool = Spool(settings.node.spool_dir, fsync=settings.node.fsync)
+    reconcile_spool(spool, store)
+    node = DicomNode(settings.node, store, spool)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    node.start()
+    try:
+        StudyCloser(store, settings).run_forever(stop)
+    finally:
+        node.stop()
+        database.close()
+    return 0

@@ -1,0 +1,61 @@
+"""``pacsflow worker``: a warm worker that runs process-study in-process, models loaded once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from flows.dispatch import WarmWorker
+from integrations.db.connection import open_database
+from integrations.settings import Settings, load_settings
+from tasks.runtime import Runtime, install_runtime
+
+log = logging.getLogger("pacsflow.worker")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("worker", help="run a warm worker draining the study queue")
+    parser.add_argument("--name", help="worker name in the dispatch table (default host:pid)")
+    parser.set_defaults(handler=run)
+
+
+def prepare_models(settings: Settings) -> None:
+    """Load every routed analyzer now (and build demo packages when configured to)."""
+    names = settings.analyzer_names()
+    if not names:
+        return
+    from models.registry import get_registry
+
+    if settings.models.build_demo_if_missing:
+        from models.demo import ensure_demo_packages
+
+        ensure_demo_packages(settings.models.dir, names)
+    registry = get_registry(settings.models.dir, settings.models.device)
+    registry.require(names)
+    for name in names:
+        registry.get(name)
+    log.info("models ready: %s", ", ".join(names))
+
+
+async def serve_queue(worker: WarmWorker) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await worker.run_forever(stop)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    runtime = Runtime(settings=settings, database=open_database(settings))
+    install_runtime(runtime)
+    prepare_models(settings)
+    worker = WarmWorker(runtime.store, settings, name=args.name)
+    log.info("worker %s waiting for studies", worker.name)
+    try:
+        asyncio.run(serve_queue(worker))
+    finally:
+        runtime.close()
+    return 0

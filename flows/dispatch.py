@@ -1,0 +1,207 @@
+"""From received instances to flow runs: study close, then one run per study (I/O).
+
+``StudyCloser`` (in the node process) applies the completion policy and routing to open
+studies and queues one run per closed, routed study in PostgreSQL. ``WarmWorker`` (a
+long-lived process with the models loaded) claims queued runs and executes each as a run of
+the ``process-study`` deployment, in-process: the run shows in the Prefect UI under the
+deployment (retry and rerun work there), without paying for a new Python process and a model
+load per study.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from uuid import UUID
+
+import psycopg
+
+from integrations.db.store import DISPATCH_CHANNEL, StudyStore
+from integrations.dicom.assembly import CompletionPolicy, close_reason
+from integrations.dicom.routing import route_study
+from integrations.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class StudyCloser:
+    """Closes studies that went quiet (or hit the ceiling) and queues their runs."""
+
+    def __init__(self, store: StudyStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.policy = CompletionPolicy(
+            settings.study.quiet_seconds, settings.study.max_open_seconds
+        )
+        self.rules = settings.routing.to_rules()
+
+    def run_once(self) -> int:
+        now, activities = self.store.open_studies()
+        closed = 0
+        for activity in activities:
+            reason = close_reason(activity, self.policy, now)
+            if reason is None:
+                continue
+            route = route_study(self.store.series_of(activity.study_instance_uid), self.rules)
+            if self.store.close_study(activity, route, reason.value, self.policy.quiet_seconds):
+                closed += 1
+                if route.is_routed:
+                    log.info(
+                        "study %s closed (%s), generation %d, analyzers %s",
+                        activity.study_instance_uid,
+                        reason.value,
+                        activity.generation,
+                        ", ".join(route.analyzers),
+                    )
+                else:
+                    log.warning(
+                        "study %s closed unrouted: %s",
+                        activity.study_instance_uid,
+                        route.unrouted_reason,
+                    )
+        return closed
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("study close pass failed; retrying")
+                stop.wait(2.0)
+            stop.wait(self.settings.study.poll_seconds)
+
+
+@dataclass
+class WorkerStats:
+    completed: int = 0
+    failed: int = 0
+
+
+class WarmWorker:
+    """Claims queued runs from PostgreSQL and executes them in this process."""
+
+    def __init__(self, store: StudyStore, settings: Settings, name: str | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.stats = WorkerStats()
+        self._deployment_id: str | None = None
+
+    async def deployment_id(self) -> str:
+        if self._deployment_id is None:
+            from flows.process_study import DEPLOYMENT_NAME, process_study
+
+            deployment = await process_study.ato_deployment(name=DEPLOYMENT_NAME)
+            self._deployment_id = str(await deployment.aapply())
+        return self._deployment_id
+
+    async def run_one(self) -> bool:
+        """Claim and execute one queued run; False when the queue is empty."""
+        from prefect.client.orchestration import get_client
+        from prefect.flow_engine import run_flow_async
+        from prefect.states import Pending
+
+        from flows.process_study import process_study
+
+        lease = self.settings.worker.lease_seconds
+        item = await asyncio.to_thread(self.store.claim, self.name, lease)
+        if item is None:
+            return False
+        parameters = {"study_instance_uid": item.study_instance_uid}
+        keep_lease = asyncio.create_task(self._extend_lease(item.id, lease))
+        try:
+            async with get_client() as client:
+                flow_run = await client.create_flow_run_from_deployment(
+                    await self.deployment_id(), parameters=parameters, state=Pending()
+                )
+            await asyncio.to_thread(self.store.attach_flow_run, item.id, str(flow_run.id))
+            state = await run_flow_async(
+                process_study, flow_run=flow_run, parameters=parameters, return_type="state"
+            )
+            succeeded = bool(state.is_completed())
+            error = None if succeeded else f"{state.type.value}: {state.message}"
+        except Exception as exc:
+            log.exception("run for study %s could not be executed", item.study_instance_uid)
+            succeeded, error = False, f"{type(exc).__name__}: {exc}"
+        finally:
+            keep_lease.cancel()
+        await asyncio.to_thread(
+            self.store.finish_dispatch, item.id, succeeded=succeeded, error=error
+        )
+        if succeeded:
+            self.stats.completed += 1
+        else:
+            self.stats.failed += 1
+            log.warning("study %s run failed: %s", item.study_instance_uid, error)
+        return True
+
+    async def run_scheduled(self) -> int:
+        """Execute process-study runs scheduled in Prefect (UI "Run" or "Retry"); return how many.
+
+        Claiming follows Prefect's own rule: a run is ours once the server accepts our
+        proposal of Pending, so several workers (or a Runner) never execute one run twice.
+        """
+        from datetime import UTC, datetime
+
+        from prefect.client.orchestration import get_client
+        from prefect.exceptions import Abort
+        from prefect.flow_engine import run_flow_async
+        from prefect.states import Pending
+        from prefect.utilities.engine import propose_state
+
+        from flows.process_study import process_study
+
+        executed = 0
+        async with get_client() as client:
+            runs = await client.get_scheduled_flow_runs_for_deployments(
+                [UUID(await self.deployment_id())], scheduled_before=datetime.now(UTC), limit=5
+            )
+            for flow_run in runs:
+                try:
+                    state = await propose_state(client, Pending(), flow_run_id=flow_run.id)
+                except Abort:
+                    continue
+                if not state.is_pending():
+                    continue
+                log.info("executing scheduled run %s (%s)", flow_run.name, flow_run.id)
+                final = await run_flow_async(
+                    process_study,
+                    flow_run=flow_run,
+                    parameters=dict(flow_run.parameters),
+                    return_type="state",
+                )
+                executed += 1
+                if final.is_completed():
+                    self.stats.completed += 1
+                else:
+                    self.stats.failed += 1
+        return executed
+
+    async def _extend_lease(self, dispatch_id: int, lease: float) -> None:
+        while True:
+            await asyncio.sleep(lease / 3)
+            await asyncio.to_thread(self.store.extend_lease, dispatch_id, lease)
+
+    async def run_forever(self, stop: asyncio.Event, idle_poll_seconds: float = 1.0) -> None:
+        """Drain the queue; wake on NOTIFY from the closer, poll as a fallback."""
+        await self.deployment_id()
+        async with await psycopg.AsyncConnection.connect(
+            self.store.database.url, autocommit=True
+        ) as listener:
+            await listener.execute(f"LISTEN {DISPATCH_CHANNEL}")
+            while not stop.is_set():
+                try:
+                    await asyncio.to_thread(self.store.requeue_expired)
+                    while not stop.is_set() and await self.run_one():
+                        pass
+                    if not stop.is_set():
+                        await self.run_scheduled()
+                except Exception:
+                    log.exception("worker pass failed; retrying")
+                    await asyncio.sleep(2.0)
+                async for _ in listener.notifies(timeout=idle_poll_seconds, stop_after=1):
+                    pass

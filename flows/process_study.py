@@ -1,0 +1,83 @@
+"""process-study: one Prefect flow run per closed study; the only place that sets order (I/O).
+
+    load_study ─▶ fetch_priors (concurrently) ─────────────────────────────┐
+              └▶ run_inference (each routed analyzer) ─▶ escalate (first) ─┴▶ build_results
+                 ─▶ store_results ─▶ update_worklist ─▶ send_oru
+
+Escalation of a Critical finding never waits for priors, result objects or the EMR. Every
+step records its outcome per study (``study_steps``); the Prefect run history is the audit
+trail, and a failed run is rerun from the Prefect UI or with ``pacsflow rerun``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect import runtime as prefect_runtime
+
+from tasks.emr import send_oru
+from tasks.escalation import escalate
+from tasks.inference import run_inference
+from tasks.priors import fetch_priors
+from tasks.results import build_results, store_results
+from tasks.runtime import get_runtime
+from tasks.study import load_study
+from tasks.worklist import update_worklist
+
+FLOW_NAME = "process-study"
+DEPLOYMENT_NAME = "process-study"
+
+
+def run_name() -> str:
+    """Readable and PHI-free: accession (or Study Instance UID) and modalities."""
+    uid = str(prefect_runtime.flow_run.parameters.get("study_instance_uid", ""))
+    try:
+        study = get_runtime().store.study(uid)
+    except Exception:
+        study = None
+    return study.display_name if study else uid
+
+
+@flow(name=FLOW_NAME, flow_run_name=run_name, persist_result=False, log_prints=False)
+async def process_study(study_instance_uid: str) -> dict[str, Any]:
+    """Analyse one closed study and deliver its results to the PACS, worklist and EMR."""
+    store = get_runtime().store
+    context = load_study(study_instance_uid)
+    if not context.analyzers:
+        store.record_step(
+            study_instance_uid,
+            context.generation,
+            "route",
+            "skipped",
+            {"reason": context.unrouted_reason},
+        )
+        return {
+            "study_instance_uid": study_instance_uid,
+            "state": "unrouted",
+            "reason": context.unrouted_reason,
+        }
+    try:
+        prior_future = fetch_priors.submit(context)
+        analyses = [run_inference(context, analyzer) for analyzer in context.analyzers]
+        escalated = escalate(context, analyses)
+        prior = prior_future.result()
+        objects = [ref for analysis in analyses for ref in build_results(context, analysis, prior)]
+        stored = store_results(context, objects)
+        tier = update_worklist(context, analyses, results_stored=True)
+        messages = [send_oru(context, analysis) for analysis in analyses]
+    except BaseException:
+        store.set_study_state(study_instance_uid, context.generation, "failed")
+        raise
+    store.set_study_state(study_instance_uid, context.generation, "done")
+    return {
+        "study_instance_uid": study_instance_uid,
+        "generation": context.generation,
+        "state": "done",
+        "tier": tier,
+        "analyzers": [analysis.analyzer for analysis in analyses],
+        "escalations_opened": escalated,
+        "result_objects_stored": stored,
+        "hl7_messages": len(messages),
+        "prior": prior.study_instance_uid if prior.available else prior.reason,
+    }

@@ -1,0 +1,136 @@
+"""Analyses, result objects and priors of a study in PostgreSQL (I/O)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from integrations.db.connection import Database
+
+
+class AnalysisStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def record_analysis(
+        self,
+        *,
+        study_instance_uid: str,
+        analyzer: str,
+        generation: int,
+        model_name: str,
+        model_version: str,
+        status: str,
+        tier: str,
+        result_path: str,
+        summary: dict[str, Any],
+        inference_seconds: float,
+    ) -> None:
+        """One row per study and analyzer; a rerun replaces it."""
+        with self.database.connection() as conn:
+            conn.execute(
+                "INSERT INTO analyses (study_instance_uid, analyzer, generation, model_name,"
+                " model_version, status, tier, result_path, summary, inference_seconds)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (study_instance_uid, analyzer) DO UPDATE SET"
+                " generation = EXCLUDED.generation, model_name = EXCLUDED.model_name,"
+                " model_version = EXCLUDED.model_version, status = EXCLUDED.status,"
+                " tier = EXCLUDED.tier, result_path = EXCLUDED.result_path,"
+                " summary = EXCLUDED.summary, inference_seconds = EXCLUDED.inference_seconds,"
+                " created_at = clock_timestamp()",
+                (
+                    study_instance_uid,
+                    analyzer,
+                    generation,
+                    model_name,
+                    model_version,
+                    status,
+                    tier,
+                    result_path,
+                    Jsonb(summary),
+                    inference_seconds,
+                ),
+            )
+
+    def analyses(self, study_instance_uid: str) -> list[dict[str, Any]]:
+        with self.database.connection() as conn:
+            return conn.execute(
+                "SELECT * FROM analyses WHERE study_instance_uid = %s ORDER BY analyzer",
+                (study_instance_uid,),
+            ).fetchall()
+
+    def record_result_object(
+        self,
+        *,
+        sop_instance_uid: str,
+        study_instance_uid: str,
+        series_instance_uid: str,
+        sop_class_uid: str,
+        kind: str,
+        analyzer: str,
+        model_version: str,
+        generation: int,
+        path: str,
+    ) -> None:
+        with self.database.connection() as conn:
+            conn.execute(
+                "INSERT INTO result_objects (sop_instance_uid, study_instance_uid,"
+                " series_instance_uid, sop_class_uid, kind, analyzer, model_version, generation, path)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (sop_instance_uid) DO UPDATE SET path = EXCLUDED.path,"
+                " built_at = clock_timestamp(), stored_at = NULL",
+                (
+                    sop_instance_uid,
+                    study_instance_uid,
+                    series_instance_uid,
+                    sop_class_uid,
+                    kind,
+                    analyzer,
+                    model_version,
+                    generation,
+                    path,
+                ),
+            )
+
+    def mark_stored(self, sop_instance_uids: list[str]) -> None:
+        with self.database.connection() as conn:
+            conn.execute(
+                "UPDATE result_objects SET stored_at = clock_timestamp() WHERE sop_instance_uid = ANY(%s)",
+                (sop_instance_uids,),
+            )
+
+    def result_objects(self, study_instance_uid: str) -> list[dict[str, Any]]:
+        with self.database.connection() as conn:
+            return conn.execute(
+                "SELECT * FROM result_objects WHERE study_instance_uid = %s ORDER BY kind, sop_instance_uid",
+                (study_instance_uid,),
+            ).fetchall()
+
+    def record_prior(
+        self,
+        *,
+        study_instance_uid: str,
+        prior_study_instance_uid: str,
+        prior_study_date: str,
+        prior_accession_number: str,
+        modality: str,
+        status: str,
+        detail: str = "",
+    ) -> None:
+        with self.database.connection() as conn:
+            conn.execute(
+                "INSERT INTO priors (study_instance_uid, prior_study_instance_uid, prior_study_date,"
+                " prior_accession_number, modality, status, detail) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (study_instance_uid, prior_study_instance_uid) DO UPDATE SET"
+                " status = EXCLUDED.status, detail = EXCLUDED.detail, recorded_at = clock_timestamp()",
+                (
+                    study_instance_uid,
+                    prior_study_instance_uid,
+                    prior_study_date,
+                    prior_accession_number,
+                    modality,
+                    status,
+                    detail,
+                ),
+            )

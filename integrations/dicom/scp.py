@@ -1,0 +1,225 @@
+"""The DICOM node: a pynetdicom SCP for Verification and Storage (I/O).
+
+The C-STORE handler does three things and nothing else: land the bytes exactly as received
+(no decode), record the instance in PostgreSQL, return a status. Study assembly, routing and
+processing happen elsewhere, after the study closes.
+
+pynetdicom's defaults are tightened here: every association is checked against the
+allowed-callers policy (AE title, optionally pinned to a host) and the called AE title,
+UIDs in DIMSE messages must conform, the maximum PDU is large, and several associations run
+concurrently.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from pydicom import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from integrations.db.store import StudyStore
+from integrations.dicom import status
+from integrations.dicom.ae import check_association
+from integrations.dicom.header import read_header
+from integrations.dicom.spool import Spool
+from integrations.dicom.uids import validate_uid
+from integrations.errors import DatasetError, InvalidUIDError, StoreError
+from integrations.settings import NodeSettings
+
+log = logging.getLogger(__name__)
+
+# A-ASSOCIATE-RJ parameters (PS3.8 9.3.4): rejected-permanent, by the DICOM UL service-user.
+REJECTED_PERMANENT = 0x01
+SOURCE_SERVICE_USER = 0x01
+DIAGNOSTIC_CALLING_AE_NOT_RECOGNISED = 0x03
+DIAGNOSTIC_CALLED_AE_NOT_RECOGNISED = 0x07
+
+
+def configure_pynetdicom() -> None:
+    """Process-wide pynetdicom settings the node relies on."""
+    _config.ENFORCE_UID_CONFORMANCE = True
+    _config.LOG_HANDLER_LEVEL = "none"  # our handlers log what matters, without PHI
+
+
+@dataclass
+class NodeCounters:
+    """What the node has done since it started (for logs, bench and the doctor command)."""
+
+    stored: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    rejected_associations: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+
+class DicomNode:
+    """The SCP. ``start()`` returns once it listens; ``stop()`` shuts it down."""
+
+    def __init__(self, settings: NodeSettings, store: StudyStore, spool: Spool) -> None:
+        self.settings = settings
+        self.store = store
+        self.spool = spool
+        self.counters = NodeCounters()
+        self._server: ThreadedAssociationServer | None = None
+        configure_pynetdicom()
+        self.ae = self._build_ae()
+
+    def _build_ae(self) -> AE:
+        ae = AE(ae_title=self.settings.ae_title)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        ae.maximum_pdu_size = self.settings.max_pdu_size
+        ae.maximum_associations = self.settings.max_associations
+        ae.acse_timeout = self.settings.acse_timeout_seconds
+        ae.dimse_timeout = self.settings.dimse_timeout_seconds
+        ae.network_timeout = self.settings.network_timeout_seconds
+        # The calling/called checks run in _on_requested (they need the peer's host too).
+        ae.require_called_aet = True
+        return ae
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._server is not None, "node not started"
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        handlers = [
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+        ]
+        self._server = self.ae.start_server(
+            (self.settings.host, self.settings.port), block=False, evt_handlers=handlers
+        )
+        log.info(
+            "DICOM node %s listening on %s:%s (%d allowed callers)",
+            self.settings.ae_title,
+            self.settings.host,
+            self.address[1],
+            len(self.settings.allowed_callers),
+        )
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    def _on_requested(self, event: evt.Event) -> None:
+        requestor = event.assoc.requestor
+        primitive = requestor.primitive
+        calling = str(primitive.calling_ae_title).strip()
+        called = str(primitive.called_ae_title).strip()
+        host = str(requestor.address)
+        decision = check_association(
+            calling,
+            called,
+            host,
+            node_ae_title=self.settings.ae_title,
+            allowed_callers=self.settings.caller_policy(),
+        )
+        if decision.accepted:
+            return
+        diagnostic = (
+            DIAGNOSTIC_CALLED_AE_NOT_RECOGNISED
+            if called != self.settings.ae_title
+            else DIAGNOSTIC_CALLING_AE_NOT_RECOGNISED
+        )
+        event.assoc.acse.send_reject(REJECTED_PERMANENT, SOURCE_SERVICE_USER, diagnostic)
+        # As pynetdicom's own rejection path does: wait until the A-ASSOCIATE-RJ has gone out
+        # and the peer closed the connection, so the reject is never cut short by a reset.
+        event.assoc.kill()
+        self.counters.add("rejected_associations")
+        log.warning("association from %s rejected: %s", host, decision.reason)
+        try:
+            self.store.record_event(
+                "association_rejected", decision.reason, calling_ae_title=calling, peer_host=host
+            )
+        except StoreError:
+            log.exception("could not record the rejected association")
+
+    def _on_echo(self, event: evt.Event) -> int:
+        return status.SUCCESS
+
+    def _on_store(self, event: evt.Event) -> int | Dataset:
+        started = time.perf_counter()
+        calling = str(event.assoc.requestor.ae_title).strip()
+        try:
+            affected_sop_instance_uid = validate_uid(
+                event.request.AffectedSOPInstanceUID, "Affected SOP Instance UID"
+            )
+            data = event.encoded_dataset(include_meta=True)
+            header = read_header(data)
+            if header.sop_instance_uid != affected_sop_instance_uid:
+                raise DatasetError(
+                    f"SOP Instance UID {header.sop_instance_uid} differs from the request's "
+                    f"Affected SOP Instance UID {affected_sop_instance_uid}"
+                )
+        except (DatasetError, InvalidUIDError) as error:
+            return self._refuse(status.STORE_CANNOT_UNDERSTAND, str(error), calling, event)
+
+        try:
+            spooled = self.spool.write(
+                header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid, data
+            )
+        except OSError as error:
+            log.error("cannot write instance %s: %s", header.sop_instance_uid, error)
+            return self._refuse(
+                status.STORE_OUT_OF_RESOURCES, f"cannot store: {error.strerror}", calling, event
+            )
+
+        try:
+            outcome = self.store.record_instance(
+                header,
+                path=str(spooled.path),
+                size_bytes=spooled.size_bytes,
+                calling_ae_title=calling,
+            )
+        except Exception as error:
+            log.error("cannot record instance %s: %s", header.sop_instance_uid, error)
+            # The file stays in the spool; reconciliation at start records it, and the
+            # sender retries after this refusal, which the duplicate check absorbs.
+            return self._refuse(
+                status.STORE_OUT_OF_RESOURCES, "database unavailable", calling, event
+            )
+
+        self.counters.add("stored" if outcome.new else "duplicates")
+        log.debug(
+            "stored %s (study %s) from %s in %.1f ms%s",
+            header.sop_instance_uid,
+            header.study_instance_uid,
+            calling,
+            (time.perf_counter() - started) * 1000,
+            "" if outcome.new else " (duplicate)",
+        )
+        return status.SUCCESS
+
+    def _refuse(self, code: int, reason: str, calling: str, event: evt.Event) -> Dataset:
+        self.counters.add("refused")
+        sop_instance_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
+        log.warning("C-STORE from %s refused (0x%04X): %s", calling, code, reason)
+        try:
+            self.store.record_event(
+                "store_refused",
+                f"0x{code:04X} {reason}",
+                calling_ae_title=calling,
+                sop_instance_uid=sop_instance_uid[:64],
+            )
+        except Exception:
+            log.exception("could not record the refused instance")
+        response = Dataset()
+        response.Status = code
+        response.ErrorComment = reason[:64]  # LO, at most 64 characters
+        return response

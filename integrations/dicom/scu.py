@@ -1,0 +1,216 @@
+"""The node as a client of the PACS: C-ECHO, C-STORE, C-FIND, C-MOVE (I/O).
+
+Failures map onto the error tree: no connection, an aborted association or a timeout is a
+:class:`PeerUnavailableError` (retried); "out of resources" is a :class:`PeerBusyError`
+(retried); a permanent association rejection or a failure status is a :class:`PeerError`
+(not retried). Every error names the peer and, when known, the study.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pydicom import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, Association
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from integrations.dicom import status
+from integrations.errors import (
+    DimseStatusError,
+    PeerBusyError,
+    PeerRejectedError,
+    PeerUnavailableError,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_CONTEXTS = 128  # PS3.8: at most 128 presentation contexts per association
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Where a DICOM peer listens and who we are when we call it."""
+
+    ae_title: str
+    host: str
+    port: int
+    calling_ae_title: str
+    timeout_seconds: float = 30.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class MoveOutcome:
+    completed: int
+    failed: int
+    warning: int
+
+
+class DicomClient:
+    """Short associations to one peer, one per operation."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+
+    def _ae(self) -> AE:
+        ae = AE(ae_title=self.peer.calling_ae_title)
+        ae.acse_timeout = self.peer.timeout_seconds
+        ae.dimse_timeout = self.peer.timeout_seconds
+        ae.network_timeout = self.peer.timeout_seconds
+        ae.connection_timeout = self.peer.timeout_seconds
+        return ae
+
+    @contextmanager
+    def _associate(self, contexts: list, study_instance_uid: str = "") -> Iterator[Association]:
+        ae = self._ae()
+        assoc = ae.associate(
+            self.peer.host, self.peer.port, contexts=contexts, ae_title=self.peer.ae_title
+        )
+        if not assoc.is_established:
+            if assoc.is_rejected:
+                primitive = assoc.acceptor.primitive
+                result = getattr(primitive, "result", None)
+                reason = f"association rejected by {self.peer.label} (result {result}, diagnostic {getattr(primitive, 'diagnostic', None)})"
+                if result == 0x02:  # rejected-transient
+                    raise PeerBusyError(
+                        reason, peer=self.peer.label, study_instance_uid=study_instance_uid
+                    )
+                raise PeerRejectedError(
+                    reason, peer=self.peer.label, study_instance_uid=study_instance_uid
+                )
+            raise PeerUnavailableError(
+                f"cannot associate with {self.peer.label}: no answer or aborted",
+                peer=self.peer.label,
+                study_instance_uid=study_instance_uid,
+            )
+        try:
+            yield assoc
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    def _check_alive(self, assoc: Association, service: str, study_instance_uid: str) -> None:
+        if assoc.is_aborted or not assoc.is_established:
+            raise PeerUnavailableError(
+                f"{service} to {self.peer.label}: association lost",
+                peer=self.peer.label,
+                study_instance_uid=study_instance_uid,
+            )
+
+    def _raise_for_status(
+        self, service: str, code: int, study_instance_uid: str, detail: str = ""
+    ) -> None:
+        if status.is_out_of_resources(code):
+            raise PeerBusyError(
+                f"{service} to {self.peer.label}: out of resources (0x{code:04X})",
+                peer=self.peer.label,
+                study_instance_uid=study_instance_uid,
+            )
+        raise DimseStatusError(
+            service,
+            code,
+            peer=self.peer.label,
+            study_instance_uid=study_instance_uid,
+            detail=detail,
+        )
+
+    # -- services ---------------------------------------------------------------------------
+
+    def echo(self) -> None:
+        with self._associate([build_context(Verification)]) as assoc:
+            response = assoc.send_c_echo()
+            self._check_alive(assoc, "C-ECHO", "")
+            code = int(getattr(response, "Status", -1))
+            if code != status.SUCCESS:
+                self._raise_for_status("C-ECHO", code, "")
+
+    def store(self, datasets: Sequence[Dataset], *, study_instance_uid: str = "") -> list[int]:
+        """C-STORE every dataset in one association; returns the status of each.
+
+        Warnings (0xB000...) count as stored; any failure raises after the association ends.
+        """
+        if not datasets:
+            return []
+        wanted = sorted({(str(ds.SOPClassUID), _transfer_syntax(ds)) for ds in datasets})
+        if len(wanted) > MAX_CONTEXTS:
+            raise ValueError("too many distinct SOP classes for one association")
+        contexts = [
+            build_context(sop_class, [syntax, ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+            for sop_class, syntax in wanted
+        ]
+        codes: list[int] = []
+        with self._associate(contexts, study_instance_uid) as assoc:
+            for dataset in datasets:
+                response = assoc.send_c_store(dataset)
+                self._check_alive(assoc, "C-STORE", study_instance_uid)
+                code = int(getattr(response, "Status", -1))
+                if code != status.SUCCESS and not status.is_warning(code):
+                    comment = str(getattr(response, "ErrorComment", "") or "")
+                    self._raise_for_status("C-STORE", code, study_instance_uid, comment)
+                codes.append(code)
+        return codes
+
+    def find(self, query: Dataset, *, study_instance_uid: str = "") -> list[Dataset]:
+        """Study Root C-FIND; returns the matches (identifiers)."""
+        matches: list[Dataset] = []
+        context = build_context(StudyRootQueryRetrieveInformationModelFind)
+        with self._associate([context], study_instance_uid) as assoc:
+            for response, identifier in assoc.send_c_find(
+                query, StudyRootQueryRetrieveInformationModelFind
+            ):
+                self._check_alive(assoc, "C-FIND", study_instance_uid)
+                code = int(getattr(response, "Status", -1))
+                if status.is_pending(code):
+                    if identifier is not None:
+                        matches.append(identifier)
+                    continue
+                if code != status.SUCCESS:
+                    self._raise_for_status("C-FIND", code, study_instance_uid)
+        return matches
+
+    def move(
+        self, query: Dataset, destination_ae_title: str, *, study_instance_uid: str = ""
+    ) -> MoveOutcome:
+        """Study Root C-MOVE of the matched instances to ``destination_ae_title``."""
+        context = build_context(StudyRootQueryRetrieveInformationModelMove)
+        last = None
+        with self._associate([context], study_instance_uid) as assoc:
+            for response, _identifier in assoc.send_c_move(
+                query, destination_ae_title, StudyRootQueryRetrieveInformationModelMove
+            ):
+                self._check_alive(assoc, "C-MOVE", study_instance_uid)
+                last = response
+                code = int(getattr(response, "Status", -1))
+                if status.is_pending(code):
+                    continue
+                if code != status.SUCCESS and not status.is_warning(code):
+                    self._raise_for_status("C-MOVE", code, study_instance_uid)
+        if last is None:
+            raise PeerUnavailableError(
+                f"C-MOVE to {self.peer.label}: no response",
+                peer=self.peer.label,
+                study_instance_uid=study_instance_uid,
+            )
+        return MoveOutcome(
+            completed=int(getattr(last, "NumberOfCompletedSuboperations", 0) or 0),
+            failed=int(getattr(last, "NumberOfFailedSuboperations", 0) or 0),
+            warning=int(getattr(last, "NumberOfWarningSuboperations", 0) or 0),
+        )
+
+
+def _transfer_syntax(dataset: Dataset) -> str:
+    meta = getattr(dataset, "file_meta", None)
+    syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    return str(syntax or ExplicitVRLittleEndian)

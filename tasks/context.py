@@ -1,0 +1,57 @@
+"""The small records tasks pass to each other: references, never datasets or pixels (pure).
+
+They carry UIDs, paths and a few labels, so they are cheap to hash and safe in Prefect's
+run history: no patient name, no birth date, no pixel data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    study_instance_uid: str
+    generation: int
+    display_name: str
+    modalities: tuple[str, ...]
+    closed_at: datetime | None
+    analyzers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # analyzer -> series UIDs
+    unrouted_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class CriticalFinding:
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class AnalysisRef:
+    analyzer: str
+    result_path: str
+    status: str
+    tier: str
+    model_version: str
+    primary_finding: str
+    critical_findings: tuple[CriticalFinding, ...]
+    inference_seconds: float
+
+
+@dataclass(frozen=True)
+class PriorRef:
+    """The prior chosen for comparison, or why there is none."""
+
+    available: bool
+    reason: str = ""
+    study_instance_uid: str = ""
+    study_date: str = ""
+    accession_number: str = ""
+
+
+@dataclass(frozen=True)
+class ResultObjectRef:
+    sop_instance_uid: str
+    kind: str
+    path: str

@@ -1,0 +1,81 @@
+"""run_inference: one analyzer on the routed series of a study (I/O).
+
+The model comes from the per-process registry, loaded once and kept warm; the result goes to
+disk beside the spool and a row in ``analyses``; the task returns a reference.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydicom import dcmread
+
+from integrations.db.analyses import AnalysisStore
+from integrations.result_files import save_analysis, study_results_dir
+from models.results import AnalysisResult, UrgencyTier
+from tasks.context import AnalysisRef, CriticalFinding, StudyContext
+from tasks.runtime import get_runtime
+from tasks.steps import recorded_step
+
+
+def analysis_ref(result: AnalysisResult, result_path: str) -> AnalysisRef:
+    primary = result.primary_finding
+    return AnalysisRef(
+        analyzer=result.analyzer,
+        result_path=result_path,
+        status=result.status,
+        tier=result.tier.value,
+        model_version=result.model.version,
+        primary_finding=primary.label if primary else "",
+        critical_findings=tuple(
+            CriticalFinding(finding.label, round(finding.probability, 4))
+            for finding in result.positive_findings
+            if finding.tier is UrgencyTier.CRITICAL
+        ),
+        inference_seconds=result.inference_seconds,
+    )
+
+
+@task(name="run_inference", cache_policy=NO_CACHE, persist_result=False)
+def run_inference(context: StudyContext, analyzer: str) -> AnalysisRef:
+    from models.registry import get_registry
+
+    runtime = get_runtime()
+    with recorded_step(f"run_inference:{analyzer}", context) as detail:
+        series = context.analyzers[analyzer]
+        instances = runtime.store.instances(context.study_instance_uid, series)
+        datasets = [dcmread(instance.path) for instance in instances]
+        registry = get_registry(runtime.settings.models.dir, runtime.settings.models.device)
+        result = registry.get(analyzer).analyze(datasets)
+        folder = study_results_dir(
+            runtime.settings.node.results_dir, context.study_instance_uid, context.generation
+        )
+        path = save_analysis(folder, result)
+        summary = {
+            "status": result.status,
+            "reason": result.reason,
+            "tier": result.tier.value,
+            "positive": [
+                {"label": f.label, "probability": round(f.probability, 4), "tier": f.tier.value}
+                for f in result.positive_findings
+            ],
+        }
+        AnalysisStore(runtime.database).record_analysis(
+            study_instance_uid=context.study_instance_uid,
+            analyzer=analyzer,
+            generation=context.generation,
+            model_name=result.model.name,
+            model_version=result.model.version,
+            status=result.status,
+            tier=result.tier.value,
+            result_path=str(path),
+            summary=summary,
+            inference_seconds=result.inference_seconds,
+        )
+        detail.update(
+            images=len(datasets),
+            tier=result.tier.value,
+            status=result.status,
+            seconds=round(result.inference_seconds, 3),
+        )
+        return analysis_ref(result, str(path))

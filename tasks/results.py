@@ -1,0 +1,74 @@
+"""build_results and store_results: DICOM result objects built, then C-STOREd to the PACS (I/O).
+
+Building is separate from storing so that a PACS outage retries only the network part. Result
+objects have deterministic UIDs (study, analyzer, model version, kind, generation): a rerun
+produces the same UIDs and the PACS replaces instead of duplicating.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydicom import dcmread
+
+from integrations.db.analyses import AnalysisStore
+from integrations.result_files import load_analysis, save_dataset, study_results_dir
+from tasks.context import AnalysisRef, PriorRef, ResultObjectRef, StudyContext
+from tasks.runtime import get_runtime
+from tasks.steps import peer_task_options, recorded_step
+
+
+@task(name="build_results", cache_policy=NO_CACHE, persist_result=False)
+def build_results(
+    context: StudyContext, analysis: AnalysisRef, prior: PriorRef
+) -> list[ResultObjectRef]:
+    from integrations.dicom.result_objects import build_result_objects
+
+    runtime = get_runtime()
+    with recorded_step(f"build_results:{analysis.analyzer}", context) as detail:
+        result = load_analysis(Path(analysis.result_path))
+        series = context.analyzers.get(analysis.analyzer, ())
+        instances = runtime.store.instances(context.study_instance_uid, series)
+        sources = [dcmread(instance.path, stop_before_pixels=False) for instance in instances]
+        objects = build_result_objects(
+            result,
+            sources,
+            settings=runtime.settings,
+            generation=context.generation,
+            prior=prior,
+        )
+        folder = study_results_dir(
+            runtime.settings.node.results_dir, context.study_instance_uid, context.generation
+        )
+        store = AnalysisStore(runtime.database)
+        refs = []
+        for item in objects:
+            path = save_dataset(folder, item.dataset)
+            store.record_result_object(
+                sop_instance_uid=str(item.dataset.SOPInstanceUID),
+                study_instance_uid=context.study_instance_uid,
+                series_instance_uid=str(item.dataset.SeriesInstanceUID),
+                sop_class_uid=str(item.dataset.SOPClassUID),
+                kind=item.kind,
+                analyzer=analysis.analyzer,
+                model_version=analysis.model_version,
+                generation=context.generation,
+                path=str(path),
+            )
+            refs.append(ResultObjectRef(str(item.dataset.SOPInstanceUID), item.kind, str(path)))
+        detail["objects"] = [ref.kind for ref in refs]
+        return refs
+
+
+@task(name="store_results", cache_policy=NO_CACHE, persist_result=False, **peer_task_options())
+def store_results(context: StudyContext, objects: list[ResultObjectRef]) -> int:
+    runtime = get_runtime()
+    with recorded_step("store_results", context) as detail:
+        datasets = [dcmread(ref.path) for ref in objects]
+        runtime.pacs.store(datasets, study_instance_uid=context.study_instance_uid)
+        AnalysisStore(runtime.database).mark_stored([ref.sop_instance_uid for ref in objects])
+        detail["stored"] = len(datasets)
+        detail["pacs"] = runtime.pacs.peer.label
+        return len(datasets)

@@ -1,0 +1,78 @@
+"""The pieces of a pacsflow site run in the test process: node, closer, warm worker (I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from flows.dispatch import StudyCloser, WarmWorker
+from integrations.db.connection import Database, open_database
+from integrations.db.store import StudyStore
+from integrations.dicom.scp import DicomNode
+from integrations.dicom.spool import Spool
+from integrations.settings import Settings
+from tasks.runtime import Runtime, install_runtime, reset_runtime
+
+
+@dataclass
+class RunningNode:
+    node: DicomNode
+    store: StudyStore
+    database: Database
+    settings: Settings
+
+    @property
+    def port(self) -> int:
+        return self.node.address[1]
+
+
+@contextmanager
+def running_node(settings: Settings, *, close_studies: bool = True) -> Iterator[RunningNode]:
+    """The DICOM node (and the study closer, unless disabled) until the block ends."""
+    database = open_database(settings)
+    store = StudyStore(database)
+    node = DicomNode(
+        settings.node, store, Spool(settings.node.spool_dir, fsync=settings.node.fsync)
+    )
+    node.start()
+    stop = threading.Event()
+    closer = None
+    if close_studies:
+        closer = threading.Thread(
+            target=StudyCloser(store, settings).run_forever, args=(stop,), daemon=True
+        )
+        closer.start()
+    try:
+        yield RunningNode(node, store, database, settings)
+    finally:
+        stop.set()
+        if closer:
+            closer.join(10)
+        node.stop()
+        database.close()
+
+
+@contextmanager
+def running_worker(settings: Settings) -> Iterator[WarmWorker]:
+    """A warm worker draining the queue in a background thread with its own event loop."""
+    runtime = Runtime(settings=settings, database=open_database(settings))
+    install_runtime(runtime)
+    worker = WarmWorker(runtime.store, settings, name="test-worker")
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(worker.run_forever(stop, idle_poll_seconds=0.3))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        reset_runtime()
