@@ -19,6 +19,7 @@ COMMANDS = (
     "deployments.commands.node",
     "deployments.commands.worker",
     "deployments.commands.serve",
+    "deployments.commands.runner",
     "deployments.commands.rerun",
     "deployments.commands.demo",
 )

@@ -1,0 +1,37 @@
+"""The flow deployments pacsflow serves (I/O: imports the flows on demand).
+
+``process-study`` is normally executed by the warm workers (in-process, models loaded); the
+Runner started by ``pacsflow serve`` serves the other deployments (training, evaluation,
+acceptance...) in subprocesses, and process-study too when a site runs no warm worker.
+Later features add their flow here: one line each.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+PROCESS_STUDY = "flows.process_study:process_study"
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    entrypoint: str  # "module:flow_attribute"
+    name: str
+    description: str
+
+    def load_flow(self) -> Any:
+        module_name, attribute = self.entrypoint.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+
+DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
+    DeploymentSpec(PROCESS_STUDY, "process-study", "Analyse one closed study (rerun from here)"),
+)
+
+
+def runner_deployments(include_process_study: bool) -> list[DeploymentSpec]:
+    return [
+        spec for spec in DEPLOYMENTS if include_process_study or spec.entrypoint != PROCESS_STUDY
+    ]

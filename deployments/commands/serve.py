@@ -1,0 +1,144 @@
+"""``pacsflow serve``: everything a site needs, in one command (I/O).
+
+Starts, in this order: the embedded PostgreSQL when ``[database] url`` is empty, the Prefect
+server when ``PREFECT_API_URL`` is not set, then as supervised child processes the DICOM node,
+the warm workers and the Runner for the other flow deployments. Stops them all on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import psycopg
+
+from deployments.supervisor import Supervisor, pacsflow_command
+from integrations.db.connection import database_url
+from integrations.db.schema import migrate
+from integrations.errors import ConfigError
+from integrations.settings import Settings, load_settings
+
+log = logging.getLogger("pacsflow.serve")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="run the whole site: node, workers, Prefect, deployments"
+    )
+    parser.set_defaults(handler=run)
+
+
+@dataclass
+class Site:
+    settings: Settings
+    supervisor: Supervisor
+    env: dict[str, str]
+    prefect_api_url: str
+    embedded_database: object = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def prefect_ui_url(self) -> str:
+        return self.prefect_api_url.removesuffix("/api")
+
+
+def wait_for_prefect(api_url: str, supervisor: Supervisor, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        supervisor.check()
+        time.sleep(0.3)
+    raise ConfigError(f"the Prefect server did not answer on {api_url} within {timeout:.0f} s")
+
+
+@contextmanager
+def running_site(settings: Settings) -> Iterator[Site]:
+    """Start the site's processes; stop them when the block ends."""
+    url, embedded = database_url(settings)
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrate(conn)
+    env = {"PACSFLOW_DATABASE__URL": url}
+    if settings.config_path:
+        env["PACSFLOW_CONFIG"] = str(settings.config_path)
+    supervisor = Supervisor()
+    try:
+        api_url = os.environ.get("PREFECT_API_URL", "")
+        if not api_url:
+            host, port = settings.prefect.server_host, settings.prefect.server_port
+            api_url = f"http://{host}:{port}/api"
+            prefect_home = settings.node.storage_dir / "prefect"
+            prefect_home.mkdir(parents=True, exist_ok=True)
+            supervisor.add(
+                "prefect-server",
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--analytics-off",
+                ],
+                {"PREFECT_HOME": str(prefect_home), "PREFECT_API_URL": ""},
+            )
+            env["PREFECT_HOME"] = str(prefect_home)
+            wait_for_prefect(api_url, supervisor)
+        env["PREFECT_API_URL"] = api_url
+        supervisor.add("node", pacsflow_command("node"), env)
+        for index in range(settings.worker.count):
+            name = f"worker-{index + 1}"
+            supervisor.add(
+                name, pacsflow_command("worker", "--name", f"{os.uname().nodename}:{name}"), env
+            )
+        runner_args = ["runner"] if settings.worker.count else ["runner", "--with-process-study"]
+        supervisor.add("runner", pacsflow_command(*runner_args), env)
+        yield Site(settings, supervisor, env, api_url, embedded)
+    finally:
+        supervisor.stop()
+        if embedded is not None:
+            embedded.cleanup()
+
+
+def wait_until_stopped(site: Site, stop: threading.Event) -> None:
+    while not stop.is_set():
+        site.supervisor.check()
+        stop.wait(1.0)
+
+
+def stop_event() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return stop
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    stop = stop_event()
+    with running_site(settings) as site:
+        print(
+            f"pacsflow is running: DICOM node {settings.node.ae_title} on {settings.node.host}:{settings.node.port}"
+        )
+        print(f"Prefect UI: {site.prefect_ui_url}   (Ctrl-C stops everything)")
+        wait_until_stopped(site, stop)
+    return 0
