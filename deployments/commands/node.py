@@ -7,6 +7,8 @@ import logging
 import signal
 import threading
 
+from pydicom import config as pydicom_config
+
 from flows.dispatch import StudyCloser
 from integrations.db.connection import open_database
 from integrations.db.store import StudyStore
@@ -34,7 +36,10 @@ def stop_on_signals(stop: threading.Event) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    database = open_database(settings)
+    # This process only lands bytes: pydicom's value validation would only re-check what
+    # the node's own header check already validated, at a tenth of the node's CPU time.
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    database = open_database(settings, synchronous_commit=not settings.node.fsync)
     store = StudyStore(database)
     spool = Spool(settings.node.spool_dir, fsync=settings.node.fsync)
     reconcile_spool(spool, store)

@@ -76,9 +76,19 @@ def database_url(settings: Settings) -> tuple[str, Any]:
 
 
 def open_database(
-    settings: Settings, *, migrate_schema: bool = True, min_size: int = 1
+    settings: Settings,
+    *,
+    migrate_schema: bool = True,
+    min_size: int = 1,
+    synchronous_commit: bool = True,
 ) -> Database:
-    """Open the pool (starting the embedded server when needed) and bring the schema up to date."""
+    """Open the pool (starting the embedded server when needed) and bring the schema up to date.
+
+    ``synchronous_commit=False`` is for the node's ingest pool only: a commit returns before
+    its WAL record is flushed. The instance itself is already durable (fsync'd spool file), and
+    spool reconciliation at start records any row a crash lost, so nothing acknowledged can be
+    lost while each C-STORE saves a disk flush.
+    """
     url, server = database_url(settings)
     try:
         if migrate_schema:
@@ -88,7 +98,11 @@ def open_database(
             url,
             min_size=min_size,
             max_size=max(min_size, settings.database.pool_size),
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                **({} if synchronous_commit else {"options": "-c synchronous_commit=off"}),
+            },
             open=True,
             name="pacsflow",
         )

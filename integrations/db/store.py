@@ -21,68 +21,68 @@ from integrations.dicom.assembly import StudyActivity
 from integrations.dicom.header import InstanceHeader
 from integrations.dicom.routing import Route, SeriesInfo
 
+# One round trip per received instance. The instance row goes in first; only when it is new
+# do the study and series rows get created or touched (a SOP Instance UID seen before changes
+# nothing). A new instance on a closed study re-opens it as a new generation. Foreign keys
+# are checked at the end of the statement, after all three inserts.
 _RECORD_INSTANCE = """
-WITH study AS (
+WITH inserted AS (
+    INSERT INTO instances (
+        sop_instance_uid, series_instance_uid, study_instance_uid, sop_class_uid,
+        transfer_syntax_uid, instance_number, path, size_bytes, calling_ae_title
+    ) VALUES (
+        %(sop_instance_uid)s, %(series_instance_uid)s, %(study_instance_uid)s, %(sop_class_uid)s,
+        %(transfer_syntax_uid)s, %(instance_number)s, %(path)s, %(size_bytes)s, %(calling_ae_title)s
+    )
+    ON CONFLICT (sop_instance_uid) DO NOTHING
+    RETURNING sop_instance_uid
+), study AS (
     INSERT INTO studies AS s (
         study_instance_uid, patient_id, issuer_of_patient_id, patient_name, patient_birth_date,
         patient_sex, accession_number, study_date, study_time, study_description,
-        referring_physician_name, modalities, calling_ae_title
-    ) VALUES (
-        %(study_instance_uid)s, %(patient_id)s, %(issuer_of_patient_id)s, %(patient_name)s,
-        %(patient_birth_date)s, %(patient_sex)s, %(accession_number)s, %(study_date)s,
-        %(study_time)s, %(study_description)s, %(referring_physician_name)s,
-        ARRAY[%(modality)s]::text[], %(calling_ae_title)s
+        referring_physician_name, modalities, calling_ae_title, instance_count
     )
-    ON CONFLICT (study_instance_uid) DO UPDATE SET updated_at = clock_timestamp()
-    RETURNING study_instance_uid
+    SELECT %(study_instance_uid)s, %(patient_id)s, %(issuer_of_patient_id)s, %(patient_name)s,
+           %(patient_birth_date)s, %(patient_sex)s, %(accession_number)s, %(study_date)s,
+           %(study_time)s, %(study_description)s, %(referring_physician_name)s,
+           CASE WHEN %(modality)s = '' THEN '{}'::text[] ELSE ARRAY[%(modality)s]::text[] END,
+           %(calling_ae_title)s, 1
+    FROM inserted
+    ON CONFLICT (study_instance_uid) DO UPDATE SET
+        generation = s.generation + CASE WHEN s.state IN ('receiving', 'prior') THEN 0 ELSE 1 END,
+        first_received_at = CASE WHEN s.state IN ('receiving', 'prior') THEN s.first_received_at
+                                 ELSE clock_timestamp() END,
+        closed_at = CASE WHEN s.state IN ('receiving', 'prior') THEN s.closed_at ELSE NULL END,
+        state = CASE WHEN s.state = 'prior' THEN 'prior' ELSE 'receiving' END,
+        last_received_at = clock_timestamp(),
+        instance_count = s.instance_count + 1,
+        modalities = CASE WHEN %(modality)s = '' OR %(modality)s = ANY(s.modalities) THEN s.modalities
+                          ELSE array_append(s.modalities, %(modality)s) END,
+        patient_id = CASE WHEN s.patient_id = '' THEN EXCLUDED.patient_id ELSE s.patient_id END,
+        patient_name = CASE WHEN s.patient_name = '' THEN EXCLUDED.patient_name ELSE s.patient_name END,
+        accession_number = CASE WHEN s.accession_number = '' THEN EXCLUDED.accession_number
+                                ELSE s.accession_number END,
+        updated_at = clock_timestamp()
+    RETURNING generation
 ), series AS (
     INSERT INTO series AS r (
         series_instance_uid, study_instance_uid, modality, body_part_examined,
-        series_description, protocol_name, series_number, laterality, view_position, sop_class_uids
+        series_description, protocol_name, series_number, laterality, view_position,
+        sop_class_uids, instance_count
     )
-    SELECT %(series_instance_uid)s, study_instance_uid, %(modality)s, %(body_part_examined)s,
+    SELECT %(series_instance_uid)s, %(study_instance_uid)s, %(modality)s, %(body_part_examined)s,
            %(series_description)s, %(protocol_name)s, %(series_number)s, %(laterality)s,
-           %(view_position)s, ARRAY[%(sop_class_uid)s]::text[]
-    FROM study
-    ON CONFLICT (series_instance_uid) DO UPDATE SET series_number = r.series_number
+           %(view_position)s, ARRAY[%(sop_class_uid)s]::text[], 1
+    FROM inserted
+    ON CONFLICT (series_instance_uid) DO UPDATE SET
+        instance_count = r.instance_count + 1,
+        sop_class_uids = CASE WHEN %(sop_class_uid)s = ANY(r.sop_class_uids) THEN r.sop_class_uids
+                              ELSE array_append(r.sop_class_uids, %(sop_class_uid)s) END
     RETURNING series_instance_uid
 )
-INSERT INTO instances (
-    sop_instance_uid, series_instance_uid, study_instance_uid, sop_class_uid,
-    transfer_syntax_uid, instance_number, path, size_bytes, calling_ae_title
-)
-SELECT %(sop_instance_uid)s, series.series_instance_uid, %(study_instance_uid)s,
-       %(sop_class_uid)s, %(transfer_syntax_uid)s, %(instance_number)s, %(path)s,
-       %(size_bytes)s, %(calling_ae_title)s
-FROM series
-ON CONFLICT (sop_instance_uid) DO NOTHING
-RETURNING sop_instance_uid
-"""
-
-# A new instance keeps the study open; on a closed study it re-opens it as a new generation.
-_TOUCH_STUDY = """
-UPDATE studies SET
-    generation = generation + CASE WHEN state IN ('receiving', 'prior') THEN 0 ELSE 1 END,
-    first_received_at = CASE WHEN state IN ('receiving', 'prior') THEN first_received_at
-                             ELSE clock_timestamp() END,
-    closed_at = CASE WHEN state IN ('receiving', 'prior') THEN closed_at ELSE NULL END,
-    state = CASE WHEN state = 'prior' THEN 'prior' ELSE 'receiving' END,
-    last_received_at = clock_timestamp(),
-    instance_count = instance_count + 1,
-    modalities = CASE WHEN %(modality)s = '' OR %(modality)s = ANY(modalities) THEN modalities
-                      ELSE array_append(modalities, %(modality)s) END,
-    patient_id = CASE WHEN patient_id = '' THEN %(patient_id)s ELSE patient_id END,
-    accession_number = CASE WHEN accession_number = '' THEN %(accession_number)s ELSE accession_number END,
-    updated_at = clock_timestamp()
-WHERE study_instance_uid = %(study_instance_uid)s
-"""
-
-_TOUCH_SERIES = """
-UPDATE series SET
-    instance_count = instance_count + 1,
-    sop_class_uids = CASE WHEN %(sop_class_uid)s = ANY(sop_class_uids) THEN sop_class_uids
-                          ELSE array_append(sop_class_uids, %(sop_class_uid)s) END
-WHERE series_instance_uid = %(series_instance_uid)s
+SELECT (SELECT count(*) FROM inserted) AS new,
+       (SELECT count(*) FROM study) AS studies,
+       (SELECT count(*) FROM series) AS series
 """
 
 _CLAIM = """
@@ -128,13 +128,9 @@ class StudyStore:
             "size_bytes": size_bytes,
             "calling_ae_title": calling_ae_title,
         }
-        with self.database.connection() as conn, conn.transaction():
-            inserted = conn.execute(_RECORD_INSTANCE, params).fetchone()
-            if inserted is None:
-                return RecordOutcome(new=False)
-            conn.execute(_TOUCH_STUDY, params)
-            conn.execute(_TOUCH_SERIES, params)
-        return RecordOutcome(new=True)
+        with self.database.connection() as conn:
+            row = conn.execute(_RECORD_INSTANCE, params).fetchone()
+        return RecordOutcome(new=bool(row and row["new"]))
 
     def instance_paths(self) -> set[str]:
         with self.database.connection() as conn:

@@ -30,9 +30,13 @@ MAX_NESTING = 64
 
 
 class _Walker:
-    def __init__(self, data: bytes, implicit: bool, little_endian: bool) -> None:
+    def __init__(
+        self, data: bytes, implicit: bool, little_endian: bool, wanted: frozenset[int] = frozenset()
+    ) -> None:
         self.data = data
         self.implicit = implicit
+        self.wanted = wanted
+        self.values: dict[int, bytes] = {}
         prefix = "<" if little_endian else ">"
         self.u16 = struct.Struct(prefix + "H")
         self.u32 = struct.Struct(prefix + "I")
@@ -82,6 +86,8 @@ class _Walker:
                     )
                 if vr == b"SQ" and length:
                     self.items(offset, offset + length, depth + 1)
+                elif depth == 0 and tag in self.wanted:
+                    self.values[tag] = self.data[offset : offset + length]
                 offset += length
         if end is None:
             raise self.fail(offset, "missing item delimiter (truncated)")
@@ -154,8 +160,14 @@ class _Walker:
             offset += length
 
 
-def check_dataset_encoding(dataset_bytes: bytes, transfer_syntax_uid: str) -> None:
-    """Raise :class:`DatasetError` when the encoded dataset (no file meta) is not whole."""
+def check_dataset_encoding(
+    dataset_bytes: bytes, transfer_syntax_uid: str, wanted: frozenset[int] = frozenset()
+) -> dict[int, bytes]:
+    """Raise :class:`DatasetError` when the encoded dataset (no file meta) is not whole.
+
+    Returns the raw values of the ``wanted`` top-level elements (tags as ``0xGGGGEEEE``), so
+    the one pass that checks the encoding also reads the attributes the node needs.
+    """
     data = dataset_bytes
     implicit = transfer_syntax_uid == IMPLICIT_VR_LITTLE_ENDIAN
     little_endian = transfer_syntax_uid != EXPLICIT_VR_BIG_ENDIAN
@@ -166,4 +178,6 @@ def check_dataset_encoding(dataset_bytes: bytes, transfer_syntax_uid: str) -> No
             raise DatasetError(f"deflated dataset does not inflate: {error}") from None
     if not data:
         raise DatasetError("empty dataset")
-    _Walker(data, implicit, little_endian).elements(0, len(data), 0)
+    walker = _Walker(data, implicit, little_endian, wanted)
+    walker.elements(0, len(data), 0)
+    return walker.values

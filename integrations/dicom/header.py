@@ -1,47 +1,76 @@
 """What the node needs to know about a received instance, read from its encoded bytes (pure).
 
-Only the header is parsed (``stop_before_pixels``) and only the attributes listed here; the
-stored file keeps the bytes exactly as received.
+One pass over the encoding checks that every element is whole (see ``framing``) and picks up
+the identifying top-level attributes; nothing else is decoded, and the stored file keeps the
+bytes exactly as received. Text in character-set dependent VRs (PN, LO, SH) is decoded with
+the dataset's Specific Character Set.
 """
 
 from __future__ import annotations
 
-import io
 import struct
 from dataclasses import dataclass
 
-from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
+from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.valuerep import PersonName
 
 from integrations.dicom.framing import check_dataset_encoding
 from integrations.dicom.uids import validate_uid
 from integrations.errors import DatasetError, InvalidUIDError
 
 PREAMBLE_AND_PREFIX = 132
-HEADER_KEYWORDS = (
-    "SpecificCharacterSet",
-    "SOPClassUID",
-    "SOPInstanceUID",
-    "StudyDate",
-    "StudyTime",
-    "AccessionNumber",
-    "Modality",
-    "ReferringPhysicianName",
-    "StudyDescription",
-    "SeriesDescription",
-    "PatientName",
-    "PatientID",
-    "IssuerOfPatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "BodyPartExamined",
-    "ProtocolName",
-    "ViewPosition",
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "SeriesNumber",
-    "InstanceNumber",
-    "Laterality",
+TRANSFER_SYNTAX_UID = 0x00020010
+
+SPECIFIC_CHARACTER_SET = 0x00080005
+SOP_CLASS_UID = 0x00080016
+SOP_INSTANCE_UID = 0x00080018
+STUDY_DATE = 0x00080020
+STUDY_TIME = 0x00080030
+ACCESSION_NUMBER = 0x00080050
+MODALITY = 0x00080060
+REFERRING_PHYSICIAN_NAME = 0x00080090
+STUDY_DESCRIPTION = 0x00081030
+SERIES_DESCRIPTION = 0x0008103E
+PATIENT_NAME = 0x00100010
+PATIENT_ID = 0x00100020
+ISSUER_OF_PATIENT_ID = 0x00100021
+PATIENT_BIRTH_DATE = 0x00100030
+PATIENT_SEX = 0x00100040
+BODY_PART_EXAMINED = 0x00180015
+PROTOCOL_NAME = 0x00181030
+VIEW_POSITION = 0x00185101
+STUDY_INSTANCE_UID = 0x0020000D
+SERIES_INSTANCE_UID = 0x0020000E
+SERIES_NUMBER = 0x00200011
+INSTANCE_NUMBER = 0x00200013
+LATERALITY = 0x00200060
+
+WANTED = frozenset(
+    {
+        SPECIFIC_CHARACTER_SET,
+        SOP_CLASS_UID,
+        SOP_INSTANCE_UID,
+        STUDY_DATE,
+        STUDY_TIME,
+        ACCESSION_NUMBER,
+        MODALITY,
+        REFERRING_PHYSICIAN_NAME,
+        STUDY_DESCRIPTION,
+        SERIES_DESCRIPTION,
+        PATIENT_NAME,
+        PATIENT_ID,
+        ISSUER_OF_PATIENT_ID,
+        PATIENT_BIRTH_DATE,
+        PATIENT_SEX,
+        BODY_PART_EXAMINED,
+        PROTOCOL_NAME,
+        VIEW_POSITION,
+        STUDY_INSTANCE_UID,
+        SERIES_INSTANCE_UID,
+        SERIES_NUMBER,
+        INSTANCE_NUMBER,
+        LATERALITY,
+    }
 )
 
 
@@ -85,61 +114,83 @@ def dataset_offset(file_bytes: bytes) -> int:
     return PREAMBLE_AND_PREFIX + 12 + group_length
 
 
-def read_header(file_bytes: bytes, *, check_encoding: bool = True) -> InstanceHeader:
-    """Parse and validate a received instance (preamble + file meta + dataset).
+def read_header(file_bytes: bytes) -> InstanceHeader:
+    """Parse and validate a file in DICOM File Format (preamble + file meta + dataset)."""
+    start = dataset_offset(file_bytes)
+    meta = check_dataset_encoding(
+        file_bytes[PREAMBLE_AND_PREFIX:start],
+        "1.2.840.10008.1.2.1",
+        frozenset({TRANSFER_SYNTAX_UID}),
+    )
+    transfer_syntax_uid = _ascii(meta.get(TRANSFER_SYNTAX_UID, b""))
+    return parse_dataset(file_bytes[start:], transfer_syntax_uid)
+
+
+def parse_dataset(dataset_bytes: bytes, transfer_syntax_uid: str) -> InstanceHeader:
+    """Check an encoded dataset (no file meta) and read its identifying attributes.
 
     Raises :class:`DatasetError` when the bytes are malformed or truncated, or a UID is not
     conformant; the message says what is wrong.
     """
     try:
-        dataset = dcmread(
-            io.BytesIO(file_bytes), stop_before_pixels=True, specific_tags=list(HEADER_KEYWORDS)
-        )
-    except (InvalidDicomError, EOFError, struct.error, ValueError, KeyError) as error:
-        raise DatasetError(f"cannot parse dataset: {error}") from None
-    meta = dataset.file_meta
-    transfer_syntax_uid = str(meta.get("TransferSyntaxUID", ""))
-    if check_encoding:
-        check_dataset_encoding(file_bytes[dataset_offset(file_bytes) :], transfer_syntax_uid)
-
-    def text(keyword: str) -> str:
-        value = dataset.get(keyword)
-        return "" if value is None else str(value).strip()
-
-    def number(keyword: str) -> int | None:
-        value = dataset.get(keyword)
-        try:
-            return None if value in (None, "") else int(value)
-        except (TypeError, ValueError):
-            return None
-
-    try:
-        return InstanceHeader(
-            study_instance_uid=validate_uid(dataset.get("StudyInstanceUID"), "Study Instance UID"),
-            series_instance_uid=validate_uid(
-                dataset.get("SeriesInstanceUID"), "Series Instance UID"
-            ),
-            sop_instance_uid=validate_uid(dataset.get("SOPInstanceUID"), "SOP Instance UID"),
-            sop_class_uid=validate_uid(dataset.get("SOPClassUID"), "SOP Class UID"),
-            transfer_syntax_uid=validate_uid(transfer_syntax_uid, "Transfer Syntax UID"),
-            patient_id=text("PatientID"),
-            issuer_of_patient_id=text("IssuerOfPatientID"),
-            patient_name=text("PatientName"),
-            patient_birth_date=text("PatientBirthDate"),
-            patient_sex=text("PatientSex"),
-            accession_number=text("AccessionNumber"),
-            study_date=text("StudyDate"),
-            study_time=text("StudyTime"),
-            study_description=text("StudyDescription"),
-            referring_physician_name=text("ReferringPhysicianName"),
-            modality=text("Modality").upper(),
-            body_part_examined=text("BodyPartExamined").upper(),
-            series_description=text("SeriesDescription"),
-            protocol_name=text("ProtocolName"),
-            series_number=number("SeriesNumber"),
-            instance_number=number("InstanceNumber"),
-            laterality=text("Laterality"),
-            view_position=text("ViewPosition").upper(),
-        )
+        transfer_syntax_uid = validate_uid(transfer_syntax_uid, "Transfer Syntax UID")
     except InvalidUIDError as error:
         raise DatasetError(str(error)) from None
+    values = check_dataset_encoding(dataset_bytes, transfer_syntax_uid, WANTED)
+    encodings = convert_encodings(
+        [part.strip() for part in _ascii(values.get(SPECIFIC_CHARACTER_SET, b"")).split("\\")]
+        or [""]
+    )
+
+    def text(tag: int) -> str:
+        return _ascii(values.get(tag, b""))
+
+    def decoded(tag: int) -> str:
+        raw = values.get(tag, b"")
+        return decode_bytes(raw, encodings, set()).strip(" \x00") if raw else ""
+
+    def person_name(tag: int) -> str:
+        raw = values.get(tag, b"").rstrip(b" \x00")
+        return str(PersonName(raw, encodings=encodings)).strip() if raw else ""
+
+    def integer(tag: int) -> int | None:
+        try:
+            return int(text(tag).split("\\")[0]) if text(tag) else None
+        except ValueError:
+            return None
+
+    def uid(tag: int, what: str) -> str:
+        try:
+            return validate_uid(text(tag), what)
+        except InvalidUIDError as error:
+            raise DatasetError(str(error)) from None
+
+    return InstanceHeader(
+        study_instance_uid=uid(STUDY_INSTANCE_UID, "Study Instance UID"),
+        series_instance_uid=uid(SERIES_INSTANCE_UID, "Series Instance UID"),
+        sop_instance_uid=uid(SOP_INSTANCE_UID, "SOP Instance UID"),
+        sop_class_uid=uid(SOP_CLASS_UID, "SOP Class UID"),
+        transfer_syntax_uid=transfer_syntax_uid,
+        patient_id=decoded(PATIENT_ID),
+        issuer_of_patient_id=decoded(ISSUER_OF_PATIENT_ID),
+        patient_name=person_name(PATIENT_NAME),
+        patient_birth_date=text(PATIENT_BIRTH_DATE),
+        patient_sex=text(PATIENT_SEX).upper(),
+        accession_number=decoded(ACCESSION_NUMBER),
+        study_date=text(STUDY_DATE),
+        study_time=text(STUDY_TIME),
+        study_description=decoded(STUDY_DESCRIPTION),
+        referring_physician_name=person_name(REFERRING_PHYSICIAN_NAME),
+        modality=text(MODALITY).upper(),
+        body_part_examined=text(BODY_PART_EXAMINED).upper(),
+        series_description=decoded(SERIES_DESCRIPTION),
+        protocol_name=decoded(PROTOCOL_NAME),
+        series_number=integer(SERIES_NUMBER),
+        instance_number=integer(INSTANCE_NUMBER),
+        laterality=text(LATERALITY).upper(),
+        view_position=text(VIEW_POSITION).upper(),
+    )
+
+
+def _ascii(raw: bytes) -> str:
+    return raw.decode("ascii", errors="replace").strip(" \x00")

@@ -25,7 +25,9 @@ from pynetdicom.transport import ThreadedAssociationServer
 from integrations.db.store import StudyStore
 from integrations.dicom import status
 from integrations.dicom.ae import check_association
-from integrations.dicom.header import read_header
+from integrations.dicom.file_meta import encode_file_meta
+from integrations.dicom.header import parse_dataset
+from integrations.dicom.reactor import request_handler
 from integrations.dicom.spool import Spool
 from integrations.dicom.uids import validate_uid
 from integrations.errors import DatasetError, InvalidUIDError, StoreError
@@ -99,9 +101,15 @@ class DicomNode:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]
-        self._server = self.ae.start_server(
-            (self.settings.host, self.settings.port), block=False, evt_handlers=handlers
+        server = self.ae.make_server(
+            (self.settings.host, self.settings.port),
+            evt_handlers=handlers,
+            request_handler=request_handler(),
         )
+        self.ae._servers.append(server)  # as start_server() does; server.shutdown() removes it
+        thread = threading.Thread(target=server.serve_forever, name="dicom-node", daemon=True)
+        thread.start()
+        self._server = server
         log.info(
             "DICOM node %s listening on %s:%s (%d allowed callers)",
             self.settings.ae_title,
@@ -160,8 +168,8 @@ class DicomNode:
             affected_sop_instance_uid = validate_uid(
                 event.request.AffectedSOPInstanceUID, "Affected SOP Instance UID"
             )
-            data = event.encoded_dataset(include_meta=True)
-            header = read_header(data)
+            data = event.encoded_dataset(include_meta=False)
+            header = parse_dataset(data, str(event.context.transfer_syntax))
             if header.sop_instance_uid != affected_sop_instance_uid:
                 raise DatasetError(
                     f"SOP Instance UID {header.sop_instance_uid} differs from the request's "
@@ -171,8 +179,15 @@ class DicomNode:
             return self._refuse(status.STORE_CANNOT_UNDERSTAND, str(error), calling, event)
 
         try:
+            meta = encode_file_meta(
+                header.sop_class_uid, header.sop_instance_uid, header.transfer_syntax_uid, calling
+            )
             spooled = self.spool.write(
-                header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid, data
+                header.study_instance_uid,
+                header.series_instance_uid,
+                header.sop_instance_uid,
+                meta,
+                data,
             )
         except OSError as error:
             log.error("cannot write instance %s: %s", header.sop_instance_uid, error)

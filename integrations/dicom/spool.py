@@ -32,6 +32,7 @@ class Spool:
         self.root = root
         self.fsync = fsync
         root.mkdir(parents=True, exist_ok=True)
+        self._known_folders: set[Path] = set()  # series folders that exist and are durable
 
     def path_for(
         self, study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str
@@ -44,19 +45,26 @@ class Spool:
         )
 
     def write(
-        self, study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str, data: bytes
+        self,
+        study_instance_uid: str,
+        series_instance_uid: str,
+        sop_instance_uid: str,
+        *parts: bytes,
     ) -> SpooledFile:
-        """Store ``data`` durably; an instance already on disk is kept as it is."""
+        """Store the concatenated ``parts`` durably; an instance already on disk is kept."""
         final = self.path_for(study_instance_uid, series_instance_uid, sop_instance_uid)
         if final.exists():
             return SpooledFile(final, final.stat().st_size, already_present=True)
         folder = final.parent
-        created = not folder.exists()
-        folder.mkdir(parents=True, exist_ok=True)
+        created = False
+        if folder not in self._known_folders:
+            created = not folder.exists()
+            folder.mkdir(parents=True, exist_ok=True)
         temporary = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         try:
             with open(temporary, "wb") as handle:
-                handle.write(data)
+                for part in parts:
+                    handle.write(part)
                 if self.fsync:
                     handle.flush()
                     os.fsync(handle.fileno())
@@ -69,7 +77,8 @@ class Spool:
             if created:
                 _fsync_directory(folder.parent)
                 _fsync_directory(self.root)
-        return SpooledFile(final, len(data), already_present=False)
+        self._known_folders.add(folder)
+        return SpooledFile(final, sum(len(part) for part in parts), already_present=False)
 
     def files(self) -> Iterator[Path]:
         """Every complete instance file in the spool (for reconciliation after a crash)."""

@@ -1,0 +1,99 @@
+"""An event-driven acceptor loop for pynetdicom associations (I/O).
+
+pynetdicom's acceptor polls: its association loop sleeps 1 ms before every look at the DIMSE
+queue, and its DUL loop sleeps 1 ms whenever it found nothing to do. One C-STORE crosses
+both loops several times, so a single association tops out near 300 instances/s on these
+machines whatever the handler does. Here the association loop blocks on the DIMSE queue
+itself (woken the moment a message is decoded) and the DUL idle sleep is 0.2 ms; measured in
+``bench/ingest.py``: about 1.7x more instances/s on one association, no more CPU per instance.
+
+This reaches into two pynetdicom internals (``Association._run_reactor`` and
+``DULServiceProvider._run_loop_delay``) through the server's public ``request_handler``
+extension point. It is used only with the pynetdicom releases it was written against
+(:data:`SUPPORTED_VERSIONS`); with any other release the stock loop runs unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import types
+from typing import Any
+
+import pynetdicom
+from pynetdicom import evt
+from pynetdicom.transport import RequestHandler
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_VERSIONS = ("3.0.",)
+DUL_IDLE_SLEEP_SECONDS = 0.0002
+DIMSE_WAIT_SECONDS = 0.002
+
+
+def event_driven_supported() -> bool:
+    return pynetdicom.__version__.startswith(SUPPORTED_VERSIONS)
+
+
+def _run_reactor(self: Any) -> None:
+    """Same duties as pynetdicom's loop, in the same order, waiting on the queue not a sleep."""
+    self._is_paused = False
+    while not self._kill:
+        # Respect pauses requested by send_*() on the acceptor side (pynetdicom's checkpoint).
+        self._is_paused = True
+        self._reactor_checkpoint.wait()
+        self._is_paused = False
+
+        try:
+            context_id, message = self.dimse.msg_queue.get(timeout=DIMSE_WAIT_SECONDS)
+        except queue.Empty:
+            message = None
+        if message:
+            self._serve_request(message, context_id)
+
+        if self.is_established and self.acse.is_release_requested():
+            self.acse.send_release(is_response=True)
+            self.is_released = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_RELEASED, {})
+            self.kill()
+            return
+
+        if self.acse.is_aborted():
+            self.dul.receive_pdu(wait=False)  # lets EVT_ACSE_RECV fire, as pynetdicom does
+            self.is_aborted = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_ABORTED, {})
+            self.kill()
+            return
+
+        if not self.dul.is_alive():
+            self.kill()
+            return
+
+        if self.dul.idle_timer_expired():
+            log.error("network timeout reached; aborting the association")
+            self.abort()
+            self.kill()
+            return
+
+
+class EventDrivenRequestHandler(RequestHandler):
+    """Creates each acceptor association with the event-driven loop."""
+
+    def _create_association(self) -> Any:
+        assoc = super()._create_association()
+        assoc._run_reactor = types.MethodType(_run_reactor, assoc)
+        assoc.dul._run_loop_delay = DUL_IDLE_SLEEP_SECONDS
+        return assoc
+
+
+def request_handler() -> type[RequestHandler]:
+    """The handler class to give the server: event-driven when this pynetdicom is supported."""
+    if event_driven_supported():
+        return EventDrivenRequestHandler
+    log.warning(
+        "pynetdicom %s is not one the event-driven acceptor loop was written for; using the stock loop",
+        pynetdicom.__version__,
+    )
+    return RequestHandler
