@@ -22,6 +22,7 @@ from tasks.inference import run_inference
 from tasks.priors import fetch_priors
 from tasks.results import build_results, store_results
 from tasks.runtime import get_runtime
+from tasks.steps import peer_task_options
 from tasks.study import load_study
 from tasks.worklist import update_worklist
 
@@ -42,7 +43,12 @@ def run_name() -> str:
 @flow(name=FLOW_NAME, flow_run_name=run_name, persist_result=False, log_prints=False)
 async def process_study(study_instance_uid: str) -> dict[str, Any]:
     """Analyse one closed study and deliver its results to the PACS, worklist and EMR."""
-    store = get_runtime().store
+    runtime = get_runtime()
+    store = runtime.store
+    # Retry policy from the site's settings, on the one task here that talks to the PACS.
+    store_results_with_retries = store_results.with_options(
+        **peer_task_options(runtime.settings.retries)
+    )
     context = load_study(study_instance_uid)
     if not context.analyzers:
         store.record_step(
@@ -63,7 +69,7 @@ async def process_study(study_instance_uid: str) -> dict[str, Any]:
         escalated = escalate(context, analyses)
         prior = prior_future.result()
         objects = [ref for analysis in analyses for ref in build_results(context, analysis, prior)]
-        stored = store_results(context, objects)
+        stored = store_results_with_retries(context, objects)
         tier = update_worklist(context, analyses, results_stored=True)
         messages = [send_oru(context, analysis) for analysis in analyses]
     except BaseException:

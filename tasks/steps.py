@@ -10,13 +10,9 @@ from typing import Any
 from prefect import runtime as prefect_runtime
 
 from integrations.errors import is_transient
+from integrations.settings import RetrySettings
 from tasks.context import StudyContext
 from tasks.runtime import get_runtime
-
-# Retries sit on the tasks that talk to a peer, for transient failures only (STYLE habit 6).
-PEER_RETRIES = 4
-PEER_RETRY_DELAYS_SECONDS = [1, 5, 15, 30]
-PEER_RETRY_JITTER = 0.3
 
 
 def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -28,11 +24,13 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def peer_task_options() -> dict[str, Any]:
+def peer_task_options(retries: RetrySettings | None = None) -> dict[str, Any]:
+    """Task options for a step that talks to a peer: backoff, jitter, transient failures only."""
+    retries = retries or RetrySettings()
     return {
-        "retries": PEER_RETRIES,
-        "retry_delay_seconds": PEER_RETRY_DELAYS_SECONDS,
-        "retry_jitter_factor": PEER_RETRY_JITTER,
+        "retries": retries.attempts,
+        "retry_delay_seconds": list(retries.delays_seconds) or [0.0],
+        "retry_jitter_factor": retries.jitter,
         "retry_condition_fn": retry_on_transient,
     }
 

@@ -1,0 +1,209 @@
+"""The whole chain against real peers: Orthanc or dcmtk sends a study, the node closes it, a
+warm worker runs process-study as a run of the Prefect deployment, the SR lands in Orthanc."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import httpx
+import pytest
+from pydicom import dcmread
+
+from integrations.db.analyses import AnalysisStore
+from tests.fix_dcmtk import storescu
+from tests.fix_orthanc import NODE_AE_TITLE, PACS_AE_TITLE
+from tests.fix_prefect import flow_runs
+from tests.site import running_node, running_worker
+
+CHEST_RULE = {
+    "name": "chest",
+    "modality": ["DX", "CR"],
+    "body_part": ["CHEST"],
+    "analyzers": ["chest-xray"],
+}
+SR_MODALITY = "SR"
+
+
+@pytest.fixture
+def site_settings(settings_factory, node_port, orthanc, prefect_api_url, demo_models_dir):
+    def make(**overrides):
+        sections = {
+            "node": {
+                "ae_title": NODE_AE_TITLE,
+                "port": node_port,
+                "allowed_callers": [PACS_AE_TITLE, "MODALITY"],
+            },
+            "pacs": {
+                "ae_title": PACS_AE_TITLE,
+                "host": "127.0.0.1",
+                "port": orthanc.dicom_port,
+                "timeout_seconds": 10,
+            },
+            "study": {"quiet_seconds": 1.0, "poll_seconds": 0.05},
+            "routing": {"rules": [CHEST_RULE]},
+            "models": {"dir": str(demo_models_dir), "device": "cpu"},
+            "retries": {"attempts": 2, "delays_seconds": [0.2, 0.2], "jitter": 0},
+        }
+        for section, values in overrides.items():
+            sections[section] = {**sections.get(section, {}), **values}
+        return settings_factory(**sections)
+
+    return make
+
+
+def wait_for(predicate, timeout: float = 90.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def orthanc_sr_instances(orthanc, study_uid):
+    return [
+        i
+        for i in orthanc.client.instances_of(study_uid)
+        if i.get("MainDicomTags", {}).get("SOPInstanceUID") and _modality(orthanc, i) == SR_MODALITY
+    ]
+
+
+def _modality(orthanc, instance):
+    series = orthanc.client.http.get(f"/series/{instance['ParentSeries']}").json()
+    return series["MainDicomTags"].get("Modality")
+
+
+def upload(orthanc, datasets):
+    for ds in datasets:
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        orthanc.client.upload(buffer.getvalue())
+
+
+def completed_runs(prefect_api_url, study_uid):
+    return [
+        run
+        for run in flow_runs(prefect_api_url, "process-study")
+        if run["parameters"].get("study_instance_uid") == study_uid
+        and run["state_type"] == "COMPLETED"
+    ]
+
+
+def test_study_pushed_by_orthanc_ends_with_an_sr_in_orthanc_and_a_completed_deployment_run(
+    site_settings, clean_orthanc, prefect_api_url
+):
+    from models.phantoms.chest import chest_xray_study
+
+    study = chest_xray_study(11, ["Pneumothorax"], accession_number="E2E-ORTHANC")
+    upload(clean_orthanc, study.datasets)
+    settings = site_settings()
+    with running_node(settings) as site, running_worker(settings):
+        outcome = clean_orthanc.client.send_study("pacsflow", [study.study_instance_uid])
+        assert outcome["FailedInstancesCount"] == 0
+        srs = wait_for(lambda: orthanc_sr_instances(clean_orthanc, study.study_instance_uid))
+        assert len(srs) == 1
+        sr = dcmread(io.BytesIO(clean_orthanc.client.instance_file(srs[0]["ID"])))
+        assert sr.StudyInstanceUID == study.study_instance_uid
+        assert sr.PatientID == study.datasets[0].PatientID
+        runs = wait_for(lambda: completed_runs(prefect_api_url, study.study_instance_uid))
+        assert runs[0]["deployment_id"] is not None  # a run of the process-study deployment
+        assert runs[0]["name"].startswith("E2E-ORTHANC")  # readable, PHI-free name
+        steps = site.store.steps(study.study_instance_uid)
+        assert {
+            "fetch_priors",
+            "run_inference:chest-xray",
+            "escalate",
+            "store_results",
+            "update_worklist",
+        } <= set(steps)
+        assert all(step["state"] == "completed" for step in steps.values())
+        assert site.store.study(study.study_instance_uid).state == "done"
+
+
+def test_study_sent_by_storescu_ends_with_an_sr_and_a_rerun_replaces_it(
+    site_settings, clean_orthanc, tmp_path, dcmtk_tools
+):
+    from models.phantoms.chest import chest_xray_study
+
+    study = chest_xray_study(12, [], accession_number="E2E-STORESCU")
+    files = []
+    for ds in study.datasets:
+        path = tmp_path / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        files.append(path)
+    settings = site_settings()
+    with running_node(settings) as site, running_worker(settings):
+        result = storescu("MODALITY", NODE_AE_TITLE, site.port, files)
+        assert result.returncode == 0, result.stderr
+        first = wait_for(lambda: orthanc_sr_instances(clean_orthanc, study.study_instance_uid))
+        assert site.store.request_rerun(study.study_instance_uid) is not None
+        wait_for(
+            lambda: _dispatch_states(site, study.study_instance_uid) == ["completed", "completed"]
+        )
+        second = orthanc_sr_instances(clean_orthanc, study.study_instance_uid)
+    assert [i["MainDicomTags"]["SOPInstanceUID"] for i in second] == [
+        i["MainDicomTags"]["SOPInstanceUID"] for i in first
+    ]
+
+
+def _dispatch_states(site, study_uid):
+    with site.database.connection() as conn:
+        return [
+            row["state"]
+            for row in conn.execute(
+                "SELECT state FROM dispatch WHERE study_instance_uid = %s ORDER BY id", (study_uid,)
+            )
+        ]
+
+
+def test_unreachable_pacs_fails_the_run_visibly_and_a_rerun_delivers(
+    site_settings, clean_orthanc, node_port
+):
+    from models.phantoms.chest import chest_xray_study
+
+    from deployments.orthanc import free_port
+
+    study = chest_xray_study(13, ["Effusion"], accession_number="E2E-DOWN")
+    upload(clean_orthanc, study.datasets)
+    down = site_settings(pacs={"port": free_port()})  # nothing listens there
+    with running_node(down) as site, running_worker(down):
+        clean_orthanc.client.send_study("pacsflow", [study.study_instance_uid])
+        wait_for(lambda: _dispatch_states(site, study.study_instance_uid) == ["failed"])
+        steps = site.store.steps(study.study_instance_uid)
+        assert steps["store_results"]["state"] == "failed"
+        assert "PeerUnavailableError" in steps["store_results"]["detail"]["error"]
+        assert site.store.study(study.study_instance_uid).state == "failed"
+        assert orthanc_sr_instances(clean_orthanc, study.study_instance_uid) == []
+    up = site_settings()
+    with running_node(up) as site, running_worker(up):
+        site.store.request_rerun(study.study_instance_uid)
+        wait_for(lambda: orthanc_sr_instances(clean_orthanc, study.study_instance_uid))
+        stored = AnalysisStore(site.database).result_objects(study.study_instance_uid)
+        assert stored and all(row["stored_at"] is not None for row in stored)
+
+
+def test_run_started_from_the_prefect_deployment_is_executed_by_the_warm_worker(
+    site_settings, clean_orthanc, prefect_api_url
+):
+    from models.phantoms.chest import chest_xray_study
+
+    study = chest_xray_study(14, [], accession_number="E2E-UI")
+    upload(clean_orthanc, study.datasets)
+    settings = site_settings()
+    with running_node(settings) as site, running_worker(settings):
+        clean_orthanc.client.send_study("pacsflow", [study.study_instance_uid])
+        wait_for(lambda: completed_runs(prefect_api_url, study.study_instance_uid))
+        # What the "Run" button of the deployment does in the Prefect UI:
+        deployment = httpx.get(
+            f"{prefect_api_url}/deployments/name/process-study/process-study", timeout=10
+        ).json()
+        created = httpx.post(
+            f"{prefect_api_url}/deployments/{deployment['id']}/create_flow_run",
+            json={"parameters": {"study_instance_uid": study.study_instance_uid}},
+            timeout=10,
+        )
+        created.raise_for_status()
+        wait_for(lambda: len(completed_runs(prefect_api_url, study.study_instance_uid)) == 2)
+        assert site.store.study(study.study_instance_uid).state == "done"
