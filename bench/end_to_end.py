@@ -1,0 +1,159 @@
+"""End-to-end latency: study close → SR stored in the PACS, over N chest X-ray studies.
+
+Usage: ``python -m bench.end_to_end [--studies 20] [--quiet 1.0]``. Starts a real site the way
+``pacsflow serve`` does (PostgreSQL, Prefect server, node, one warm worker) and Orthanc as the
+PACS, sends N generated chest X-ray studies one at a time from Orthanc, and reports per study:
+
+* total: from the study's close moment (last instance + quiet period, the policy's own clock)
+  to the SR's C-STORE acknowledged by Orthanc;
+* inference: the model's time on the study (including Grad-CAM);
+* overhead: total - inference (close detection, dispatch, Prefect run, result objects, C-STORE).
+
+Targets on CPU: overhead p95 <= 1 s, total p95 <= 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from bench.common import percentile, scratch_database, summary
+from deployments.commands.serve import running_site
+from deployments.orthanc import Modality, OrthancClient, OrthancConfig, OrthancProcess, free_port
+from integrations.db.connection import open_database
+from integrations.settings import load_settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=20)
+    parser.add_argument("--quiet", type=float, default=1.0, help="study quiet period in seconds")
+    parser.add_argument(
+        "--models", default="var/models", help="model packages (demo ones are built when missing)"
+    )
+    args = parser.parse_args()
+
+    from models.demo import ensure_demo_packages
+    from models.phantoms.chest import chest_xray_study
+
+    models_dir = Path(args.models).resolve()
+    ensure_demo_packages(models_dir, ["chest-xray"])
+    with (
+        tempfile.TemporaryDirectory(prefix="pacsflow-e2e-") as scratch,
+        scratch_database() as database_url,
+    ):
+        work = Path(scratch)
+        node_port, pacs_port, http_port, prefect_port = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        )
+        os.environ.pop("PREFECT_API_URL", None)  # the site starts its own Prefect server
+        settings = load_settings(
+            None,
+            search=False,
+            node={
+                "ae_title": "PACSFLOW",
+                "port": node_port,
+                "storage_dir": str(work / "storage"),
+                "allowed_callers": ["ORTHANC"],
+            },
+            pacs={"ae_title": "ORTHANC", "port": pacs_port},
+            database={"url": database_url},
+            study={"quiet_seconds": args.quiet},
+            models={"dir": str(models_dir), "build_demo_if_missing": False},
+            routing={
+                "rules": [
+                    {
+                        "name": "chest",
+                        "modality": ["DX", "CR"],
+                        "body_part": ["CHEST"],
+                        "analyzers": ["chest-xray"],
+                    }
+                ]
+            },
+            prefect={"server_port": prefect_port},
+        )
+        orthanc_process = OrthancProcess(
+            OrthancConfig(
+                storage_dir=work / "orthanc",
+                ae_title="ORTHANC",
+                dicom_port=pacs_port,
+                http_port=http_port,
+                modalities=[Modality("pacsflow", "PACSFLOW", "127.0.0.1", node_port)],
+            )
+        )
+        orthanc_process.start()
+        orthanc = OrthancClient(orthanc_process.url)
+        try:
+            with running_site(settings) as site:
+                database = open_database(settings, migrate_schema=False)
+                totals, inferences, overheads = [], [], []
+                for index in range(args.studies + 1):  # the first study warms caches: not counted
+                    findings = (
+                        ["Pneumothorax"]
+                        if index % 3 == 0
+                        else (["Effusion"] if index % 3 == 1 else [])
+                    )
+                    study = chest_xray_study(
+                        5000 + index, findings, accession_number=f"BENCH{index:04d}"
+                    )
+                    for ds in study.datasets:
+                        buffer = io.BytesIO()
+                        ds.save_as(buffer, enforce_file_format=True)
+                        orthanc.upload(buffer.getvalue())
+                    orthanc.send_study("pacsflow", [study.study_instance_uid])
+                    total, inference = wait_for_result(
+                        database, study.study_instance_uid, args.quiet
+                    )
+                    if index == 0:
+                        continue
+                    totals.append(total)
+                    inferences.append(inference)
+                    overheads.append(total - inference)
+                database.close()
+                print(
+                    f"{args.studies} chest X-ray studies, quiet period {args.quiet} s, one warm worker, CPU"
+                )
+                print(f"close → SR stored : {summary(totals)}")
+                print(f"inference         : {summary(inferences)}")
+                print(f"overhead          : {summary(overheads)}")
+                print(
+                    f"targets: overhead p95 {percentile(overheads, 0.95):.3f} s (<= 1 s), "
+                    f"total p95 {percentile(totals, 0.95):.3f} s (<= 5 s); Prefect UI {site.prefect_ui_url}"
+                )
+        finally:
+            orthanc.close()
+            orthanc_process.stop()
+
+
+def wait_for_result(
+    database, study_uid: str, quiet: float, timeout: float = 120.0
+) -> tuple[float, float]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with database.connection() as conn:
+            row = conn.execute(
+                "SELECT s.last_received_at, s.state, max(r.stored_at) AS stored,"
+                " (SELECT sum(inference_seconds) FROM analyses a WHERE a.study_instance_uid = s.study_instance_uid) AS inference"
+                " FROM studies s LEFT JOIN result_objects r USING (study_instance_uid)"
+                " WHERE s.study_instance_uid = %s GROUP BY s.study_instance_uid",
+                (study_uid,),
+            ).fetchone()
+        if row and row["state"] == "failed":
+            raise RuntimeError(f"study {study_uid} failed")
+        if row and row["state"] == "done" and row["stored"]:
+            close = row["last_received_at"] + timedelta(seconds=quiet)
+            return (row["stored"] - close).total_seconds(), float(row["inference"] or 0.0)
+        time.sleep(0.05)
+    raise RuntimeError(f"study {study_uid} had no stored SR after {timeout} s")
+
+
+if __name__ == "__main__":
+    main()
