@@ -1,0 +1,62 @@
+"""The node as a client of a real PACS (Orthanc): C-ECHO, C-STORE, C-FIND, C-MOVE."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from pydicom import Dataset
+
+from deployments.orthanc import free_port
+from integrations.dicom.scu import DicomClient, Peer
+from integrations.errors import PeerUnavailableError
+from tests.dicom_samples import make_instance
+from tests.fix_orthanc import NODE_AE_TITLE, PACS_AE_TITLE
+from tests.site import running_node
+
+
+def client(port: int) -> DicomClient:
+    return DicomClient(
+        Peer(PACS_AE_TITLE, "127.0.0.1", port, calling_ae_title=NODE_AE_TITLE, timeout_seconds=5)
+    )
+
+
+def test_echo_store_and_find_against_orthanc(clean_orthanc):
+    pacs = client(clean_orthanc.dicom_port)
+    pacs.echo()
+    datasets = [make_instance("scu-1", number=i, patient_id="SCU-PAT") for i in (1, 2)]
+    assert pacs.store(datasets) == [0x0000, 0x0000]
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.PatientID = "SCU-PAT"
+    query.StudyInstanceUID = ""
+    query.NumberOfStudyRelatedInstances = ""
+    (match,) = pacs.find(query)
+    assert match.StudyInstanceUID == datasets[0].StudyInstanceUID
+    assert int(match.NumberOfStudyRelatedInstances) == 2
+
+
+def test_move_brings_a_study_to_the_node(settings_factory, clean_orthanc, node_port):
+    prior = make_instance("scu-prior", number=1, patient_id="SCU-MOVE")
+    buffer = io.BytesIO()
+    prior.save_as(buffer, enforce_file_format=True)
+    clean_orthanc.client.upload(buffer.getvalue())
+    settings = settings_factory(
+        node={"ae_title": NODE_AE_TITLE, "port": node_port, "allowed_callers": [PACS_AE_TITLE]},
+        study={"quiet_seconds": 60},
+    )
+    with running_node(settings) as site:
+        site.store.register_prior(prior.StudyInstanceUID, "SCU-MOVE", "")
+        query = Dataset()
+        query.QueryRetrieveLevel = "STUDY"
+        query.StudyInstanceUID = prior.StudyInstanceUID
+        outcome = client(clean_orthanc.dicom_port).move(query, NODE_AE_TITLE)
+        assert (outcome.completed, outcome.failed) == (1, 0)
+        study = site.store.study(prior.StudyInstanceUID)
+        assert study.instance_count == 1
+        assert study.state == "prior"  # a prior is kept, never processed itself
+
+
+def test_unreachable_peer_is_a_transient_error():
+    with pytest.raises(PeerUnavailableError, match="cannot associate"):
+        client(free_port()).echo()
