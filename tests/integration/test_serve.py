@@ -1,0 +1,59 @@
+"""`pacsflow serve` as a site runs it: one command, its children up, all stopped by Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.fix_dcmtk import echoscu
+from tests.fix_orthanc import NODE_AE_TITLE
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def site_env(settings_factory, node_port, prefect_api_url, tmp_path):
+    settings = settings_factory()
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "PACSFLOW_CONFIG": "",
+        "PACSFLOW_DATABASE__URL": settings.database.url,
+        "PACSFLOW_NODE__STORAGE_DIR": str(tmp_path / "storage"),
+        "PACSFLOW_NODE__PORT": str(node_port),
+        "PACSFLOW_NODE__AE_TITLE": NODE_AE_TITLE,
+        "PACSFLOW_NODE__ALLOWED_CALLERS": '["MODALITY"]',
+        "PACSFLOW_WORKER__COUNT": "0",
+        "PREFECT_API_URL": prefect_api_url,
+    }
+
+
+def test_serve_starts_the_site_and_ctrl_c_stops_every_child(site_env, node_port, tmp_path, dcmtk_tools):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deployments.cli", "serve"], env=site_env, cwd=tmp_path, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while echoscu("MODALITY", NODE_AE_TITLE, node_port).returncode != 0:
+            assert process.poll() is None, "serve exited"
+            assert time.monotonic() < deadline, "the node never answered C-ECHO"
+            time.sleep(0.3)
+        children = psutil.Process(process.pid).children(recursive=True)
+        commands = [" ".join(child.cmdline()) for child in children]
+        assert any("deployments.cli node" in c for c in commands)
+        assert any("deployments.cli runner --with-process-study" in c for c in commands)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"children still running: {[p.cmdline() for p in alive]}"
+        assert echoscu("MODALITY", NODE_AE_TITLE, node_port).returncode != 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
