@@ -54,6 +54,10 @@ class AllowedCallerEntry(Section):
     host: str | None = None
 
 
+def _default_callers() -> list[str | AllowedCallerEntry]:
+    return ["ORTHANC"]
+
+
 class NodeSettings(Section):
     """The DICOM node: who we are, where we listen, who may call, where instances land."""
 
@@ -61,7 +65,9 @@ class NodeSettings(Section):
     host: str = "127.0.0.1"
     port: Port = 11112
     storage_dir: Path = Path("var/pacsflow")
-    allowed_callers: list[AETitle | AllowedCallerEntry] = Field(default_factory=lambda: ["ORTHANC"])
+    allowed_callers: list[AETitle | AllowedCallerEntry] = Field(
+        default_factory=lambda: _default_callers()
+    )
     # 0 means "no limit" to pynetdicom; a large fixed value keeps memory bounded per PDU.
     max_pdu_size: Annotated[int, Field(ge=0)] = 4 * 1024 * 1024
     max_associations: Annotated[int, Field(ge=1, le=1000)] = 16

@@ -83,7 +83,7 @@ class EventDrivenRequestHandler(RequestHandler):
 
     def _create_association(self) -> Any:
         assoc = super()._create_association()
-        assoc._run_reactor = types.MethodType(_run_reactor, assoc)
+        assoc._run_reactor = types.MethodType(_run_reactor, assoc)  # type: ignore[method-assign]
         assoc.dul._run_loop_delay = DUL_IDLE_SLEEP_SECONDS
         return assoc
 

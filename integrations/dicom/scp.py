@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from pydicom import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
@@ -78,7 +79,7 @@ class DicomNode:
     def _build_ae(self) -> AE:
         ae = AE(ae_title=self.settings.ae_title)
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+            ae.add_supported_context(cast(str, context.abstract_syntax), ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         ae.maximum_pdu_size = self.settings.max_pdu_size
         ae.maximum_associations = self.settings.max_associations
@@ -96,7 +97,7 @@ class DicomNode:
         return str(host), int(port)
 
     def start(self) -> None:
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
@@ -127,7 +128,7 @@ class DicomNode:
 
     def _on_requested(self, event: evt.Event) -> None:
         requestor = event.assoc.requestor
-        primitive = requestor.primitive
+        primitive = cast(Any, requestor.primitive)
         calling = str(primitive.calling_ae_title).strip()
         called = str(primitive.called_ae_title).strip()
         host = str(requestor.address)
@@ -165,8 +166,9 @@ class DicomNode:
         started = time.perf_counter()
         calling = str(event.assoc.requestor.ae_title).strip()
         try:
+            request = cast(Any, event.request)
             affected_sop_instance_uid = validate_uid(
-                event.request.AffectedSOPInstanceUID, "Affected SOP Instance UID"
+                request.AffectedSOPInstanceUID, "Affected SOP Instance UID"
             )
             data = event.encoded_dataset(include_meta=False)
             header = parse_dataset(data, str(event.context.transfer_syntax))

@@ -35,9 +35,14 @@ def site_env(settings_factory, node_port, prefect_api_url, tmp_path):
     }
 
 
-def test_serve_starts_the_site_and_ctrl_c_stops_every_child(site_env, node_port, tmp_path, dcmtk_tools):
+def test_serve_starts_the_site_and_ctrl_c_stops_every_child(
+    site_env, node_port, tmp_path, dcmtk_tools
+):
     process = subprocess.Popen(
-        [sys.executable, "-m", "deployments.cli", "serve"], env=site_env, cwd=tmp_path, start_new_session=True
+        [sys.executable, "-m", "deployments.cli", "serve"],
+        env=site_env,
+        cwd=tmp_path,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -51,7 +56,7 @@ def test_serve_starts_the_site_and_ctrl_c_stops_every_child(site_env, node_port,
         assert any("deployments.cli runner --with-process-study" in c for c in commands)
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
-        gone, alive = psutil.wait_procs(children, timeout=10)
+        _gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"children still running: {[p.cmdline() for p in alive]}"
         assert echoscu("MODALITY", NODE_AE_TITLE, node_port).returncode != 0
     finally:
