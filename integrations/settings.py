@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -231,6 +231,67 @@ class PrefectSettings(Section):
     server_port: Port = 4200
 
 
+ResultCarrier = Literal["sr", "gsps", "secondary_capture", "segmentation", "parametric_map"]
+SECONDARY_CAPTURE_CAPTION = "AI overlay — not for primary diagnosis"
+
+
+class ResultsSettings(Section):
+    """The per-site output profile: which result objects go back to the PACS, and how they look.
+
+    Viewer support differs (some render SEG and Parametric Maps but not GSPS, others the
+    reverse), so the carriers are chosen per site. The SR is always produced.
+    """
+
+    carriers: list[ResultCarrier] = Field(
+        default_factory=lambda: ["sr", "gsps", "secondary_capture"]
+    )
+    # General Equipment of every result object: pacsflow is the device that creates them.
+    manufacturer: Annotated[str, Field(min_length=1, max_length=64)] = "pacsflow"
+    # Empty: copy Institution Name from the source images.
+    institution_name: Annotated[str, Field(max_length=64)] = ""
+    # Result series get numbers from here on, one offset per carrier kind.
+    series_number_base: Annotated[int, Field(ge=1, le=2**31 - 100)] = 9000
+    secondary_capture_caption: Annotated[str, Field(min_length=1, max_length=64)] = (
+        SECONDARY_CAPTURE_CAPTION
+    )
+    # Iso-contour levels of the heatmap, as fractions of its peak, lowest first.
+    contour_levels: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=lambda: [0.5, 0.8], min_length=1, max_length=4
+    )
+    max_contours_per_level: Annotated[int, Field(ge=1, le=64)] = 8
+    # Secondary Capture blending: heatmap values below the floor stay transparent.
+    overlay_opacity: Annotated[float, Field(gt=0, le=1)] = 0.45
+    overlay_floor: Annotated[float, Field(ge=0, lt=1)] = 0.2
+
+    @field_validator("carriers")
+    @classmethod
+    def _sr_always_and_unique(cls, carriers: list[str]) -> list[str]:
+        if "sr" not in carriers:
+            raise ValueError("must include 'sr': the structured report is always produced")
+        if len(set(carriers)) != len(carriers):
+            raise ValueError("carriers must not repeat")
+        return carriers
+
+    @field_validator("contour_levels")
+    @classmethod
+    def _ascending_levels(cls, levels: list[float]) -> list[float]:
+        if levels != sorted(set(levels)):
+            raise ValueError("contour levels must be strictly ascending")
+        return levels
+
+
+class PriorsSettings(Section):
+    """Prior-study comparison: which earlier study of the same patient is compared, and how."""
+
+    enabled: bool = True
+    lookback_days: Annotated[int, Field(ge=1, le=36500)] = 730
+    # Earlier studies must match the current modality; and the body part when both have one.
+    same_body_part: bool = True
+    # At most this many C-FIND matches are considered (newest first).
+    max_candidates: Annotated[int, Field(ge=1, le=1000)] = 20
+    move_timeout_seconds: Annotated[float, Field(gt=0)] = 120.0
+
+
 class Settings(BaseSettings):
     """All of pacsflow's configuration. Build it with :func:`load_settings`."""
 
@@ -250,6 +311,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     retries: RetrySettings = Field(default_factory=RetrySettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    results: ResultsSettings = Field(default_factory=ResultsSettings)
+    priors: PriorsSettings = Field(default_factory=PriorsSettings)
 
     # Set by load_settings: the file the settings came from (None when none was read).
     config_path: Path | None = None

@@ -1,0 +1,60 @@
+"""Run dicom3tools ``dciodvfy`` on encoded DICOM bytes (test helper, I/O).
+
+``dciodvfy`` exits 1 on any ``Error -`` line and 0 on warnings only; both are reported.
+Tests call :func:`assert_conformant`, which fails on any error and on warnings not listed as
+expected (the synthetic sources' own quirks, named in the call).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+DCIODVFY = shutil.which("dciodvfy")
+
+
+@dataclass(frozen=True)
+class Verification:
+    iod: str
+    errors: tuple[str, ...]
+    warnings: tuple[str, ...]
+    returncode: int
+
+
+def verify(data: bytes) -> Verification:
+    """dciodvfy's verdict on one object in DICOM File Format."""
+    if DCIODVFY is None:
+        pytest.skip("dicom3tools dciodvfy is not installed")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "object.dcm"
+        path.write_bytes(data)
+        completed = subprocess.run(
+            [DCIODVFY, str(path)], capture_output=True, text=True, timeout=60, check=False
+        )
+    lines = (completed.stdout + completed.stderr).splitlines()
+    errors = tuple(line for line in lines if line.startswith("Error -"))
+    warnings = tuple(line for line in lines if line.startswith("Warning -"))
+    iod = next(
+        (line.strip() for line in lines if line and not line.startswith(("Error", "Warning"))), ""
+    )
+    return Verification(iod=iod, errors=errors, warnings=warnings, returncode=completed.returncode)
+
+
+def assert_conformant(data: bytes, *, allowed_warnings: tuple[str, ...] = ()) -> Verification:
+    """Fail on any ``Error -`` line, and on warnings that match none of ``allowed_warnings``."""
+    result = verify(data)
+    assert not result.errors, f"dciodvfy ({result.iod}) errors:\n" + "\n".join(result.errors)
+    assert result.returncode == 0, f"dciodvfy exited {result.returncode}"
+    unexpected = [
+        warning
+        for warning in result.warnings
+        if not any(re.search(pattern, warning) for pattern in allowed_warnings)
+    ]
+    assert not unexpected, f"dciodvfy ({result.iod}) warnings:\n" + "\n".join(unexpected)
+    return result
