@@ -129,13 +129,13 @@ def build_presentation_states(
     )
     placed = placed_heatmaps(analysis, sources)
     states = []
-    for series_uid, items in by_series(placed).items():
-        states.append(_presentation_state(context, series_uid, items))
+    for index, (series_uid, items) in enumerate(by_series(placed).items()):
+        states.append(_presentation_state(context, series_uid, items, index))
     return states
 
 
 def _presentation_state(
-    context: BuildContext, series_uid: str, items: list[PlacedHeatmap]
+    context: BuildContext, series_uid: str, items: list[PlacedHeatmap], index: int
 ) -> GrayscaleSoftcopyPresentationState:
     profile = context.profile
     kind = ResultKind.GSPS
@@ -170,7 +170,7 @@ def _presentation_state(
         series_instance_uid=context.series_instance_uid(kind),
         series_number=context.series_number(kind),
         sop_instance_uid=context.sop_instance_uid(kind, series_uid),
-        instance_number=context.generation,
+        instance_number=context.instance_number(index),
         manufacturer=profile.manufacturer,
         manufacturer_model_name=model.name[:64],
         software_versions=context.software_versions,  # type: ignore[arg-type]
@@ -181,6 +181,7 @@ def _presentation_state(
         graphic_layers=[*layers, text_layer],
         institution_name=context.institution_name(first),
         voi_lut_transformations=_voi_transformations(images, items),
+        modality_lut_transformation=_classic_multiframe_rescale(first),
         presentation_lut_transformation=PresentationLUTTransformation(
             presentation_lut_shape=(
                 PresentationLUTShapeValues.INVERSE
@@ -300,6 +301,24 @@ def _voi_transformations(
             )
         )
     return transformations
+
+
+def _classic_multiframe_rescale(image: Dataset) -> hd.ModalityLUTTransformation | None:
+    """The rescale of a classic (not enhanced) multi-frame image, which highdicom cannot find.
+
+    highdicom looks for rescale in the functional groups of multi-frame images; classic
+    multi-frame images keep it at the top level. None: highdicom copies it itself.
+    """
+    if int(image.get("NumberOfFrames", 1) or 1) <= 1 or "SharedFunctionalGroupsSequence" in image:
+        return None
+    rescale_type = str(image.get("RescaleType", "") or "")
+    if not rescale_type:
+        rescale_type = "HU" if str(image.get("Modality", "")) == "CT" else "US"
+    return hd.ModalityLUTTransformation(
+        rescale_intercept=float(image.get("RescaleIntercept", 0) or 0),
+        rescale_slope=float(image.get("RescaleSlope", 1) or 1),
+        rescale_type=rescale_type,
+    )
 
 
 def _polygon_area(points: np.ndarray) -> float:

@@ -224,6 +224,9 @@ def draw_banner(rgb: np.ndarray, lines: Sequence[str], *, at_bottom: bool = True
     """Burn a black banner with ``lines`` of white text into the picture (a new array)."""
     rows, columns = rgb.shape[:2]
     size = max(9, round(rows * 0.035))
+    # Shrink the type until the longest line fits the width (down to a legible minimum).
+    while size > 8 and max(font(size).getlength(line) for line in lines) > columns - 8:
+        size -= 1
     typeface = font(size)
     height = (size + 4) * len(lines) + 4
     picture = Image.fromarray(rgb.copy(), mode="RGB")

@@ -167,6 +167,10 @@ class BuildContext:
             *parts,
         )
 
+    def instance_number(self, index: int = 0) -> int:
+        """1, 2, ... for the first generation, 1001, 1002, ... for the second, and so on."""
+        return (self.generation - 1) * 1000 + index + 1
+
     def series_number(self, kind: ResultKind) -> int:
         return self.profile.series_number_base + kind.series_offset
 
@@ -289,6 +293,9 @@ def finish_series(
     ):
         if keyword in dataset:
             setattr(dataset, keyword, value)
+    institution = context.institution_name(source)
+    if institution and not dataset.get("InstitutionName"):
+        dataset.InstitutionName = institution
     if kind != ResultKind.SR:  # the SR Document Series module has neither attribute
         copy_body_part_and_laterality(dataset, source)
     equipment = list(dataset.get("ContributingEquipmentSequence", []))

@@ -123,7 +123,7 @@ def build_measurement_report(
         series_instance_uid=context.series_instance_uid(kind),
         series_number=context.series_number(kind),
         sop_instance_uid=context.sop_instance_uid(kind),
-        instance_number=generation,
+        instance_number=context.instance_number(),
         manufacturer=profile.manufacturer,
         is_complete=True,
         is_final=False,

@@ -395,3 +395,54 @@ def not_analysable(
 
 
 FIXED_NOW = datetime.datetime(2025, 1, 2, 11, 30, 0)
+
+
+MULTIFRAME_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"
+
+
+def multiframe_image(
+    *,
+    frames: int = 4,
+    lesion_frame: int = 3,
+    lesion: Lesion = Lesion((30.0, 50.0), (7.0, 9.0)),
+    shape: tuple[int, int] = (64, 80),
+    study_key: str = "mf-1",
+) -> tuple[Dataset, np.ndarray]:
+    """A multi-frame grey-scale image (Multi-frame Grayscale Word SC) with a lesion on one frame."""
+    ds = _base(
+        MULTIFRAME_WORD_SC,
+        key="mf",
+        study_key=study_key,
+        patient_name="Doe^Jane",
+        patient_id="PAT001",
+        character_set="ISO_IR 100",
+        study_date="20250102",
+        accession_number="ACC201",
+        modality="OT",
+    )
+    ds.SeriesInstanceUID = _uid(study_key, "mf-series")
+    ds.SeriesNumber = 3
+    ds.InstanceNumber = 1
+    ds.ConversionType = "WSD"
+    ds.PatientOrientation = ["L", "P"]
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.NumberOfFrames = frames
+    ds.FrameIncrementPointer = 0x00181063  # Frame Time
+    ds.FrameTime = 100.0
+    ds.Rows, ds.Columns = shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept = 0
+    ds.RescaleSlope = 1
+    ds.RescaleType = "US"
+    ds.WindowCenter = 1000
+    ds.WindowWidth = 1600
+    mask = lesion.mask(shape)
+    volume = np.full((frames, *shape), 600, dtype=np.uint16)
+    volume[lesion_frame - 1][mask] = 1500
+    ds.PixelData = volume.tobytes()
+    return ds, mask
