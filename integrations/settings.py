@@ -233,6 +233,7 @@ class PrefectSettings(Section):
 
 ResultCarrier = Literal["sr", "gsps", "secondary_capture", "segmentation", "parametric_map"]
 SECONDARY_CAPTURE_CAPTION = "AI overlay — not for primary diagnosis"
+DEFAULT_CARRIERS: tuple[ResultCarrier, ...] = ("sr", "gsps", "secondary_capture")
 
 
 class ResultsSettings(Section):
@@ -242,9 +243,7 @@ class ResultsSettings(Section):
     reverse), so the carriers are chosen per site. The SR is always produced.
     """
 
-    carriers: list[ResultCarrier] = Field(
-        default_factory=lambda: ["sr", "gsps", "secondary_capture"]
-    )
+    carriers: list[ResultCarrier] = Field(default_factory=lambda: list(DEFAULT_CARRIERS))
     # General Equipment of every result object: pacsflow is the device that creates them.
     manufacturer: Annotated[str, Field(min_length=1, max_length=64)] = "pacsflow"
     # Empty: copy Institution Name from the source images.

@@ -99,6 +99,7 @@ def heatmap_contours(
             points[:, 1] = np.clip(points[:, 1], 0.0, rows)
             if not np.allclose(points[0], points[-1]):
                 points = np.vstack([points, points[:1]])
+            points = _exact_float32(points)
             area = _polygon_area(points)
             if len(points) >= 4 and area >= min_area:
                 polygons.append((area, points))
@@ -201,7 +202,6 @@ def _annotations(
 ) -> list[GraphicAnnotation]:
     finding = item.finding
     track_uid = tracking_uid(context.analysis, finding, item.source)
-    frame_kwargs = {"referenced_frame_number": item.frame} if item.frame else {}
     contours = heatmap_contours(
         item.values,
         context.profile.contour_levels,
@@ -225,7 +225,7 @@ def _annotations(
                     )
                     for points in polygons
                 ],
-                **frame_kwargs,
+                referenced_frame_number=item.frame,
             )
         )
     rows, columns = item.values.shape
@@ -246,7 +246,7 @@ def _annotations(
                     tracking_uid=track_uid,
                 )
             ],
-            **frame_kwargs,
+            referenced_frame_number=item.frame,
         )
     )
     return annotations
@@ -268,7 +268,8 @@ def _text_box(
     box_top = top - height - 2 if top - height - 2 >= 0 else bottom + 2
     box_top = min(max(box_top, 0.0), rows - height)
     box_left = min(max(left, 0.0), columns - width)
-    return (box_left, box_top, box_left + width, box_top + height)
+    corners = _exact_float32(np.array([box_left, box_top, box_left + width, box_top + height]))
+    return (float(corners[0]), float(corners[1]), float(corners[2]), float(corners[3]))
 
 
 def _voi_transformations(
@@ -291,15 +292,15 @@ def _voi_transformations(
         references = (
             hd.ReferencedImageSequence(referenced_images=group) if len(windows) > 1 else None
         )
-        transformations.append(
-            SoftcopyVOILUTTransformation(
-                window_center=center,
-                window_width=width,
-                window_explanation="source image window",
-                voi_lut_function=function if function != "LINEAR" else None,
-                referenced_images=references,
-            )
+        transformation = SoftcopyVOILUTTransformation(
+            window_center=center,
+            window_width=width,
+            voi_lut_function=function if function != "LINEAR" else None,
+            referenced_images=references,
         )
+        # Set here: highdicom 0.28 splits a single explanation string into characters.
+        transformation.WindowCenterWidthExplanation = ["source image window"]
+        transformations.append(transformation)
     return transformations
 
 
@@ -319,6 +320,11 @@ def _classic_multiframe_rescale(image: Dataset) -> hd.ModalityLUTTransformation 
         rescale_slope=float(image.get("RescaleSlope", 1) or 1),
         rescale_type=rescale_type,
     )
+
+
+def _exact_float32(values: np.ndarray) -> np.ndarray:
+    """Round to 1/256 pixel: exactly representable in the FL (float32) values GSPS stores."""
+    return np.round(np.asarray(values, dtype=np.float64) * 256.0) / 256.0
 
 
 def _polygon_area(points: np.ndarray) -> float:

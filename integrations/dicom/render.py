@@ -67,6 +67,18 @@ def window_to_8bit(
     values: np.ndarray, center: float, width: float, function: str = "LINEAR"
 ) -> np.ndarray:
     """Apply a VOI window (PS3.3 C.11.2.1.2) with an 8-bit output range."""
+    return _truncate(window_to_float(values, center, width, function))
+
+
+def _truncate(values: np.ndarray) -> np.ndarray:
+    # Truncation, as dcmtk does: the reference rendering (dcmp2pgm) matches pixel for pixel.
+    return np.clip(np.floor(values), 0, 255).astype(np.uint8)
+
+
+def window_to_float(
+    values: np.ndarray, center: float, width: float, function: str = "LINEAR"
+) -> np.ndarray:
+    """A VOI window's output in [0, 255] before quantisation."""
     function = (function or "LINEAR").upper()
     low, high = 0.0, 255.0
     if function == "SIGMOID":
@@ -88,8 +100,7 @@ def window_to_8bit(
             out = ((values - (center - 0.5)) / (width - 1) + 0.5) * (high - low) + low
             out = np.where(values <= center - 0.5 - (width - 1) / 2, low, out)
             out = np.where(values > center - 0.5 + (width - 1) / 2, high, out)
-    # Truncation, as dcmtk does: the reference rendering (dcmp2pgm) matches pixel for pixel.
-    return np.clip(np.floor(out), 0, 255).astype(np.uint8)
+    return np.clip(out, 0.0, 255.0)
 
 
 def first_value(value: object) -> float | None:
@@ -124,7 +135,7 @@ def grayscale(
     if voi is not None and "VOILUTSequence" in voi and "WindowCenter" not in voi:
         lut_output = np.asarray(apply_voi(values, voi), dtype=np.float64)
         bits = int(voi.VOILUTSequence[0].LUTDescriptor[2])
-        gray = np.clip(np.rint(lut_output * 255.0 / (2**bits - 1)), 0, 255).astype(np.uint8)
+        display = np.clip(lut_output * 255.0 / (2**bits - 1), 0.0, 255.0)
     else:
         if voi is not None and "WindowCenter" in voi:
             center = first_value(voi.WindowCenter)
@@ -133,12 +144,13 @@ def grayscale(
             assert center is not None and width is not None
         else:
             center, width, function = image_window(image, values)
-        gray = window_to_8bit(values, center, width, function)
+        display = window_to_float(values, center, width, function)
     if presentation_state is not None:
         inverse = str(presentation_state.get("PresentationLUTShape", "IDENTITY")) == "INVERSE"
     else:
         inverse = str(image.get("PhotometricInterpretation", "")) == "MONOCHROME1"
-    return (255 - gray).astype(np.uint8) if inverse else gray
+    # The presentation LUT acts on the VOI output before it is quantised (as in dcmtk).
+    return _truncate(255.0 - display if inverse else display)
 
 
 def render(

@@ -17,7 +17,7 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, TypeVar, cast
 
 import numpy as np
 from highdicom import ContributingEquipment
@@ -32,6 +32,7 @@ from integrations.dicom.uids import derived_uid, is_valid_uid
 from integrations.settings import ResultsSettings
 from models.results import AnalysisResult, Finding, ImageReference
 
+AnyDataset = TypeVar("AnyDataset", bound=Dataset)
 UTF8: Final = "ISO_IR 192"
 TEXT_VRS: Final = frozenset({"SH", "LO", "ST", "LT", "PN", "UT", "UC"})
 PACSFLOW_SOFTWARE: Final = "pacsflow 0.1"
@@ -263,14 +264,14 @@ def check_frame(reference: ImageReference, source: Dataset, argument: str) -> in
 
 
 def finish_series(
-    dataset: Dataset,
+    dataset: AnyDataset,
     *,
     context: BuildContext,
     kind: ResultKind,
     source: Dataset,
     description: str | None = None,
     add_acquisition_equipment: bool = True,
-) -> Dataset:
+) -> AnyDataset:
     """Apply what every result object needs beyond highdicom's defaults, in place.
 
     Series description, dates from ``context.now``, Body Part Examined and Laterality from the
@@ -382,7 +383,7 @@ def choose_character_set(dataset: Dataset, source_character_set: object) -> str 
     elif isinstance(source_character_set, str):
         terms = [source_character_set]
     else:
-        terms = [str(term) for term in source_character_set]
+        terms = [str(term) for term in cast(Sequence[object], source_character_set)]
     if terms == [UTF8]:
         return UTF8
     encodings = convert_encodings(terms) if terms else ["ascii"]
@@ -407,7 +408,7 @@ def _encodes(text: str, encoding: str) -> bool:
 def _text_values(dataset: Dataset) -> Iterable[str]:
     for element in dataset:
         if element.VR == "SQ":
-            for item in element.value:
+            for item in cast(Sequence[Dataset], element.value):
                 yield from _text_values(item)
         elif element.VR in TEXT_VRS and element.value is not None:
             values = (

@@ -16,6 +16,7 @@ from typing import Final
 import numpy as np
 from highdicom.sc import SCImage
 from pydicom import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
 
 from integrations.dicom.render import blend_heatmap, draw_banner, grayscale
 from integrations.dicom.result_common import (
@@ -112,13 +113,17 @@ def _secondary_capture(context: BuildContext, item: PlacedHeatmap, index: int) -
         ),
         instance_number=context.instance_number(index),
         manufacturer=context.profile.manufacturer,
-        pixel_spacing=(float(spacing[0]), float(spacing[1])) if spacing else None,
+        # highdicom annotates this as ints; pixel spacing is decimal (DS).
+        pixel_spacing=(float(spacing[0]), float(spacing[1])) if spacing else None,  # type: ignore[arg-type]
         patient_orientation=patient_orientation(source),
         manufacturer_model_name=model.name[:64],
         software_versions=context.software_versions,
         device_serial_number=context.device_serial_number,
         institution_name=context.institution_name(source),
+        transfer_syntax_uid=ExplicitVRLittleEndian,
     )
+    image.DateOfSecondaryCapture = context.now.strftime("%Y%m%d")  # type: ignore[assignment]
+    image.TimeOfSecondaryCapture = context.now.strftime("%H%M%S")  # type: ignore[assignment]
     image.ImageType = ["DERIVED", "SECONDARY"]
     image.BurnedInAnnotation = "YES"
     image.RecognizableVisualFeatures = "YES"

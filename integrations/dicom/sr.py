@@ -34,6 +34,8 @@ from highdicom.sr import (
     CodedConcept,
     Comprehensive3DSR,
     ContainerContentItem,
+    ContentItem,
+    ContentSequence,
     DeviceObserverIdentifyingAttributes,
     MeasurementReport,
     MeasurementsAndQualitativeEvaluations,
@@ -340,7 +342,7 @@ def _qualitative_evaluations(
 ) -> ContainerContentItem:
     analysis = context.analysis
     contains = RelationshipTypeValues.CONTAINS
-    items: list[Dataset] = [
+    items: list[ContentItem] = [
         CodeContentItem(
             name=result_codes.URGENCY_TIER,
             value=result_codes.TIER_VALUES[analysis.tier],
@@ -391,5 +393,5 @@ def _qualitative_evaluations(
     container = ContainerContentItem(
         name=result_codes.QUALITATIVE_EVALUATIONS, relationship_type=contains
     )
-    container.ContentSequence = items
+    container.ContentSequence = ContentSequence(items)
     return container

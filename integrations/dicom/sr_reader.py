@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import cast
 
 from highdicom.sr import (
     CodedConcept,
     Comprehensive3DSR,
+    DeviceObserverIdentifyingAttributes,
     MeasurementReport,
     MeasurementsAndQualitativeEvaluations,
     ValueTypeValues,
@@ -150,7 +152,9 @@ def read_measurement_report(dataset: Dataset) -> ReportedAnalysis:
     observers = report.get_observer_contexts(observer_type=codes.DCM.Device)
     device_uid = ""
     if observers:
-        device_uid = str(observers[0].observer_identifying_attributes.uid)
+        attributes = observers[0].observer_identifying_attributes
+        if isinstance(attributes, DeviceObserverIdentifyingAttributes):
+            device_uid = str(attributes.uid)
     return ReportedAnalysis(
         sop_instance_uid=str(dataset.SOPInstanceUID),
         series_instance_uid=str(dataset.SeriesInstanceUID),
@@ -206,14 +210,15 @@ def _finding(group: MeasurementsAndQualitativeEvaluations) -> ReportedFinding:
     present = None
     tier = None
     for evaluation in group.get_qualitative_evaluations():
+        # highdicom annotates the value as a number; for a CODE item it is a CodedConcept.
+        value = cast(CodedConcept, evaluation.value)
         if result_codes.same_code(evaluation.name, result_codes.PRESENCE):
-            value = evaluation.value
             if result_codes.same_code(value, result_codes.PRESENT):
                 present = True
             elif result_codes.same_code(value, result_codes.ABSENT):
                 present = False
         elif result_codes.same_code(evaluation.name, result_codes.URGENCY_TIER):
-            tier = _tier(evaluation.value)
+            tier = _tier(value)
     images = tuple(
         ImageReference(
             sop_class_uid=str(item.referenced_sop_class_uid),

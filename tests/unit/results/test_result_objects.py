@@ -1,0 +1,162 @@
+"""The entry point: carriers from the profile, deterministic UIDs, every kind valid and round-tripped."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from integrations.dicom.result_common import ResultKind, decode_dataset, encode_dataset
+from integrations.dicom.result_objects import build_result_objects
+from integrations.errors import ConfigError
+from integrations.settings import ResultsSettings, load_settings
+from tests.dciodvfy import assert_conformant
+from tests.unit.results import synthetic
+from tests.unit.results.conftest import ALL_CARRIERS, EXPECTED_WARNINGS
+
+NOW = synthetic.FIXED_NOW
+# Parametric Map image and frame types use QUANTITY, which this dicom3tools release predates.
+PM_WARNINGS = (*EXPECTED_WARNINGS, r"Unrecognized defined term <QUANTITY>")
+
+
+def kinds(result_set) -> list[str]:
+    return [item.kind.value for item in result_set]
+
+
+def test_the_profile_chooses_the_carriers_and_the_sr_comes_first(chest):
+    image, _, _, analysis = chest
+    only_sr = build_result_objects(analysis, [image], profile=ResultsSettings(carriers=["sr"]))
+    assert kinds(only_sr) == ["sr"]
+    seg_first = build_result_objects(
+        analysis, [image], profile=ResultsSettings(carriers=["segmentation", "sr", "gsps"])
+    )
+    assert kinds(seg_first) == ["sr", "segmentation", "gsps"]
+    default = build_result_objects(analysis, [image], profile=ResultsSettings())
+    assert kinds(default) == ["sr", "gsps", "secondary_capture"]
+
+
+def test_every_carrier_for_a_ct_passes_dciodvfy_and_round_trips(head_ct, profile):
+    images, _, _, analysis = head_ct
+    result_set = build_result_objects(analysis, images, profile=profile, now=NOW)
+    assert result_set.skipped == ()
+    assert set(kinds(result_set)) == set(ALL_CARRIERS)
+    for item in result_set:
+        data = item.to_bytes()
+        assert_conformant(data, allowed_warnings=PM_WARNINGS)
+        again = decode_dataset(data)
+        assert again.SOPInstanceUID == item.sop_instance_uid
+        assert again.SOPClassUID == item.sop_class_uid
+        assert again.StudyInstanceUID == images[0].StudyInstanceUID
+        assert again.PatientID == images[0].PatientID
+        # Nothing lost or changed on the way through bytes: re-encoding gives the same bytes.
+        assert encode_dataset(again) == data, item.kind
+
+
+def test_a_projection_image_gets_every_carrier_it_can_and_says_why_not_the_others(chest, profile):
+    image, _, _, analysis = chest
+    result_set = build_result_objects(analysis, [image], profile=profile, now=NOW)
+    assert kinds(result_set) == ["sr", "gsps", "secondary_capture", "segmentation"]
+    assert [item.kind for item in result_set.skipped] == [ResultKind.PARAMETRIC_MAP]
+    for item in result_set:
+        assert_conformant(item.to_bytes(), allowed_warnings=EXPECTED_WARNINGS)
+
+
+def test_without_heatmaps_only_the_sr_is_built(profile):
+    image, _ = synthetic.chest_radiograph()
+    lesion = synthetic.Lesion((205.0, 78.0), (16.0, 12.0))
+    negative = synthetic.chest_analysis(image, lesion, probability=0.1, present=False)
+    result_set = build_result_objects(negative, [image], profile=profile, now=NOW)
+    assert kinds(result_set) == ["sr"]
+    assert {item.kind.value for item in result_set.skipped} == set(ALL_CARRIERS) - {"sr"}
+    not_analysable = build_result_objects(
+        synthetic.not_analysable(image), [image], profile=profile, now=NOW
+    )
+    assert kinds(not_analysable) == ["sr"]
+
+
+def test_reruns_give_the_same_uids_and_a_new_generation_new_instances_in_the_same_series(
+    head_ct, profile
+):
+    images, _, _, analysis = head_ct
+    first = build_result_objects(analysis, images, profile=profile, generation=1, now=NOW)
+    rerun = build_result_objects(analysis, images, profile=profile, generation=1)
+    second = build_result_objects(analysis, images, profile=profile, generation=2, now=NOW)
+
+    def uids(result_set):
+        return [(item.kind, item.series_instance_uid, item.sop_instance_uid) for item in result_set]
+
+    assert uids(first) == uids(rerun)
+    first_uids = {item.sop_instance_uid for item in first}
+    assert len(first_uids) == len(first)  # every object has its own instance UID
+    assert first_uids.isdisjoint({item.sop_instance_uid for item in second})
+    assert [item.series_instance_uid for item in first] == [
+        item.series_instance_uid for item in second
+    ]
+    assert len({item.series_instance_uid for item in first}) == len(set(kinds(first)))
+    assert all(
+        int(b.dataset.InstanceNumber) > int(a.dataset.InstanceNumber)
+        for a, b in zip(first, second, strict=True)
+    )
+    # A different analyzer on the same study gets its own series.
+    other = build_result_objects(
+        synthetic.head_ct_analysis(
+            images, synthetic.Lesion((40.0, 70.0), (9.0, 7.0)), model=synthetic.MODEL
+        ).__class__(**{**analysis.__dict__, "analyzer": "second-opinion"}),
+        images,
+        profile=profile,
+        now=NOW,
+    )
+    assert {item.series_instance_uid for item in other}.isdisjoint(
+        {item.series_instance_uid for item in first}
+    )
+
+
+def test_result_series_are_numbered_from_the_profile_base(head_ct):
+    images, _, _, analysis = head_ct
+    result_set = build_result_objects(
+        analysis, images, profile=ResultsSettings(carriers=ALL_CARRIERS, series_number_base=700)
+    )
+    numbers = {item.kind: int(item.dataset.SeriesNumber) for item in result_set}
+    assert numbers == {kind: 700 + kind.series_offset for kind in ResultKind}
+
+
+def test_results_settings_are_validated():
+    with pytest.raises(ValidationError, match="sr"):
+        ResultsSettings(carriers=["gsps"])
+    with pytest.raises(ValidationError, match="repeat"):
+        ResultsSettings(carriers=["sr", "gsps", "gsps"])
+    with pytest.raises(ValidationError):
+        ResultsSettings(carriers=["sr", "hologram"])
+    with pytest.raises(ValidationError, match="ascending"):
+        ResultsSettings(contour_levels=[0.8, 0.5])
+    with pytest.raises(ValidationError):
+        ResultsSettings(contour_levels=[0.5, 1.2])
+    assert set(ALL_CARRIERS) == {kind.value for kind in ResultKind}
+
+
+def test_results_and_priors_sections_load_from_toml_and_environment(tmp_path, monkeypatch):
+    config = tmp_path / "pacsflow.toml"
+    config.write_text(
+        '[results]\ncarriers = ["sr", "segmentation"]\nsecondary_capture_caption = "KI-Overlay"\n'
+        "[priors]\nlookback_days = 365\n"
+    )
+    monkeypatch.setenv("PACSFLOW_PRIORS__SAME_BODY_PART", "false")
+    settings = load_settings(config)
+    assert settings.results.carriers == ["sr", "segmentation"]
+    assert settings.results.secondary_capture_caption == "KI-Overlay"
+    assert settings.priors.lookback_days == 365
+    assert settings.priors.same_body_part is False
+    config.write_text("[results]\ncarrier = []\n")
+    with pytest.raises(ConfigError, match=r"results\.carrier"):
+        load_settings(config)
+
+
+def test_bad_arguments_are_named(chest, profile):
+    image, _, _, analysis = chest
+    with pytest.raises(ValueError, match="sources"):
+        build_result_objects(analysis, [], profile=profile)
+    with pytest.raises(TypeError, match="sources"):
+        build_result_objects(analysis, [image.to_json_dict()], profile=profile)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="profile"):
+        build_result_objects(analysis, [image], profile=object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="generation"):
+        build_result_objects(analysis, [image], profile=profile, generation="2")  # type: ignore[arg-type]
