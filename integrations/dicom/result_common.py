@@ -316,7 +316,26 @@ def finish_series(
     dataset.ContributingEquipmentSequence = equipment
     declare_private_scheme(dataset)
     dataset.SpecificCharacterSet = choose_character_set(dataset, source.get("SpecificCharacterSet"))
+    refresh_person_names(dataset)
     return dataset
+
+
+def refresh_person_names(dataset: Dataset) -> None:
+    """Replace every PN value by a fresh one built from its text, in place.
+
+    pydicom 3.0 caches the bytes of a PersonName made from text the first time it is
+    encoded and returns them for any later character set: a name copied from a Latin-1 source
+    that was written once (sent, saved) would land as Latin-1 bytes in a UTF-8 object.
+    """
+    for element in dataset:
+        if element.VR == "SQ":
+            for item in cast(Sequence[Dataset], element.value):
+                refresh_person_names(item)
+        elif element.VR == "PN" and element.value is not None:
+            if isinstance(element.value, MultiValue | list):
+                element.value = [str(value) for value in element.value]
+            else:
+                element.value = str(element.value)
 
 
 def copy_body_part_and_laterality(dataset: Dataset, source: Dataset) -> None:

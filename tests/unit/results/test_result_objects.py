@@ -160,3 +160,24 @@ def test_bad_arguments_are_named(chest, profile):
         build_result_objects(analysis, [image], profile=object())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="generation"):
         build_result_objects(analysis, [image], profile=profile, generation="2")  # type: ignore[arg-type]
+
+
+def test_names_keep_their_characters_even_after_the_source_was_written_once(profile):
+    """Found against Orthanc: pydicom reused a name's first (Latin-1) bytes in a UTF-8 object."""
+    lesion = synthetic.Lesion((205.0, 78.0), (16.0, 12.0))
+    image, _ = synthetic.chest_radiograph(lesion=lesion, patient_name="Müller^Jürgen")
+    encode_dataset(image)  # as when the source was uploaded or spooled before the build
+    result_set = build_result_objects(
+        synthetic.chest_analysis(image, lesion), [image], profile=profile
+    )
+    for item in result_set:
+        data = item.to_bytes()
+        assert str(decode_dataset(data).PatientName) == "Müller^Jürgen", item.kind
+        expected = "Müller".encode(
+            "utf-8" if item.dataset.SpecificCharacterSet == "ISO_IR 192" else "latin-1"
+        )
+        assert expected in data, item.kind
+    assert {item.dataset.SpecificCharacterSet for item in result_set} == {
+        "ISO_IR 100",
+        "ISO_IR 192",
+    }
