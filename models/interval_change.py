@@ -21,6 +21,7 @@ from typing import Any, Final
 from models.results import AnalysisResult, CodedConcept, Finding, Measurement
 
 NO_PRIOR_AVAILABLE: Final = "no prior available"
+NO_EARLIER_MEASUREMENTS: Final = "no earlier AI measurements to compare"
 
 # UCUM code -> (dimension, factor to the dimension's base unit).
 _UCUM_UNITS: Final[dict[str, tuple[str, float]]] = {
@@ -44,6 +45,8 @@ _UCUM_UNITS: Final[dict[str, tuple[str, float]]] = {
 
 class ComparisonStatus(StrEnum):
     COMPARED = "compared"
+    # A prior study exists (and may have been moved), but there were no measurements to compare.
+    PRIOR_WITHOUT_MEASUREMENTS = "prior_without_measurements"
     NO_PRIOR = "no_prior"
 
 
@@ -132,10 +135,12 @@ class PriorComparison:
 
     def summary(self) -> str:
         """One line for a worklist column or an OBX: what changed since which study."""
-        if not self.compared:
-            return self.reason or NO_PRIOR_AVAILABLE
         date = self.prior_study_date.isoformat() if self.prior_study_date else "unknown date"
         accession = self.prior_accession_number or "no accession"
+        if self.status == ComparisonStatus.PRIOR_WITHOUT_MEASUREMENTS:
+            return f"Prior study {date} ({accession}): {self.reason or NO_EARLIER_MEASUREMENTS}"
+        if not self.compared:
+            return self.reason or NO_PRIOR_AVAILABLE
         parts = [change.describe() for change in self.changes]
         parts += [f"new: {label}" for label in self.new_findings]
         parts += [f"resolved: {label}" for label in self.resolved_findings]
@@ -187,6 +192,24 @@ def no_prior(reason: str = NO_PRIOR_AVAILABLE) -> PriorComparison:
     if not isinstance(reason, str) or not reason.strip():
         raise ValueError("reason must be a non-empty string")
     return PriorComparison(status=ComparisonStatus.NO_PRIOR, reason=reason.strip())
+
+
+def prior_without_measurements(
+    study_instance_uid: str,
+    study_date: datetime.date | None,
+    accession_number: str,
+    reason: str = NO_EARLIER_MEASUREMENTS,
+) -> PriorComparison:
+    """A prior exists but holds nothing to compare with (no pacsflow SR of this analyzer)."""
+    if not study_instance_uid:
+        raise ValueError("study_instance_uid must not be empty")
+    return PriorComparison(
+        status=ComparisonStatus.PRIOR_WITHOUT_MEASUREMENTS,
+        reason=reason,
+        prior_study_instance_uid=study_instance_uid,
+        prior_study_date=study_date,
+        prior_accession_number=accession_number,
+    )
 
 
 def compare_with_prior(current: AnalysisResult, prior: PriorStudy | None) -> PriorComparison:

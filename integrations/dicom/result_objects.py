@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from pydicom import Dataset
 
 from integrations.dicom.gsps import build_presentation_states
 from integrations.dicom.parametric_map import build_parametric_maps
+from integrations.dicom.priors import parse_date
 from integrations.dicom.result_common import (
     ResultKind,
     ResultObject,
@@ -24,15 +26,22 @@ from integrations.dicom.result_common import (
 from integrations.dicom.secondary_capture import build_secondary_captures
 from integrations.dicom.segmentation import build_segmentations
 from integrations.dicom.sr import build_measurement_report
-from integrations.settings import ResultsSettings
-from models.interval_change import PriorComparison
+from integrations.settings import ResultsSettings, Settings
+from models.interval_change import (
+    NO_PRIOR_AVAILABLE,
+    PriorComparison,
+    no_prior,
+    prior_without_measurements,
+)
 from models.results import AnalysisResult
 
 __all__ = [
+    "PriorReference",
     "ResultKind",
     "ResultObject",
     "ResultSet",
     "SkippedCarrier",
+    "as_prior_comparison",
     "build_result_objects",
 ]
 
@@ -58,32 +67,71 @@ class ResultSet:
         return self.of_kind(ResultKind.SR)[0]
 
 
+class PriorReference(Protocol):
+    """What the flow knows about the prior when it did not compare (``tasks.context.PriorRef``)."""
+
+    available: bool
+    reason: str
+    study_instance_uid: str
+    study_date: str
+    accession_number: str
+
+
+_REFERENCE_FIELDS = ("available", "reason", "study_instance_uid", "study_date", "accession_number")
+
+
+def as_prior_comparison(prior: PriorComparison | PriorReference | None) -> PriorComparison | None:
+    """A comparison outcome from either a comparison or a bare reference to the prior."""
+    if prior is None or isinstance(prior, PriorComparison):
+        return prior
+    if all(hasattr(prior, name) for name in _REFERENCE_FIELDS):
+        if not prior.available:
+            return no_prior(prior.reason or NO_PRIOR_AVAILABLE)
+        return prior_without_measurements(
+            prior.study_instance_uid, parse_date(prior.study_date), prior.accession_number
+        )
+    raise TypeError(
+        "prior must be a PriorComparison, a prior reference "
+        f"({', '.join(_REFERENCE_FIELDS)}) or None"
+    )
+
+
 def build_result_objects(
     analysis: AnalysisResult,
     sources: Sequence[Dataset],
     *,
-    profile: ResultsSettings,
+    profile: ResultsSettings | None = None,
+    settings: Settings | None = None,
     generation: int = 1,
-    prior: PriorComparison | None = None,
+    prior: PriorComparison | PriorReference | None = None,
     now: datetime.datetime | None = None,
 ) -> ResultSet:
-    """The SR and the overlays ``profile.carriers`` ask for, for ``analysis`` of one study.
+    """The SR and the overlays the profile's carriers ask for, for ``analysis`` of one study.
 
+    ``profile``: the ``[results]`` section (or pass the whole ``settings``; exactly one).
     ``sources``: the study's images the analyzer was given, with pixel data when overlays are
     wanted (GSPS windows, Secondary Capture pictures). ``generation``: 1 for the first run of a
     study, +1 each time the study is re-opened; reruns of one generation give identical UIDs.
-    ``prior``: the outcome of prior comparison, written into the SR. ``now``: the creation time
-    stamped on every object (defaults to the current time).
+    ``prior``: the outcome of prior comparison (a PriorComparison), or just the reference to
+    the prior the flow found (then the SR names the prior without measurements), written into
+    the SR. ``now``: the creation time stamped on every object (defaults to the current time).
     """
+    if (profile is None) == (settings is None):
+        raise TypeError("pass exactly one of profile (the [results] section) or settings")
+    if settings is not None:
+        if not isinstance(settings, Settings):
+            raise TypeError("settings must be the pacsflow Settings")
+        profile = settings.results
     if not isinstance(profile, ResultsSettings):
         raise TypeError("profile must be a ResultsSettings (the [results] settings section)")
+    comparison = as_prior_comparison(prior)
     study_instance_uid_of(sources)
     now = now or datetime.datetime.now()
     common = {"profile": profile, "generation": generation, "now": now}
     objects = [
         ResultObject(
             ResultKind.SR,
-            build_measurement_report(analysis, sources, prior=prior, **common),  # type: ignore[arg-type]
+            build_measurement_report(analysis, sources, prior=comparison, **common),  # type: ignore[arg-type]
         )
     ]
     skipped: list[SkippedCarrier] = []

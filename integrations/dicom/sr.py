@@ -366,7 +366,7 @@ def _qualitative_evaluations(
                 name=result_codes.PRIOR_STATUS, value=prior.summary(), relationship_type=contains
             )
         )
-        if prior.compared:
+        if prior.prior_study_instance_uid:
             items.append(
                 TextContentItem(
                     name=result_codes.PRIOR_STUDY_UID,

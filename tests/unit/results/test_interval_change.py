@@ -15,6 +15,7 @@ from models.interval_change import (
     compare_with_prior,
     convert,
     no_prior,
+    prior_without_measurements,
 )
 from models.results import AnalysisResult, CodedConcept, Finding, Measurement, UrgencyTier
 from tests.unit.results import synthetic
@@ -181,3 +182,15 @@ def test_prior_study_validates_its_inputs():
     with pytest.raises(TypeError, match="findings"):
         PriorStudy("1.2.3", None, "", ("nodule",))  # type: ignore[arg-type]
     assert dataclasses.replace(prior(), origin="analysis").origin == "analysis"
+
+
+def test_a_prior_without_measurements_is_named_but_not_compared():
+    outcome = prior_without_measurements("1.2.3.9", PRIOR_DATE, "ACC-OLD")
+    assert not outcome.compared and outcome.changes == ()
+    assert (
+        outcome.summary()
+        == "Prior study 2024-03-14 (ACC-OLD): no earlier AI measurements to compare"
+    )
+    assert PriorComparison.from_json(outcome.to_json()) == outcome
+    with pytest.raises(ValueError, match="study_instance_uid"):
+        prior_without_measurements("", None, "")

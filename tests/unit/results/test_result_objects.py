@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from integrations.dicom.result_common import ResultKind, decode_dataset, encode_dataset
 from integrations.dicom.result_objects import build_result_objects
+from integrations.dicom.sr_reader import read_measurement_report
 from integrations.errors import ConfigError
 from integrations.settings import ResultsSettings, load_settings
 from tests.dciodvfy import assert_conformant
@@ -181,3 +182,36 @@ def test_names_keep_their_characters_even_after_the_source_was_written_once(prof
         "ISO_IR 100",
         "ISO_IR 192",
     }
+
+
+def test_the_flow_can_pass_its_settings_and_its_prior_reference(chest, flow_settings):
+    """The build_results task passes the whole Settings and a PriorRef (tasks.context)."""
+    from tasks.context import PriorRef
+
+    image, _, _, analysis = chest
+    settings = flow_settings
+    found = PriorRef(
+        True, study_instance_uid="1.2.3.9", study_date="20240601", accession_number="ACC9"
+    )
+    result_set = build_result_objects(analysis, [image], settings=settings, prior=found)
+    assert kinds(result_set) == list(settings.results.carriers)
+    report = read_measurement_report(result_set.sr.dataset)
+    assert report.prior_summary == (
+        "Prior study 2024-06-01 (ACC9): no earlier AI measurements to compare"
+    )
+    missing = PriorRef(False, "no prior available: PACS did not answer C-FIND (timeout)")
+    report = read_measurement_report(
+        build_result_objects(analysis, [image], settings=settings, prior=missing).sr.dataset
+    )
+    assert report.prior_summary == missing.reason
+    with pytest.raises(TypeError, match="exactly one"):
+        build_result_objects(analysis, [image], settings=settings, profile=settings.results)
+    with pytest.raises(TypeError, match="exactly one"):
+        build_result_objects(analysis, [image])
+    with pytest.raises(TypeError, match="prior"):
+        build_result_objects(analysis, [image], settings=settings, prior="ACC9")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def flow_settings():
+    return load_settings(None, search=False, results={"carriers": ["sr", "gsps"]})
