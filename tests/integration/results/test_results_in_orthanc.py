@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import io
 
 import pytest
 from pydicom import dcmread
@@ -22,14 +23,15 @@ from integrations.dicom.scu import DicomClient, Peer
 from integrations.dicom.sr_reader import read_measurement_report
 from integrations.settings import PriorsSettings, ResultsSettings
 from models.interval_change import compare_with_prior, no_prior
-from tests.dciodvfy import assert_conformant
+from tests.dciodvfy import (
+    PARAMETRIC_MAP_WARNINGS,
+    assert_conformant,
+)
 from tests.fix_orthanc import NODE_AE_TITLE, PACS_AE_TITLE, OrthancPeer
 from tests.site import running_node
 from tests.unit.results import synthetic
-from tests.unit.results.conftest import EXPECTED_WARNINGS
 
 ALL_CARRIERS = ["sr", "gsps", "secondary_capture", "segmentation", "parametric_map"]
-PM_WARNINGS = (*EXPECTED_WARNINGS, r"Unrecognized defined term <QUANTITY>")
 MODALITY_OF_KIND = {
     ResultKind.SR: "SR",
     ResultKind.GSPS: "PR",
@@ -61,9 +63,8 @@ def stored_files(orthanc: OrthancPeer, study_instance_uid: str) -> dict[str, byt
     files = {}
     for instance in orthanc.client.instances_of(study_instance_uid):
         data = orthanc.client.instance_file(instance["ID"])
-        files[
-            str(dcmread(__import__("io").BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
-        ] = data
+        header = dcmread(io.BytesIO(data), stop_before_pixels=True)
+        files[str(header.SOPInstanceUID)] = data
     return files
 
 
@@ -112,7 +113,7 @@ def test_objects_given_back_by_the_pacs_are_conformant_and_the_sr_matches(clean_
     pacs_client(clean_orthanc).store([item.dataset for item in objects])
     files = stored_files(clean_orthanc, image.StudyInstanceUID)
     for item in objects:
-        assert_conformant(files[item.sop_instance_uid], allowed_warnings=PM_WARNINGS)
+        assert_conformant(files[item.sop_instance_uid], allowed_warnings=PARAMETRIC_MAP_WARNINGS)
     report = read_measurement_report(decode_dataset(files[objects.sr.sop_instance_uid]))
     assert report.tier == analysis.tier
     for written, finding in zip(report.findings, analysis.findings, strict=True):

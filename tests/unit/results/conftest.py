@@ -12,17 +12,6 @@ from tests.unit.results import synthetic
 
 ALL_CARRIERS = ["sr", "gsps", "secondary_capture", "segmentation", "parametric_map"]
 
-# dciodvfy warnings every result object may carry, and why they are fine:
-# - 99PACSFLOW is our private coding scheme (declared in Coding Scheme Identification);
-# - Device UID in the Contributing Equipment Sequence is in current DICOM (and IHE AIR asks
-#   for it) but not in the dicom3tools release Debian ships, which then calls the object
-#   "Standard Extended".
-EXPECTED_WARNINGS = (
-    r"Unrecognized defined term <99PACSFLOW>",
-    r"\(0x0018,0x1002\) UI Device UID",
-    r"this is a Standard Extended SOP Class",
-)
-
 
 @pytest.fixture(autouse=True)
 def strict_pydicom() -> Iterator[None]:

@@ -19,9 +19,11 @@ from integrations.dicom.result_common import decode_dataset, encode_dataset
 from integrations.dicom.sr import tracking_uid
 from integrations.settings import ResultsSettings
 from models.results import AnalysisResult, Finding, Heatmap, UrgencyTier
-from tests.dciodvfy import assert_conformant
+from tests.dciodvfy import (
+    RESULT_OBJECT_WARNINGS,
+    assert_conformant,
+)
 from tests.unit.results import synthetic
-from tests.unit.results.conftest import EXPECTED_WARNINGS
 
 NOW = synthetic.FIXED_NOW
 
@@ -148,7 +150,9 @@ def test_one_gsps_per_series_and_the_exact_frame_of_a_multiframe_image(profile):
     (state,) = build_presentation_states(multiframe, [frame_image], profile=profile, now=NOW)
     for annotation in state.GraphicAnnotationSequence:
         assert int(annotation.ReferencedImageSequence[0].ReferencedFrameNumber) == 3
-    assert_conformant(encode_dataset(state), allowed_warnings=(*EXPECTED_WARNINGS, "Laterality"))
+    assert_conformant(
+        encode_dataset(state), allowed_warnings=(*RESULT_OBJECT_WARNINGS, "Laterality")
+    )
 
 
 def test_contour_levels_come_from_the_profile(chest):
@@ -170,7 +174,7 @@ def test_gsps_passes_dciodvfy(scenario, request, profile):
     states = build_presentation_states(analysis, sources, profile=profile, now=NOW)
     assert states
     for state in states:
-        result = assert_conformant(encode_dataset(state), allowed_warnings=EXPECTED_WARNINGS)
+        result = assert_conformant(encode_dataset(state), allowed_warnings=RESULT_OBJECT_WARNINGS)
         assert result.iod == "GrayscaleSoftcopyPresentationState"
 
 

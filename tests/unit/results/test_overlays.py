@@ -16,9 +16,11 @@ from integrations.dicom.secondary_capture import build_secondary_captures, patie
 from integrations.dicom.segmentation import build_segmentations
 from integrations.dicom.sr import tracking_uid
 from integrations.settings import SECONDARY_CAPTURE_CAPTION
-from tests.dciodvfy import assert_conformant
+from tests.dciodvfy import (
+    RESULT_OBJECT_WARNINGS,
+    assert_conformant,
+)
 from tests.unit.results import synthetic
-from tests.unit.results.conftest import EXPECTED_WARNINGS
 
 NOW = synthetic.FIXED_NOW
 
@@ -95,7 +97,7 @@ def test_segmentation_is_fractional_and_holds_the_heatmap(scenario, request, pro
     assert skipped == []
     (segmentation,) = segmentations
     data = encode_dataset(segmentation)
-    assert_conformant(data, allowed_warnings=EXPECTED_WARNINGS)
+    assert_conformant(data, allowed_warnings=RESULT_OBJECT_WARNINGS)
     seg = decode_dataset(data)
     assert seg.SOPClassUID == SegmentationStorage
     assert seg.SegmentationType == "FRACTIONAL"
@@ -123,7 +125,7 @@ def test_parametric_map_is_saliency_with_the_heatmap_values(head_ct, profile):
     (parametric_map,) = maps
     data = encode_dataset(parametric_map)
     assert_conformant(
-        data, allowed_warnings=(*EXPECTED_WARNINGS, r"Unrecognized defined term <QUANTITY>")
+        data, allowed_warnings=(*RESULT_OBJECT_WARNINGS, r"Unrecognized defined term <QUANTITY>")
     )
     pm = decode_dataset(data)
     mapping = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
@@ -153,5 +155,5 @@ def test_secondary_capture_passes_dciodvfy(head_ct, profile):
     captures = build_secondary_captures(analysis, images, profile=profile, now=NOW)
     assert len(captures) == len(analysis.heatmaps)
     for capture in captures:
-        result = assert_conformant(encode_dataset(capture), allowed_warnings=EXPECTED_WARNINGS)
+        result = assert_conformant(encode_dataset(capture), allowed_warnings=RESULT_OBJECT_WARNINGS)
         assert result.iod == "SCImage"

@@ -16,9 +16,11 @@ from integrations.dicom.sr import build_measurement_report, tracking_uid
 from integrations.dicom.sr_reader import read_measurement_report
 from models.interval_change import PriorStudy, compare_with_prior, no_prior
 from models.results import CodedConcept, Measurement, UrgencyTier
-from tests.dciodvfy import assert_conformant
+from tests.dciodvfy import (
+    RESULT_OBJECT_WARNINGS,
+    assert_conformant,
+)
 from tests.unit.results import synthetic
-from tests.unit.results.conftest import EXPECTED_WARNINGS
 
 NOW = synthetic.FIXED_NOW
 
@@ -184,7 +186,7 @@ def test_not_analysable_sr_says_why_and_still_lists_the_evidence(profile):
     assert report.tier == UrgencyTier.ROUTINE
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == image.SOPInstanceUID
-    assert_conformant(encode_dataset(sr), allowed_warnings=EXPECTED_WARNINGS)
+    assert_conformant(encode_dataset(sr), allowed_warnings=RESULT_OBJECT_WARNINGS)
 
 
 def test_generation_two_lands_in_the_same_series_and_names_its_predecessor(chest, profile):
@@ -236,7 +238,7 @@ def test_sr_carries_interval_change_with_the_prior_date_and_accession(head_ct, p
     assert changes[("Volume", "ICPCT")] == pytest.approx(25.0)
     assert changes[("Diameter", "ICPRIOR")] == pytest.approx(15.0)  # 1.5 cm in mm
     assert changes[("Diameter", "ICABS")] == pytest.approx(6.0)
-    assert_conformant(encode_dataset(sr), allowed_warnings=EXPECTED_WARNINGS)
+    assert_conformant(encode_dataset(sr), allowed_warnings=RESULT_OBJECT_WARNINGS)
 
 
 def test_sr_says_no_prior_available(chest, profile):
@@ -252,7 +254,7 @@ def test_sr_passes_dciodvfy_and_highdicom_reads_it(scenario, request, profile):
     sources, _, _, analysis = request.getfixturevalue(scenario)
     sources = sources if isinstance(sources, list) else [sources]
     data = encode_dataset(build_measurement_report(analysis, sources, profile=profile, now=NOW))
-    result = assert_conformant(data, allowed_warnings=EXPECTED_WARNINGS)
+    result = assert_conformant(data, allowed_warnings=RESULT_OBJECT_WARNINGS)
     assert result.iod == "Comprehensive3DSR"
     document = hd.sr.srread(io.BytesIO(data))
     groups = hd.sr.MeasurementReport.from_sequence(document.content).get_image_measurement_groups()
