@@ -288,7 +288,6 @@ class PriorsSettings(Section):
     same_body_part: bool = True
     # At most this many C-FIND matches are considered (newest first).
     max_candidates: Annotated[int, Field(ge=1, le=1000)] = 20
-    move_timeout_seconds: Annotated[float, Field(gt=0)] = 120.0
 
 
 class Settings(BaseSettings):
