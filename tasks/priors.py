@@ -1,106 +1,102 @@
-"""fetch_priors: find earlier studies of the patient in the PACS and move the best one here (I/O).
+"""fetch_priors: find the best earlier study of the patient in the PACS and move it here (I/O).
 
-A PACS that does not answer, or a patient without priors, is not a failure: the run goes on
-with "no prior available". Priors never hold up escalation; the flow starts this task
-concurrently with inference.
+The policy (look-back, same modality and body part, newest first, SR detection) lives in
+``integrations.dicom.priors``; this task feeds it the study, lets the node expect the prior
+(kept, never processed itself) and records the outcome. A PACS that does not answer, or a
+patient without priors, is not a failure: the run goes on with "no prior available". Priors
+never hold up escalation: the flow runs this task concurrently with inference.
 """
 
 from __future__ import annotations
 
-import logging
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydicom import Dataset
 
 from integrations.db.analyses import AnalysisStore
-from integrations.errors import PeerError, TransientError
+from integrations.dicom.priors import (
+    CurrentStudy,
+    PriorCandidate,
+    fetch_prior,
+    not_available,
+    parse_date,
+)
 from tasks.context import PriorRef, StudyContext
 from tasks.runtime import get_runtime
 from tasks.steps import recorded_step
 
-log = logging.getLogger(__name__)
 
-
-def study_query(patient_id: str, modality: str) -> Dataset:
-    query = Dataset()
-    query.QueryRetrieveLevel = "STUDY"
-    query.PatientID = patient_id
-    query.StudyInstanceUID = ""
-    query.StudyDate = ""
-    query.StudyTime = ""
-    query.AccessionNumber = ""
-    query.ModalitiesInStudy = modality
-    return query
+def current_study(context: StudyContext) -> CurrentStudy | None:
+    runtime = get_runtime()
+    study = runtime.store.study(context.study_instance_uid)
+    if study is None:
+        return None
+    routed = {uid for series in context.analyzers.values() for uid in series}
+    series = [
+        s
+        for s in runtime.store.series_of(context.study_instance_uid)
+        if s.series_instance_uid in routed
+    ]
+    first = series[0] if series else None
+    return CurrentStudy(
+        study_instance_uid=study.study_instance_uid,
+        patient_id=study.patient_id,
+        study_date=parse_date(study.study_date),
+        modality=(first.modality if first else (study.modalities[0] if study.modalities else "")),
+        body_part=first.body_part_examined if first else "",
+        study_time=study.study_time,
+        issuer_of_patient_id=study.issuer_of_patient_id,
+    )
 
 
 @task(name="fetch_priors", cache_policy=NO_CACHE, persist_result=False)
 def fetch_priors(context: StudyContext) -> PriorRef:
     runtime = get_runtime()
+    settings = runtime.settings
     with recorded_step("fetch_priors", context) as detail:
-        study = runtime.store.study(context.study_instance_uid)
-        if study is None or not study.patient_id:
+        current = current_study(context)
+        if not settings.priors.enabled:
+            detail["prior"] = "disabled"
+            return PriorRef(False, not_available("prior comparison is disabled at this site"))
+        if current is None or not current.patient_id:
             detail["prior"] = "no patient ID"
-            return PriorRef(False, "no prior available: study has no Patient ID")
-        modality = context.modalities[0] if context.modalities else ""
-        pacs = runtime.pacs
-        try:
-            matches = pacs.find(
-                study_query(study.patient_id, modality), study_instance_uid=study.study_instance_uid
+            return PriorRef(False, not_available("study has no Patient ID"))
+
+        def expect(prior: PriorCandidate) -> None:
+            runtime.store.register_prior(
+                prior.study_instance_uid, current.patient_id, prior.accession_number
             )
-        except (PeerError, TransientError) as error:
-            detail["prior"] = f"C-FIND failed: {error}"
-            return PriorRef(False, f"no prior available: PACS did not answer C-FIND ({error})")
-        candidates = [
-            match
-            for match in matches
-            if str(match.get("StudyInstanceUID", "")) not in ("", study.study_instance_uid)
-            and (not study.study_date or str(match.get("StudyDate", "")) <= study.study_date)
-        ]
-        detail["candidates"] = len(candidates)
-        if not candidates:
-            return PriorRef(False, "no prior available: no earlier study of this patient")
-        best = max(
-            candidates, key=lambda m: (str(m.get("StudyDate", "")), str(m.get("StudyTime", "")))
+
+        outcome = fetch_prior(
+            runtime.pacs,
+            current,
+            settings.priors,
+            destination_ae_title=settings.node.ae_title,
+            before_move=expect,
         )
-        prior = PriorRef(
+        chosen = outcome.search.prior
+        detail.update(
+            candidates=outcome.search.candidates, moved=outcome.moved, failed=outcome.failed
+        )
+        if chosen is not None:
+            AnalysisStore(runtime.database).record_prior(
+                study_instance_uid=current.study_instance_uid,
+                prior_study_instance_uid=chosen.study_instance_uid,
+                prior_study_date=chosen.study_date.strftime("%Y%m%d") if chosen.study_date else "",
+                prior_accession_number=chosen.accession_number,
+                modality=current.modality,
+                status="moved" if outcome.available else "move failed",
+                detail=outcome.reason or f"{outcome.moved} instances moved",
+            )
+        if not outcome.available:
+            detail["prior"] = outcome.reason
+            return PriorRef(
+                False, outcome.reason or not_available("no earlier study of this patient")
+            )
+        assert chosen is not None
+        detail["prior"] = chosen.study_instance_uid
+        return PriorRef(
             True,
-            study_instance_uid=str(best.StudyInstanceUID),
-            study_date=str(best.get("StudyDate", "")),
-            accession_number=str(best.get("AccessionNumber", "")),
+            study_instance_uid=chosen.study_instance_uid,
+            study_date=chosen.study_date.strftime("%Y%m%d") if chosen.study_date else "",
+            accession_number=chosen.accession_number,
         )
-        analyses = AnalysisStore(runtime.database)
-        runtime.store.register_prior(
-            prior.study_instance_uid, study.patient_id, prior.accession_number
-        )
-        move = Dataset()
-        move.QueryRetrieveLevel = "STUDY"
-        move.StudyInstanceUID = prior.study_instance_uid
-        try:
-            outcome = pacs.move(
-                move, runtime.settings.node.ae_title, study_instance_uid=study.study_instance_uid
-            )
-        except (PeerError, TransientError) as error:
-            analyses.record_prior(
-                study_instance_uid=study.study_instance_uid,
-                prior_study_instance_uid=prior.study_instance_uid,
-                prior_study_date=prior.study_date,
-                prior_accession_number=prior.accession_number,
-                modality=modality,
-                status="move failed",
-                detail=str(error),
-            )
-            detail["prior"] = f"C-MOVE failed: {error}"
-            return PriorRef(False, f"no prior available: PACS did not move the prior ({error})")
-        analyses.record_prior(
-            study_instance_uid=study.study_instance_uid,
-            prior_study_instance_uid=prior.study_instance_uid,
-            prior_study_date=prior.study_date,
-            prior_accession_number=prior.accession_number,
-            modality=modality,
-            status="moved",
-            detail=f"{outcome.completed} completed, {outcome.failed} failed",
-        )
-        detail["prior"] = prior.study_instance_uid
-        detail["moved"] = outcome.completed
-        return prior

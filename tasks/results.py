@@ -14,10 +14,25 @@ from prefect.cache_policies import NO_CACHE
 from pydicom import dcmread
 
 from integrations.db.analyses import AnalysisStore
+from integrations.dicom.priors import latest_report
 from integrations.result_files import load_analysis, save_dataset, study_results_dir
+from models.interval_change import PriorComparison, compare_with_prior
+from models.results import AnalysisResult
 from tasks.context import AnalysisRef, PriorRef, ResultObjectRef, StudyContext
 from tasks.runtime import get_runtime
 from tasks.steps import peer_task_options, recorded_step
+
+
+def interval_change(result: AnalysisResult, prior: PriorRef) -> PriorComparison | None:
+    """Compare with the newest pacsflow SR of the same analyzer in the moved prior, if any."""
+    if not prior.available:
+        return None
+    instances = get_runtime().store.instances(prior.study_instance_uid)
+    reports = [dcmread(instance.path) for instance in instances if instance.modality == "SR"]
+    report = latest_report(reports, analyzer=result.analyzer)
+    if report is None:
+        return None  # the SR names the prior and says it has no earlier AI measurements
+    return compare_with_prior(result, report.to_prior_study())
 
 
 @task(name="build_results", cache_policy=NO_CACHE, persist_result=False)
@@ -32,12 +47,18 @@ def build_results(
         series = context.analyzers.get(analysis.analyzer, ())
         instances = runtime.store.instances(context.study_instance_uid, series)
         sources = [dcmread(instance.path, stop_before_pixels=False) for instance in instances]
+        comparison = interval_change(result, prior)
+        if comparison is not None:
+            AnalysisStore(runtime.database).record_interval_change(
+                context.study_instance_uid, analysis.analyzer, comparison.to_json()
+            )
+            detail["interval_change"] = comparison.summary()
         objects = build_result_objects(
             result,
             sources,
             settings=runtime.settings,
             generation=context.generation,
-            prior=prior,
+            prior=comparison if comparison is not None else prior,
         )
         folder = study_results_dir(
             runtime.settings.node.results_dir, context.study_instance_uid, context.generation

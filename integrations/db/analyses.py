@@ -53,6 +53,17 @@ class AnalysisStore:
                 ),
             )
 
+    def record_interval_change(
+        self, study_instance_uid: str, analyzer: str, comparison: dict[str, Any]
+    ) -> None:
+        """Keep the prior comparison with the analysis, for the worklist and the EMR message."""
+        with self.database.connection() as conn:
+            conn.execute(
+                "UPDATE analyses SET summary = summary || jsonb_build_object('interval_change', %s::jsonb)"
+                " WHERE study_instance_uid = %s AND analyzer = %s",
+                (Jsonb(comparison), study_instance_uid, analyzer),
+            )
+
     def analyses(self, study_instance_uid: str) -> list[dict[str, Any]]:
         with self.database.connection() as conn:
             return conn.execute(

@@ -18,7 +18,7 @@ available" with the reason; it is never an error, and it never delays escalation
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -325,13 +325,20 @@ def fetch_prior(
     settings: PriorsSettings,
     *,
     destination_ae_title: str,
+    before_move: Callable[[PriorCandidate], None] | None = None,
 ) -> PriorFetch:
-    """Search, then C-MOVE the chosen prior study to ``destination_ae_title`` (the node)."""
+    """Search, then C-MOVE the chosen prior study to ``destination_ae_title`` (the node).
+
+    ``before_move`` is told the chosen prior first, so the node can expect it as a prior
+    (to be kept, never processed itself) before its instances arrive.
+    """
     if not destination_ae_title:
         raise ValueError("destination_ae_title must name the node that receives the prior")
     search = search_priors(client, current, settings)
     if search.prior is None:
         return PriorFetch(search, reason=search.reason)
+    if before_move is not None:
+        before_move(search.prior)
     try:
         outcome = client.move(
             move_query(search.prior.study_instance_uid),
