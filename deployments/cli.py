@@ -22,6 +22,7 @@ COMMANDS = (
     "deployments.commands.runner",
     "deployments.commands.rerun",
     "deployments.commands.demo",
+    "deployments.commands.models",
 )
 
 

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fix_orthanc",
     "tests.fix_dcmtk",
     "tests.fix_prefect",
+    "tests.fix_models",
 ]

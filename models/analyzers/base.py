@@ -1,0 +1,150 @@
+"""What every analyzer shares: result building, batched prediction, Grad-CAM (pure: no I/O).
+
+An analyzer wraps one loaded package. :meth:`BaseAnalyzer.analyze` times the work, turns
+:class:`~models.preprocess.NotAnalysable` into a ``not_analysable`` result and leaves other
+exceptions (a bug, an out-of-memory) to the caller, so that a task fails visibly instead of
+reporting "nothing found".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydicom import Dataset
+
+from models.gradcam import GradCAM
+from models.loading import LoadedPackage
+from models.package import LabelSpec, Manifest
+from models.preprocess import NotAnalysable, describe
+from models.results import AnalysisResult, Finding, ImageReference, Measurement, ModelIdentity
+from models.runtime import predict_logits, sigmoid
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An image or series left out of the analysis, and why."""
+
+    reference: ImageReference | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "image": asdict(self.reference) if self.reference is not None else None,
+            "reason": self.reason,
+        }
+
+
+def label_probabilities(manifest: Manifest, logits: np.ndarray) -> dict[str, np.ndarray]:
+    """Per label, the probability for each row of ``logits``; derived labels included."""
+    probabilities = sigmoid(logits)
+    per_label: dict[str, np.ndarray] = {}
+    for label in manifest.labels:
+        if label.output_index is not None:
+            per_label[label.name] = probabilities[:, label.output_index]
+    for label in manifest.labels:
+        if label.derived is not None:
+            stacked = np.stack([per_label[name] for name in label.derived.labels], axis=1)
+            per_label[label.name] = np.sort(stacked, axis=1)[:, -2]  # second highest
+    return per_label
+
+
+class BaseAnalyzer:
+    """Common behaviour; subclasses implement :meth:`_analyze`."""
+
+    kind: ClassVar[str] = ""
+    required_labels: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, package: LoadedPackage) -> None:
+        self.package = package
+        self.manifest: Manifest = package.manifest
+        self.name: str = package.manifest.name
+        self.identity: ModelIdentity = package.manifest.identity()
+        self.device: torch.device = package.device
+        self._gradcam = GradCAM(package.network, package.manifest.architecture.gradcam_layer)
+
+    # ------------------------------------------------------------------ protocol entry point
+    def analyze(self, datasets: Sequence[Dataset]) -> AnalysisResult:
+        started = time.perf_counter()
+        try:
+            result = self._analyze(list(datasets))
+        except NotAnalysable as reason:
+            result = self.not_analysable(reason.reason)
+        return replace(result, inference_seconds=time.perf_counter() - started)
+
+    def _analyze(self, datasets: list[Dataset]) -> AnalysisResult:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------------------- helpers
+    def not_analysable(self, reason: str, extra: Mapping[str, Any] | None = None) -> AnalysisResult:
+        return AnalysisResult(
+            analyzer=self.name,
+            model=self.identity,
+            status="not_analysable",
+            reason=reason,
+            extra=dict(extra or {}),
+        )
+
+    def header_problem(self, dataset: Dataset) -> str | None:
+        """Why the manifest's intended modality / body part excludes this instance, if it does."""
+        modality = str(dataset.get("Modality", "")).upper()
+        if modality not in self.manifest.modalities:
+            return (
+                f"{describe(_reference(dataset))}: modality {modality or '(missing)'} is not one "
+                f"of {', '.join(self.manifest.modalities)}"
+            )
+        body_part = str(dataset.get("BodyPartExamined", "")).upper()
+        if body_part and self.manifest.body_parts and body_part not in self.manifest.body_parts:
+            return (
+                f"{describe(_reference(dataset))}: body part {body_part} is not one of "
+                f"{', '.join(self.manifest.body_parts)}"
+            )
+        return None
+
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        return predict_logits(
+            self.package.network, inputs, self.device, self.manifest.input.batch_size
+        )
+
+    def gradcam(self, inputs: np.ndarray, labels: Sequence[LabelSpec]) -> dict[str, np.ndarray]:
+        """Grad-CAM maps at network resolution for ``labels`` on the images in ``inputs``."""
+        indices = [label.output_index for label in labels if label.output_index is not None]
+        if not indices:
+            return {}
+        tensor = torch.from_numpy(np.ascontiguousarray(inputs)).to(self.device)
+        _, maps = self._gradcam(tensor, indices)
+        return {
+            label.name: maps[label.output_index].cpu().numpy()
+            for label in labels
+            if label.output_index is not None
+        }
+
+    def finding(
+        self,
+        label: LabelSpec,
+        probability: float,
+        images: Sequence[ImageReference],
+        measurements: Sequence[Measurement] = (),
+    ) -> Finding:
+        return Finding(
+            label=label.name,
+            code=label.code.concept(),
+            probability=float(probability),
+            threshold=float(label.threshold),
+            present=bool(probability >= label.threshold),
+            tier=label.tier,
+            images=tuple(images),
+            measurements=tuple(measurements),
+        )
+
+
+def _reference(dataset: Dataset) -> ImageReference:
+    return ImageReference(
+        sop_class_uid=str(dataset.get("SOPClassUID", "")),
+        sop_instance_uid=str(dataset.get("SOPInstanceUID", "")),
+        series_instance_uid=str(dataset.get("SeriesInstanceUID", "")),
+    )

@@ -1,0 +1,199 @@
+"""Chest radiograph analyzer: 18 findings plus tension pneumothorax, with Grad-CAM (pure).
+
+Takes CR/DX instances; keeps frontal views (PA, AP: View Position, else the View Code
+Sequence, else the series description) and skips lateral, oblique and decubitus views with a
+reason. Each frame goes through the image's own VOI LUT / window and MONOCHROME1 inversion
+(what the radiologist sees), a centre square crop and a resize to the network's input. A
+study's probability per label is the highest over its frontal images; each positive finding
+references the images at or above the threshold and gets a Grad-CAM heatmap on its most
+probable image, at that image's full resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+import numpy as np
+from pydicom import Dataset
+
+from models.analyzers.base import BaseAnalyzer, Skipped, label_probabilities
+from models.package import InputSpec
+from models.preprocess import (
+    Geometry,
+    NotAnalysable,
+    decode_frames,
+    describe,
+    display_values,
+    fit,
+    image_reference,
+    to_value_range,
+)
+from models.results import AnalysisResult, Heatmap, ImageReference
+
+CORE_LABELS = (
+    "Atelectasis",
+    "Consolidation",
+    "Infiltration",
+    "Pneumothorax",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Effusion",
+    "Pneumonia",
+    "Pleural Thickening",
+    "Cardiomegaly",
+    "Nodule",
+    "Mass",
+    "Hernia",
+    "Lung Lesion",
+    "Fracture",
+    "Lung Opacity",
+    "Enlarged Cardiomediastinum",
+)
+TENSION_PNEUMOTHORAX = "Tension Pneumothorax"
+
+FRONTAL_VIEWS = ("PA", "AP")
+_VIEW_WORDS = {
+    "LL": "lateral",
+    "RL": "lateral",
+    "LATERAL": "lateral",
+    "LAT": "lateral",
+    "RLO": "oblique",
+    "LLO": "oblique",
+    "RAO": "oblique",
+    "LAO": "oblique",
+    "RLD": "decubitus",
+    "LLD": "decubitus",
+}
+
+
+def view_of(dataset: Dataset) -> str | None:
+    """The projection: View Position, else View Code Sequence meaning, else series text."""
+    position = str(dataset.get("ViewPosition", "") or "").strip().upper()
+    if position:
+        return position
+    codes = dataset.get("ViewCodeSequence")
+    if codes:
+        meaning = str(codes[0].get("CodeMeaning", "")).lower()
+        for word, view in (
+            ("postero-anterior", "PA"),
+            ("posteroanterior", "PA"),
+            ("antero-posterior", "AP"),
+            ("anteroposterior", "AP"),
+            ("lateral", "LATERAL"),
+            ("oblique", "RLO"),
+            ("decubitus", "RLD"),
+        ):
+            if word in meaning:
+                return view
+    text = " ".join(
+        str(dataset.get(keyword, "") or "") for keyword in ("SeriesDescription", "ProtocolName")
+    ).upper()
+    for token in text.replace("/", " ").replace("_", " ").split():
+        if token in ("PA", "AP", "LAT", "LATERAL", "LL", "RL"):
+            return token
+    return None
+
+
+def view_problem(dataset: Dataset, allowed: Sequence[str]) -> str | None:
+    view = view_of(dataset)
+    if view is None or view in allowed:
+        return None
+    kind = _VIEW_WORDS.get(view, "non-frontal")
+    return (
+        f"{describe(image_reference(dataset))}: {kind} view (View Position {view}) is not "
+        f"analysed; the model reads frontal views ({', '.join(allowed)})"
+    )
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    reference: ImageReference
+    inputs: np.ndarray  # C x H x W, in the manifest's value range
+    geometry: Geometry
+
+
+def prepare_radiograph(dataset: Dataset, spec: InputSpec) -> list[PreparedImage]:
+    """Every frame of a radiograph as network input (VOI, MONOCHROME1, crop, resize)."""
+    prepared = []
+    for frame in decode_frames(dataset):
+        shown = display_values(frame)
+        resized, geometry = fit(shown, spec.size, spec.crop)
+        inputs = to_value_range(resized, spec.value_range)[None]
+        prepared.append(PreparedImage(frame.reference, inputs, geometry))
+    return prepared
+
+
+class ChestXrayAnalyzer(BaseAnalyzer):
+    kind: ClassVar[str] = "chest-xray"
+    required_labels: ClassVar[tuple[str, ...]] = CORE_LABELS
+
+    def select(self, datasets: Sequence[Dataset]) -> tuple[list[PreparedImage], list[Skipped]]:
+        images: list[PreparedImage] = []
+        skipped: list[Skipped] = []
+        allowed = tuple(self.manifest.views) or FRONTAL_VIEWS
+        for dataset in datasets:
+            problem = self.header_problem(dataset) or view_problem(dataset, allowed)
+            if problem is not None:
+                skipped.append(Skipped(image_reference(dataset), problem))
+                continue
+            try:
+                images.extend(prepare_radiograph(dataset, self.manifest.input))
+            except NotAnalysable as reason:
+                skipped.append(Skipped(image_reference(dataset), reason.reason))
+        return images, skipped
+
+    def _analyze(self, datasets: list[Dataset]) -> AnalysisResult:
+        images, skipped = self.select(datasets)
+        if not images:
+            reasons = "; ".join(item.reason for item in skipped) or "no images were given"
+            raise NotAnalysable(f"no frontal chest radiograph to analyse: {reasons}")
+        inputs = np.stack([image.inputs for image in images])
+        per_label = label_probabilities(self.manifest, self.logits(inputs))
+
+        findings = []
+        positives = []
+        for label in self.manifest.labels:
+            values = per_label[label.name]
+            best = int(np.argmax(values))
+            probability = float(values[best])
+            above = [images[i].reference for i in np.flatnonzero(values >= label.threshold)]
+            finding = self.finding(label, probability, above or [images[best].reference])
+            findings.append(finding)
+            if finding.present and label.output_index is not None:
+                positives.append((label, best))
+
+        heatmaps = []
+        for index in sorted({best for _, best in positives}):
+            labels = [label for label, best in positives if best == index]
+            maps = self.gradcam(inputs[index : index + 1], labels)
+            for label in labels:
+                heatmaps.append(
+                    Heatmap(
+                        label=label.name,
+                        image=images[index].reference,
+                        values=images[index].geometry.to_image(maps[label.name][0]),
+                    )
+                )
+        return AnalysisResult(
+            analyzer=self.name,
+            model=self.identity,
+            status="analysed",
+            findings=tuple(findings),
+            heatmaps=tuple(heatmaps),
+            analysed_images=tuple(image.reference for image in images),
+            extra={
+                "images": [
+                    {
+                        "image": asdict(image.reference),
+                        "probabilities": {
+                            name: round(float(values[i]), 6) for name, values in per_label.items()
+                        },
+                    }
+                    for i, image in enumerate(images)
+                ],
+                "skipped": [item.to_json() for item in skipped],
+            },
+        )
