@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,7 +69,10 @@ def running_worker(settings: Settings) -> Iterator[WarmWorker]:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(worker.run_forever(stop, idle_poll_seconds=0.3))
 
-    thread = threading.Thread(target=serve, daemon=True)
+    # Run with this thread's context: Prefect's settings (the session server's URL) live in a
+    # context variable, which a new thread would not inherit.
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(serve,), daemon=True)
     thread.start()
     try:
         yield worker

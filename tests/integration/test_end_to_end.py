@@ -179,9 +179,12 @@ def test_unreachable_pacs_fails_the_run_visibly_and_a_rerun_delivers(
     up = site_settings()
     with running_node(up) as site, running_worker(up):
         site.store.request_rerun(study.study_instance_uid)
-        wait_for(lambda: orthanc_sr_instances(clean_orthanc, study.study_instance_uid))
+        wait_for(lambda: _dispatch_states(site, study.study_instance_uid) == ["failed", "completed"])
+        assert orthanc_sr_instances(clean_orthanc, study.study_instance_uid)
         stored = AnalysisStore(site.database).result_objects(study.study_instance_uid)
         assert stored and all(row["stored_at"] is not None for row in stored)
+        kinds = {row["kind"] for row in stored}
+        assert {"sr", "gsps"} <= kinds
 
 
 def test_run_started_from_the_prefect_deployment_is_executed_by_the_warm_worker(
