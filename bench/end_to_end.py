@@ -94,6 +94,11 @@ def main() -> None:
         try:
             with running_site(settings) as site:
                 database = open_database(settings, migrate_schema=False)
+                deadline = time.monotonic() + 120
+                while not orthanc.echo("pacsflow"):  # the node child is still starting
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the node did not answer Orthanc's C-ECHO")
+                    time.sleep(0.5)
                 totals, inferences, overheads = [], [], []
                 for index in range(args.studies + 1):  # the first study warms caches: not counted
                     findings = (
@@ -117,6 +122,7 @@ def main() -> None:
                     totals.append(total)
                     inferences.append(inference)
                     overheads.append(total - inference)
+                breakdown = step_breakdown(database, quiet=args.quiet)
                 database.close()
                 print(
                     f"{args.studies} chest X-ray studies, quiet period {args.quiet} s, one warm worker, CPU"
@@ -124,6 +130,9 @@ def main() -> None:
                 print(f"close → SR stored : {summary(totals)}")
                 print(f"inference         : {summary(inferences)}")
                 print(f"overhead          : {summary(overheads)}")
+                print("where the time goes (median over the studies, seconds):")
+                for name, seconds in breakdown:
+                    print(f"  {name:<34} {seconds:7.3f}")
                 print(
                     f"targets: overhead p95 {percentile(overheads, 0.95):.3f} s (<= 1 s), "
                     f"total p95 {percentile(totals, 0.95):.3f} s (<= 5 s); Prefect UI {site.prefect_ui_url}"
@@ -131,6 +140,48 @@ def main() -> None:
         finally:
             orthanc.close()
             orthanc_process.stop()
+
+
+def step_breakdown(database, quiet: float) -> list[tuple[str, float]]:
+    """Median time of each stage: close detection, queue, Prefect start, each step."""
+    import statistics
+
+    stages: dict[str, list[float]] = {}
+
+    def add(name: str, value: float) -> None:
+        stages.setdefault(name, []).append(value)
+
+    with database.connection() as conn:
+        studies = conn.execute(
+            "SELECT s.study_instance_uid, s.last_received_at, s.closed_at, d.queued_at, d.started_at"
+            " FROM studies s JOIN dispatch d USING (study_instance_uid)"
+            " WHERE s.state = 'done' AND d.state = 'completed' AND s.accession_number <> 'BENCH0000'"
+        ).fetchall()
+        for study in studies:
+            steps = conn.execute(
+                "SELECT step, started_at, finished_at FROM study_steps WHERE study_instance_uid = %s"
+                " AND started_at IS NOT NULL ORDER BY started_at",
+                (study["study_instance_uid"],),
+            ).fetchall()
+            close = study["last_received_at"] + timedelta(seconds=quiet)
+            add("close detected (closer poll)", (study["closed_at"] - close).total_seconds())
+            add(
+                "queued -> claimed by worker",
+                (study["started_at"] - study["queued_at"]).total_seconds(),
+            )
+            if steps:
+                add(
+                    "claimed -> first step (Prefect)",
+                    (steps[0]["started_at"] - study["started_at"]).total_seconds(),
+                )
+            for step in steps:
+                add(
+                    f"step {step['step'].split(':')[0]}",
+                    (step["finished_at"] - step["started_at"]).total_seconds(),
+                )
+    if not studies:
+        print("no completed studies found for the breakdown")
+    return [(name, statistics.median(values)) for name, values in stages.items()]
 
 
 def wait_for_result(

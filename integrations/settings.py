@@ -12,6 +12,7 @@ never from a TOML file kept in git.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -337,6 +338,23 @@ class Settings(BaseSettings):
         for rule in self.routing.rules:
             names.extend(name for name in rule.analyzers if name not in names)
         return names
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """Environment variables that reproduce ``settings`` exactly in a child process.
+
+    ``pacsflow serve`` passes them to the processes it starts, so a child sees the same
+    configuration as its parent whether it came from a file, the environment or overrides.
+    """
+    env: dict[str, str] = {}
+    for section, values in settings.model_dump(mode="json", exclude={"config_path"}).items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            name = f"PACSFLOW_{section.upper()}__{key.upper()}"
+            env[name] = value if isinstance(value, str) else json.dumps(value)
+    env[CONFIG_ENV_VAR] = str(settings.config_path) if settings.config_path else ""
+    return env
 
 
 def resolve_config_path(config: str | os.PathLike[str] | None) -> Path | None:

@@ -25,7 +25,7 @@ from deployments.supervisor import Supervisor, pacsflow_command
 from integrations.db.connection import database_url
 from integrations.db.schema import migrate
 from integrations.errors import ConfigError
-from integrations.settings import Settings, load_settings
+from integrations.settings import Settings, load_settings, settings_environment
 
 log = logging.getLogger("pacsflow.serve")
 
@@ -70,9 +70,7 @@ def running_site(settings: Settings) -> Iterator[Site]:
     url, embedded = database_url(settings)
     with psycopg.connect(url, autocommit=True) as conn:
         migrate(conn)
-    env = {"PACSFLOW_DATABASE__URL": url}
-    if settings.config_path:
-        env["PACSFLOW_CONFIG"] = str(settings.config_path)
+    env = {**settings_environment(settings), "PACSFLOW_DATABASE__URL": url}
     supervisor = Supervisor()
     try:
         api_url = os.environ.get("PREFECT_API_URL", "")

@@ -161,9 +161,8 @@ def _dispatch_states(site, study_uid):
 def test_unreachable_pacs_fails_the_run_visibly_and_a_rerun_delivers(
     site_settings, clean_orthanc, node_port
 ):
-    from models.phantoms.chest import chest_xray_study
-
     from deployments.orthanc import free_port
+    from models.phantoms.chest import chest_xray_study
 
     study = chest_xray_study(13, ["Effusion"], accession_number="E2E-DOWN")
     upload(clean_orthanc, study.datasets)
@@ -179,7 +178,9 @@ def test_unreachable_pacs_fails_the_run_visibly_and_a_rerun_delivers(
     up = site_settings()
     with running_node(up) as site, running_worker(up):
         site.store.request_rerun(study.study_instance_uid)
-        wait_for(lambda: _dispatch_states(site, study.study_instance_uid) == ["failed", "completed"])
+        wait_for(
+            lambda: _dispatch_states(site, study.study_instance_uid) == ["failed", "completed"]
+        )
         assert orthanc_sr_instances(clean_orthanc, study.study_instance_uid)
         stored = AnalysisStore(site.database).result_objects(study.study_instance_uid)
         assert stored and all(row["stored_at"] is not None for row in stored)

@@ -73,3 +73,13 @@ def test_bad_routing_rule_is_refused(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_settings_environment_reproduces_the_settings_in_a_child(config, monkeypatch):
+    from integrations.settings import settings_environment
+
+    parent = load_settings(config, study={"quiet_seconds": 7.5}, worker={"count": 3})
+    for name, value in settings_environment(parent).items():
+        monkeypatch.setenv(name, value)
+    child = load_settings()
+    assert child.model_dump(exclude={"config_path"}) == parent.model_dump(exclude={"config_path"})
