@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -23,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -291,6 +293,234 @@ class PriorsSettings(Section):
     max_candidates: Annotated[int, Field(ge=1, le=1000)] = 20
 
 
+def _check_matcher(labels: list[str], codes: list[str], label_pattern: str | None) -> None:
+    if not (labels or codes or label_pattern):
+        raise ValueError("give at least one of labels, codes or label_pattern")
+    for code in codes:
+        if ":" not in code:
+            raise ValueError(f"code {code!r} must be written SCHEME:VALUE (e.g. SCT:36118008)")
+
+
+class UrgencyRuleSettings(Section):
+    """``[[urgency.rules]]``: findings matching labels / codes / label_pattern (and, when
+    given, produced by one of ``analyzers``) with probability >= ``min_probability`` (unset:
+    the model's operating threshold) get ``tier``. The first matching rule fires."""
+
+    name: str
+    tier: Literal["Critical", "Urgent", "Routine"]
+    labels: list[str] = Field(default_factory=list)
+    codes: list[str] = Field(default_factory=list)
+    label_pattern: Annotated[str | None, AfterValidator(_compile_regex)] = None
+    analyzers: list[str] = Field(default_factory=list)
+    min_probability: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+
+    @model_validator(mode="after")
+    def _has_matcher(self) -> UrgencyRuleSettings:
+        _check_matcher(self.labels, self.codes, self.label_pattern)
+        return self
+
+
+class UrgencySettings(Section):
+    """Site urgency rules, applied before the manifest tiers and the built-in defaults."""
+
+    rules: list[UrgencyRuleSettings] = Field(default_factory=list)
+    # The built-in defaults (Critical: tension pneumothorax, aortic dissection, intracranial
+    # hemorrhage, acute stroke; Urgent: pneumothorax, fracture, mass) after the site rules.
+    use_default_rules: bool = True
+
+    def to_rules(self) -> Any:
+        """The rules as :class:`integrations.urgency.UrgencyRules`."""
+        from integrations.urgency import rules_from_data
+
+        return rules_from_data(
+            (rule.model_dump() for rule in self.rules), use_defaults=self.use_default_rules
+        )
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_names(cls, rules: list[UrgencyRuleSettings]) -> list[UrgencyRuleSettings]:
+        names = [rule.name for rule in rules]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"rule names must be unique, repeated: {', '.join(duplicates)}")
+        return rules
+
+
+EscalationChannelName = Literal["webhook", "pager", "email", "sms", "hl7"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ALL_WEEKDAYS: list[Weekday] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class PersonSettings(Section):
+    """``[escalation.people.<id>]``: one person who can be notified, and their addresses."""
+
+    name: str
+    email: str = ""
+    # A mail-to-SMS gateway address (e.g. 5551234@sms.example.org): gets the short text.
+    sms_email: str = ""
+    pager: str = ""  # the pager broker's recipient ID
+    hl7_id: str = ""  # provider ID in the EMR (XCN-1), for the HL7 alert's result copies
+
+
+class ShiftSettings(Section):
+    """One on-call shift: ``person`` is on call on ``days`` from ``start`` to ``end`` (local
+    time of ``escalation.timezone``). ``end`` before ``start`` runs past midnight; ``start``
+    equal to ``end`` means all day."""
+
+    person: str
+    days: list[Weekday] = Field(default_factory=lambda: list(ALL_WEEKDAYS))
+    start: dt_time = dt_time(0, 0)
+    end: dt_time = dt_time(0, 0)
+
+
+class TeamSettings(Section):
+    """``[escalation.teams.<id>]``: who is on call, who backs them up, and how to reach them."""
+
+    display_name: str = ""
+    # Tried in this order; ``delivery = "first"`` stops at the first channel that delivered,
+    # ``"all"`` sends on every channel (in parallel).
+    channels: list[EscalationChannelName] = Field(
+        default_factory=lambda: ["webhook", "pager", "email", "hl7"], min_length=1
+    )
+    delivery: Literal["first", "all"] = "first"
+    on_call: list[ShiftSettings] = Field(default_factory=list)
+    backups: list[str] = Field(default_factory=list)  # person IDs: level 1, 2, ...
+    webhook_url: str = ""  # overrides escalation.webhook_url for this team
+    ack_timeout_seconds: Annotated[float | None, Field(gt=0)] = None
+
+
+class EscalationRuleSettings(Section):
+    """``[[escalation.rules]]``: Critical findings matching labels / codes / label_pattern go
+    to ``team``. The first matching rule wins."""
+
+    name: str
+    team: str
+    labels: list[str] = Field(default_factory=list)
+    codes: list[str] = Field(default_factory=list)
+    label_pattern: Annotated[str | None, AfterValidator(_compile_regex)] = None
+    analyzers: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_matcher(self) -> EscalationRuleSettings:
+        _check_matcher(self.labels, self.codes, self.label_pattern)
+        return self
+
+
+def _http_url(value: str) -> str:
+    if value and not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class EscalationSettings(Section):
+    """Critical findings to people: teams, rules, rosters, channels, acknowledgement.
+
+    Secrets (``webhook_secret``, ``smtp_password``, ``pager_token``) come from the environment
+    (``PACSFLOW_ESCALATION__WEBHOOK_SECRET`` ...); the escalation sender refuses to start when
+    the TOML file holds one.
+    """
+
+    people: dict[str, PersonSettings] = Field(default_factory=dict)
+    teams: dict[str, TeamSettings] = Field(default_factory=dict)
+    rules: list[EscalationRuleSettings] = Field(default_factory=list)
+    # Built-in routes after the site rules, for the teams that exist: tension pneumothorax and
+    # aortic dissection -> "surgery", intracranial hemorrhage -> "neurosurgery", acute stroke
+    # -> "stroke".
+    use_default_rules: bool = True
+    default_team: str = ""  # for a Critical finding no rule routes
+    timezone: str = "UTC"  # of the on-call shifts
+    ack_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # After this many unacknowledged rounds the escalation stops re-sending and alerts.
+    max_rounds: Annotated[int, Field(ge=1, le=1000)] = 12
+    first_notification_deadline_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # Links carried by every notification: the study (placeholders {study_instance_uid} and
+    # {accession_number}) and the acknowledge page served by the escalation service.
+    study_link_template: str = ""
+    base_url: HttpUrl = "http://127.0.0.1:8470"
+    listen_host: str = "127.0.0.1"
+    listen_port: Port = 8470
+    webhook_url: HttpUrl = ""
+    webhook_secret: SecretStr = SecretStr("")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: Port = 25
+    smtp_from: str = "pacsflow@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    pager_url: HttpUrl = ""
+    pager_token: SecretStr = SecretStr("")
+    hl7_receiving_application: str = "EMR"
+    hl7_receiving_facility: str = "HOSPITAL"
+    # Per channel: attempts and the pauses between them, and the time one attempt may take.
+    attempts_per_channel: Annotated[int, Field(ge=1, le=10)] = 3
+    retry_delays_seconds: list[Annotated[float, Field(ge=0, le=60)]] = Field(
+        default_factory=lambda: [0.5, 2.0]
+    )
+    send_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # The escalation service: how often it looks for due re-sends, and how long a claimed
+    # escalation stays with one sender before another may take it over.
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    claim_seconds: Annotated[float, Field(ge=5, le=600)] = 60.0
+    # Retry pause for an escalation no channel could deliver.
+    undelivered_retry_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> EscalationSettings:
+        problems = []
+        for team_id, team in self.teams.items():
+            for shift in team.on_call:
+                if shift.person not in self.people:
+                    problems.append(f"teams.{team_id}.on_call: unknown person {shift.person!r}")
+            for person in team.backups:
+                if person not in self.people:
+                    problems.append(f"teams.{team_id}.backups: unknown person {person!r}")
+            if not team.on_call and not team.backups:
+                problems.append(f"teams.{team_id}: nobody on call and no backups")
+        for rule in self.rules:
+            if rule.team not in self.teams:
+                problems.append(f"rules.{rule.name}: unknown team {rule.team!r}")
+        if self.default_team and self.default_team not in self.teams:
+            problems.append(f"default_team: unknown team {self.default_team!r}")
+        names = [rule.name for rule in self.rules]
+        problems.extend(
+            f"rules: name {name!r} repeated"
+            for name in sorted({n for n in names if names.count(n) > 1})
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class WorklistSettings(Section):
+    """How the tier reaches the PACS/RIS worklist: an HL7 priority update through the outbox."""
+
+    # none | orm_o01 (ORM^O01, ORC-1 order control) | omi_o23 (OMI^O23, IHE imaging order)
+    route: Literal["none", "orm_o01", "omi_o23"] = "none"
+    # Tiers that send an update (a Routine update changes nothing in most RIS).
+    send_tiers: list[Literal["Critical", "Urgent", "Routine"]] = Field(
+        default_factory=lambda: ["Critical", "Urgent"]
+    )
+    order_control: Literal["XO", "SC"] = "XO"
+    sending_application: str = "PACSFLOW"
+    sending_facility: str = "PACSFLOW"
+    receiving_application: str = "RIS"
+    receiving_facility: str = "HOSPITAL"
+
+
 class Settings(BaseSettings):
     """All of pacsflow's configuration. Build it with :func:`load_settings`."""
 
@@ -312,6 +542,9 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     results: ResultsSettings = Field(default_factory=ResultsSettings)
     priors: PriorsSettings = Field(default_factory=PriorsSettings)
+    urgency: UrgencySettings = Field(default_factory=UrgencySettings)
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
+    worklist: WorklistSettings = Field(default_factory=WorklistSettings)
 
     # Set by load_settings: the file the settings came from (None when none was read).
     config_path: Path | None = None

@@ -25,6 +25,8 @@ class StudyContext:
 class CriticalFinding:
     label: str
     probability: float
+    code: str = ""  # "SCHEME:VALUE"
+    rule: str = ""  # the urgency rule that made it Critical
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class AnalysisRef:
     primary_finding: str
     critical_findings: tuple[CriticalFinding, ...]
     inference_seconds: float
+    urgency_rule: str = ""  # the rule that fired for the study tier (integrations.urgency)
+    primary_probability: float | None = None
 
 
 @dataclass(frozen=True)

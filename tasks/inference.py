@@ -12,6 +12,7 @@ from pydicom import dcmread
 
 from integrations.db.analyses import AnalysisStore
 from integrations.result_files import save_analysis, study_results_dir
+from integrations.urgency import apply_urgency, finding_rules, fired_rule
 from models.results import AnalysisResult, UrgencyTier
 from tasks.context import AnalysisRef, CriticalFinding, StudyContext
 from tasks.runtime import get_runtime
@@ -20,6 +21,7 @@ from tasks.steps import recorded_step
 
 def analysis_ref(result: AnalysisResult, result_path: str) -> AnalysisRef:
     primary = result.primary_finding
+    rules = finding_rules(result)
     return AnalysisRef(
         analyzer=result.analyzer,
         result_path=result_path,
@@ -28,11 +30,18 @@ def analysis_ref(result: AnalysisResult, result_path: str) -> AnalysisRef:
         model_version=result.model.version,
         primary_finding=primary.label if primary else "",
         critical_findings=tuple(
-            CriticalFinding(finding.label, round(finding.probability, 4))
+            CriticalFinding(
+                finding.label,
+                round(finding.probability, 4),
+                code=f"{finding.code.scheme}:{finding.code.value}",
+                rule=rules.get(finding.label, ""),
+            )
             for finding in result.positive_findings
             if finding.tier is UrgencyTier.CRITICAL
         ),
         inference_seconds=result.inference_seconds,
+        urgency_rule=fired_rule(result),
+        primary_probability=round(primary.probability, 4) if primary else None,
     )
 
 
@@ -47,6 +56,8 @@ def run_inference(context: StudyContext, analyzer: str) -> AnalysisRef:
         datasets = [dcmread(instance.path) for instance in instances]
         registry = get_registry(runtime.settings.models.dir, runtime.settings.models.device)
         result = registry.get(analyzer).analyze(datasets)
+        # The site's urgency rules decide the tiers before anything is saved or sent.
+        result = apply_urgency(result, runtime.settings.urgency.to_rules())
         folder = study_results_dir(
             runtime.settings.node.results_dir, context.study_instance_uid, context.generation
         )
@@ -55,8 +66,14 @@ def run_inference(context: StudyContext, analyzer: str) -> AnalysisRef:
             "status": result.status,
             "reason": result.reason,
             "tier": result.tier.value,
+            "urgency_rule": fired_rule(result),
             "positive": [
-                {"label": f.label, "probability": round(f.probability, 4), "tier": f.tier.value}
+                {
+                    "label": f.label,
+                    "probability": round(f.probability, 4),
+                    "tier": f.tier.value,
+                    "rule": finding_rules(result).get(f.label, ""),
+                }
                 for f in result.positive_findings
             ],
         }
