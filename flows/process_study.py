@@ -1,7 +1,7 @@
 """process-study: one Prefect flow run per closed study; the only place that sets order (I/O).
 
-    load_study ─▶ fetch_priors (concurrently) ─────────────────────────────┐
-              └▶ run_inference (each routed analyzer) ─▶ escalate (first) ─┴▶ build_results
+    load_study ─▶ fetch_priors (concurrently) ───────────────────────────────────┐
+              └▶ for each routed analyzer: run_inference ─▶ escalate (at once) ─┴▶ build_results
                  ─▶ store_results ─▶ update_worklist ─▶ send_oru
 
 Escalation of a Critical finding never waits for priors, result objects or the EMR. Every
@@ -65,8 +65,13 @@ async def process_study(study_instance_uid: str) -> dict[str, Any]:
         }
     try:
         prior_future = fetch_priors.submit(context)
-        analyses = [run_inference(context, analyzer) for analyzer in context.analyzers]
-        escalated = escalate(context, analyses)
+        analyses = []
+        escalated = 0
+        for analyzer in context.analyzers:
+            analysis = run_inference(context, analyzer)
+            analyses.append(analysis)
+            # each analyzer's Critical findings go out before the next analyzer runs
+            escalated += escalate(context, [analysis])
         prior = prior_future.result()
         objects = [ref for analysis in analyses for ref in build_results(context, analysis, prior)]
         stored = store_results_with_retries(context, objects)

@@ -1,44 +1,68 @@
-"""escalate: Critical findings recorded for escalation, once per study and finding (I/O).
+"""escalate: Critical findings to the on-call team, first notification sent from here (I/O).
 
-Runs as soon as inference yields a Critical finding, before priors, result objects or EMR
-messages. The idempotency key (study, analyzer, finding) makes retries and reruns escalate
-once.
+Runs as soon as an analyzer's inference returns, before priors, result objects or EMR
+messages. Each Critical finding is recorded durably (one row per study and finding: the
+idempotency key), claimed, and its first notification sent from this task itself, so it never
+waits for Prefect scheduling; re-sends, the backup and acknowledgements are the escalation
+service's (``pacsflow escalation-service``). The study's tier is then raised on the worklist.
+A channel failure does not fail the run: the service retries what was not delivered.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from integrations.db.escalations import EscalationStore
+from integrations.escalation.engine import CriticalFindingInput, engine_for
+from integrations.escalation.rules import escalation_key
 from tasks.context import AnalysisRef, StudyContext
 from tasks.runtime import get_runtime
 from tasks.steps import recorded_step
+from tasks.worklist import publish_tier
 
-
-def escalation_key(study_instance_uid: str, analyzer: str, finding: str) -> str:
-    return hashlib.sha256(f"{study_instance_uid}|{analyzer}|{finding}".encode()).hexdigest()[:32]
+__all__ = ["escalate", "escalation_key"]
 
 
 @task(name="escalate", cache_policy=NO_CACHE, persist_result=False)
 def escalate(context: StudyContext, analyses: list[AnalysisRef]) -> int:
+    """Escalate the analyses' Critical findings; return how many escalations were opened."""
     runtime = get_runtime()
-    with recorded_step("escalate", context) as detail:
-        store = EscalationStore(runtime.database)
-        opened = 0
-        for analysis in analyses:
-            for finding in analysis.critical_findings:
-                opened += store.open(
-                    idempotency_key=escalation_key(
-                        context.study_instance_uid, analysis.analyzer, finding.label
-                    ),
-                    study_instance_uid=context.study_instance_uid,
-                    finding=finding.label,
-                    tier="Critical",
-                    probability=finding.probability,
-                    study_closed_at=context.closed_at,
-                )
-        detail["opened"] = opened
-        return opened
+    step = "escalate:" + ",".join(analysis.analyzer for analysis in analyses)
+    with recorded_step(step, context) as detail:
+        findings = [
+            CriticalFindingInput(
+                analyzer=analysis.analyzer,
+                label=finding.label,
+                probability=finding.probability,
+                code=finding.code,
+                tier_rule=finding.rule,
+            )
+            for analysis in analyses
+            for finding in analysis.critical_findings
+        ]
+        outcomes = []
+        location = ""
+        if findings:
+            engine = engine_for(runtime, runtime.settings, runtime.database)
+            outcomes = engine.open_and_notify(
+                study_instance_uid=context.study_instance_uid,
+                generation=context.generation,
+                study_closed_at=context.closed_at,
+                findings=findings,
+            )
+            location = engine.study_facts(context.study_instance_uid).patient_location
+        tier, raised = publish_tier(runtime, context, analyses, patient_location=location)
+        detail.update(
+            critical_findings=len(findings),
+            opened=len(outcomes),
+            delivered=sum(outcome.delivered for outcome in outcomes),
+            late=sum(outcome.late for outcome in outcomes),
+            first_notification_seconds=[
+                round(outcome.first_notification_seconds, 3)
+                for outcome in outcomes
+                if outcome.first_notification_seconds is not None
+            ],
+            tier=tier.value,
+            tier_raised=raised,
+        )
+        return len(outcomes)

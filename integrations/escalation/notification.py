@@ -1,0 +1,200 @@
+"""What every escalation message carries, in each channel's form, and the webhook signature
+(pure).
+
+Every notification carries the study (accession, modality, Study Instance UID), the patient's
+ward, the finding with its confidence, a link to the study and an acknowledge link with its
+token. Patient names never leave in notifications; the patient ID goes only to the signed
+webhook and the HL7 alert (channels that land in systems, not on lock screens).
+
+The webhook body is signed like this (the receiver recomputes and compares in constant time)::
+
+    X-Pacsflow-Timestamp: <unix seconds>
+    X-Pacsflow-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + raw body)>
+
+Putting the timestamp under the signature lets a receiver refuse replays older than a few
+minutes (:func:`verify_signature` does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from integrations.escalation.rules import Recipient
+
+SIGNATURE_HEADER = "X-Pacsflow-Signature"
+TIMESTAMP_HEADER = "X-Pacsflow-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+DELIVERY_HEADER = "X-Pacsflow-Delivery"
+EVENT_TYPE = "pacsflow.critical_finding"
+SHORT_TEXT_LIMIT = 160
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message about one escalation, to the recipients of one or more levels."""
+
+    idempotency_key: str
+    level: int
+    level_label: str
+    round: int  # 0 for the first notification, 1, 2, ... for each unacknowledged timeout
+    team_id: str
+    team_name: str
+    recipients: tuple[Recipient, ...]
+    study_instance_uid: str
+    accession_number: str
+    modality: str
+    patient_id: str
+    patient_location: str
+    finding: str
+    finding_code: str
+    probability: float
+    tier: str
+    rule: str
+    analyzer: str
+    study_link: str
+    ack_link: str
+    ack_token: str
+    study_closed_at: datetime | None
+    issued_at: datetime
+
+    @property
+    def delivery_id(self) -> str:
+        """Same on every retry of this round and level; new for each re-send round."""
+        return f"{self.idempotency_key}-L{self.level}-R{self.round}"
+
+    @property
+    def ward(self) -> str:
+        return self.patient_location or "ward unknown"
+
+    @property
+    def resend(self) -> bool:
+        return self.round > 0
+
+    def subject(self) -> str:
+        prefix = "REMINDER " if self.resend else ""
+        return (
+            f"{prefix}CRITICAL AI finding: {self.finding} ({self.probability:.0%})"
+            f" - {self.ward} - Acc {self.accession_number or '?'}"
+        )
+
+    def short_text(self) -> str:
+        """For pagers and SMS: at most 160 characters, the acknowledge link always whole."""
+        prefix = "REMINDER " if self.resend else ""
+        tail = f" Ack: {self.ack_link}"
+        head = (
+            f"{prefix}CRITICAL AI: {self.finding} {self.probability:.0%}, {self.ward},"
+            f" acc {self.accession_number or '?'} {self.modality}."
+        )
+        room = SHORT_TEXT_LIMIT - len(tail)
+        if room <= 1:
+            return tail.strip()  # the link matters more than the limit
+        if len(head) > room:
+            head = head[: room - 1] + "…"
+        return head + tail
+
+    def for_recipient(self, recipient: Recipient) -> Notification:
+        """This notification addressed to one person, whose acknowledge link names them."""
+        return replace(
+            self,
+            recipients=(recipient,),
+            ack_link=f"{self.ack_link}?by={quote(recipient.person_id, safe='')}",
+        )
+
+    def email_body(self) -> str:
+        lines = [
+            "A Critical finding was flagged by AI and needs a clinician now.",
+            "",
+            f"Finding:     {self.finding} (confidence {self.probability:.0%}, tier {self.tier})",
+            f"Ward:        {self.ward}",
+            f"Accession:   {self.accession_number or '(none)'}",
+            f"Modality:    {self.modality}",
+            f"Study UID:   {self.study_instance_uid}",
+            f"Team:        {self.team_name} ({self.level_label})",
+            "",
+            f"Open the study:  {self.study_link or '(no viewer link configured)'}",
+            f"Acknowledge:     {self.ack_link}",
+            f"Ack token:       {self.ack_token}",
+            "",
+            "Unacknowledged notifications are re-sent and escalated to the backup.",
+            "AI-generated preliminary result; not for primary diagnosis.",
+        ]
+        if self.resend:
+            lines.insert(0, f"REMINDER {self.round}: not acknowledged yet.")
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> dict[str, Any]:
+        """The webhook body (and the pager broker's, minus the patient ID)."""
+        return {
+            "type": EVENT_TYPE,
+            "idempotency_key": self.idempotency_key,
+            "delivery_id": self.delivery_id,
+            "level": self.level,
+            "level_label": self.level_label,
+            "round": self.round,
+            "team": {"id": self.team_id, "name": self.team_name},
+            "recipients": [
+                {"id": r.person_id, "name": r.person.name, "pager": r.person.pager}
+                for r in self.recipients
+            ],
+            "study": {
+                "study_instance_uid": self.study_instance_uid,
+                "accession_number": self.accession_number,
+                "modality": self.modality,
+                "closed_at": self.study_closed_at.isoformat() if self.study_closed_at else None,
+                "link": self.study_link,
+            },
+            "patient": {"id": self.patient_id, "ward": self.patient_location},
+            "finding": {
+                "label": self.finding,
+                "code": self.finding_code,
+                "confidence": round(self.probability, 4),
+                "tier": self.tier,
+                "rule": self.rule,
+                "analyzer": self.analyzer,
+            },
+            "acknowledge": {"url": self.ack_link, "token": self.ack_token},
+            "issued_at": self.issued_at.isoformat(),
+        }
+
+
+def study_link(template: str, study_instance_uid: str, accession_number: str) -> str:
+    """The viewer link: ``{study_instance_uid}`` and ``{accession_number}`` replaced, quoted.
+
+    Plain replacement, not ``str.format``: a template is data and cannot reach attributes.
+    """
+    return template.replace("{study_instance_uid}", quote(study_instance_uid, safe="")).replace(
+        "{accession_number}", quote(accession_number, safe="")
+    )
+
+
+def ack_link(base_url: str, token: str, person_id: str = "") -> str:
+    link = f"{base_url.rstrip('/')}/ack/{quote(token, safe='')}"
+    return f"{link}?by={quote(person_id, safe='')}" if person_id else link
+
+
+def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify_signature(
+    secret: bytes,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    now: float,
+    tolerance_seconds: float = 300.0,
+) -> bool:
+    """True when ``signature`` is ours for this body and the timestamp is recent."""
+    try:
+        moment = int(timestamp)
+    except ValueError:
+        return False
+    if abs(now - moment) > tolerance_seconds:
+        return False
+    return hmac.compare_digest(sign(secret, moment, body), signature)

@@ -1,0 +1,144 @@
+"""Deliver one notification over a team's ordered channels: retries, then the next channel
+(I/O: it sleeps between attempts and runs channels in threads).
+
+``delivery = "first"``: channels in order; a channel that delivered to at least one target
+ends the delivery, one that did not (after ``attempts`` tries per target, transient failures
+only) hands over to the next. ``delivery = "all"``: every channel at once, each with its own
+retries. Every attempt is reported through ``on_attempt`` as it finishes, so the caller can
+record the first delivery the moment it happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from integrations.errors import PacsflowError, is_transient
+from integrations.escalation.channels import Channel, Target
+from integrations.escalation.notification import Notification
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["delivered", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3
+    delays_seconds: tuple[float, ...] = (0.5, 2.0)
+
+    def delay_before(self, attempt: int) -> float:
+        """Pause before attempt number ``attempt`` (2, 3, ...); the last delay repeats."""
+        if attempt <= 1 or not self.delays_seconds:
+            return 0.0
+        return self.delays_seconds[min(attempt - 2, len(self.delays_seconds) - 1)]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    channel: str
+    target: str
+    attempt: int
+    outcome: Outcome
+    detail: str
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass
+class Delivery:
+    attempts: list[Attempt] = field(default_factory=list)
+    delivered_channels: list[str] = field(default_factory=list)
+
+    @property
+    def delivered(self) -> bool:
+        return bool(self.delivered_channels)
+
+
+def _deliver_on_channel(
+    notification: Notification,
+    channel: Channel | None,
+    name: str,
+    policy: RetryPolicy,
+    report: Callable[[Attempt], None],
+) -> bool:
+    now = datetime.now(UTC)
+    if channel is None:
+        report(Attempt(name, "", 0, "skipped", "channel not configured", now, now))
+        return False
+    targets: list[Target] = channel.targets(notification)
+    if not targets:
+        report(Attempt(name, "", 0, "skipped", "no address for these recipients", now, now))
+        return False
+    delivered_any = False
+    for target in targets:
+        for attempt in range(1, policy.attempts + 1):
+            pause = policy.delay_before(attempt)
+            if pause:
+                time.sleep(pause)
+            started = datetime.now(UTC)
+            try:
+                detail = channel.send(notification, target)
+            except Exception as error:
+                transient = is_transient(error)
+                text = f"{type(error).__name__}: {error}"
+                if not isinstance(error, PacsflowError):
+                    log.exception("channel %s raised an unexpected error", name)
+                report(
+                    Attempt(name, target.label, attempt, "failed", text, started, datetime.now(UTC))
+                )
+                if not transient:
+                    break
+                continue
+            report(
+                Attempt(
+                    name, target.label, attempt, "delivered", detail, started, datetime.now(UTC)
+                )
+            )
+            delivered_any = True
+            break
+    return delivered_any
+
+
+def deliver(
+    notification: Notification,
+    channels: Mapping[str, Channel],
+    order: Sequence[str],
+    mode: Literal["first", "all"],
+    policy: RetryPolicy,
+    on_attempt: Callable[[Attempt], None] | None = None,
+) -> Delivery:
+    """Send ``notification`` on ``order``'s channels per ``mode``; never raises for a peer."""
+    result = Delivery()
+    lock = threading.Lock()
+
+    def report(attempt: Attempt) -> None:
+        with lock:
+            result.attempts.append(attempt)
+            if attempt.outcome == "delivered" and attempt.channel not in result.delivered_channels:
+                result.delivered_channels.append(attempt.channel)
+        if on_attempt is not None:
+            try:
+                on_attempt(attempt)
+            except Exception:
+                log.exception("recording attempt on %s failed", attempt.channel)
+
+    if mode == "first":
+        for name in order:
+            if _deliver_on_channel(notification, channels.get(name), name, policy, report):
+                break
+        return result
+    with ThreadPoolExecutor(max_workers=max(1, len(order)), thread_name_prefix="notify") as pool:
+        futures = [
+            pool.submit(_deliver_on_channel, notification, channels.get(name), name, policy, report)
+            for name in order
+        ]
+        for future in futures:
+            future.result()
+    return result
