@@ -23,6 +23,8 @@ COMMANDS = (
     "deployments.commands.rerun",
     "deployments.commands.demo",
     "deployments.commands.models",
+    "deployments.commands.worklist",
+    "deployments.commands.escalation_service",
 )
 
 

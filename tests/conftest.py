@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fix_dcmtk",
     "tests.fix_prefect",
     "tests.fix_models",
+    "tests.fix_notify",
 ]
