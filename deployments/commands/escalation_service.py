@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from integrations.db.connection import open_database
+from integrations.errors import ConfigError, PacsflowError
 from integrations.escalation.channels import build_channels
 from integrations.escalation.engine import EscalationEngine
 from integrations.escalation.service import EscalationService
@@ -67,7 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
-    return run(args)
+    try:
+        return run(args)
+    except ConfigError as error:
+        print(f"pacsflow: configuration error: {error}", file=sys.stderr)
+        return 2
+    except PacsflowError as error:
+        print(f"pacsflow: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

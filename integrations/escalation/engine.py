@@ -389,15 +389,16 @@ class EscalationEngine:
                     record.round + 1,
                 )
                 return
-            next_level = record.level + 1
+            team_levels = levels(self.escalation, record.team, datetime.now(UTC))
+            next_level = min(record.level + 1, max(0, len(team_levels) - 1))
             self.store.record_event(
                 record.idempotency_key,
                 "escalated",
                 {"from_level": record.level, "to_level": next_level, "round": next_round},
             )
             log.warning(
-                "escalation %s (%s, study %s) not acknowledged: re-sending (round %d) and"
-                " escalating to level %d",
+                "escalation %s (%s, study %s) not acknowledged: re-sending (round %d) to"
+                " levels 0-%d",
                 record.idempotency_key,
                 record.finding,
                 record.study_instance_uid,

@@ -7,6 +7,7 @@ LOCKED`` and a lease) before it is acted on, so each due re-send happens once.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 
@@ -79,7 +80,18 @@ class EscalationService:
             thread.join(10)
 
     def run(self) -> None:
-        """Serve in the foreground (uvicorn handles SIGINT/SIGTERM); the loop runs beside it."""
+        """Serve in the foreground until SIGINT or SIGTERM; the loop runs beside it.
+
+        uvicorn shuts down gracefully on those signals and then re-raises them to the handlers
+        it found; ours just stop the loop, so the process exits 0 after a clean stop.
+        """
+
+        def stop(signum: int, frame: object) -> None:
+            self.stop_event.set()
+            self.server.should_exit = True
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, stop)
         loop = threading.Thread(target=self.loop, name="escalation-loop", daemon=True)
         loop.start()
         try:
