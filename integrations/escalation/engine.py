@@ -26,6 +26,7 @@ from pydicom import dcmread
 from integrations.db.connection import Database
 from integrations.db.escalations import Acknowledgement, EscalationRecord, EscalationStore
 from integrations.db.store import StudyStore
+from integrations.errors import ConfigError
 from integrations.escalation.channels import Channel, build_channels
 from integrations.escalation.notification import Notification, ack_link, study_link
 from integrations.escalation.rules import (
@@ -107,9 +108,17 @@ class EscalationEngine:
         self.database = database
         self.store = EscalationStore(database)
         self.studies = StudyStore(database)
-        self.channels = (
-            dict(channels) if channels is not None else build_channels(settings, database)
-        )
+        self.problem = ""
+        if channels is None:
+            try:
+                channels = build_channels(settings, database)
+            except ConfigError as error:
+                # Still record every Critical finding (the service and monitoring see it
+                # undelivered), but say loudly that nothing can be sent.
+                self.problem = str(error)
+                log.error("ALERT escalation channels unusable, nothing can be sent: %s", error)
+                channels = {}
+        self.channels = dict(channels)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.policy = RetryPolicy(
             attempts=self.escalation.attempts_per_channel,
@@ -122,7 +131,15 @@ class EscalationEngine:
         study = self.studies.study(study_instance_uid)
         if study is None:
             return StudyFacts()
-        paths = [i.path for i in self.studies.instances(study_instance_uid)[:3]]
+        with self.database.connection() as conn:
+            paths = [
+                row["path"]
+                for row in conn.execute(
+                    "SELECT path FROM instances WHERE study_instance_uid = %s"
+                    " ORDER BY received_at LIMIT 3",
+                    (study_instance_uid,),
+                )
+            ]
         return StudyFacts(
             accession_number=study.accession_number,
             modality="/".join(study.modalities),

@@ -327,3 +327,17 @@ def test_critical_finding_without_a_team_is_recorded_unroutable_and_alerted(make
     other = routed.closed_study("noteam-2")
     escalate.fn(other, [routed.analysis(other, [("Tension Pneumothorax", 0.9)])])
     routed.smtp.wait_for("stroke1@hospital.test")
+
+
+def test_unusable_channels_still_record_the_finding_and_alert(make_site, caplog):
+    # a site that forgot PACSFLOW_ESCALATION__WEBHOOK_SECRET: the run is not failed, the
+    # finding is recorded undelivered for the service and monitoring, and the log says why
+    site = make_site(escalation={"webhook_secret": ""})
+    context = site.closed_study("nosecret-1")
+    with caplog.at_level(logging.ERROR, logger="integrations.escalation.engine"):
+        assert escalate.fn(context, [site.analysis(context, [("Tension Pneumothorax", 0.9)])]) == 1
+    (record,) = EscalationStore(site.database).for_study(context.study_instance_uid)
+    assert record.state == "open" and record.first_notified_at is None
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "PACSFLOW_ESCALATION__WEBHOOK_SECRET" in messages and "no channel" in messages
+    assert site.http.requests == [] and site.smtp.mails == []
