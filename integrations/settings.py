@@ -349,6 +349,9 @@ class UrgencySettings(Section):
 EscalationChannelName = Literal["webhook", "pager", "email", "sms", "hl7"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ALL_WEEKDAYS: list[Weekday] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DEFAULT_CHANNELS: tuple[EscalationChannelName, ...] = ("webhook", "pager", "email", "hl7")
+TierName = Literal["Critical", "Urgent", "Routine"]
+DEFAULT_PRIORITY_TIERS: tuple[TierName, ...] = ("Critical", "Urgent")
 
 
 class PersonSettings(Section):
@@ -380,7 +383,7 @@ class TeamSettings(Section):
     # Tried in this order; ``delivery = "first"`` stops at the first channel that delivered,
     # ``"all"`` sends on every channel (in parallel).
     channels: list[EscalationChannelName] = Field(
-        default_factory=lambda: ["webhook", "pager", "email", "hl7"], min_length=1
+        default_factory=lambda: list(DEFAULT_CHANNELS), min_length=1
     )
     delivery: Literal["first", "all"] = "first"
     on_call: list[ShiftSettings] = Field(default_factory=list)
@@ -511,9 +514,7 @@ class WorklistSettings(Section):
     # none | orm_o01 (ORM^O01, ORC-1 order control) | omi_o23 (OMI^O23, IHE imaging order)
     route: Literal["none", "orm_o01", "omi_o23"] = "none"
     # Tiers that send an update (a Routine update changes nothing in most RIS).
-    send_tiers: list[Literal["Critical", "Urgent", "Routine"]] = Field(
-        default_factory=lambda: ["Critical", "Urgent"]
-    )
+    send_tiers: list[TierName] = Field(default_factory=lambda: list(DEFAULT_PRIORITY_TIERS))
     order_control: Literal["XO", "SC"] = "XO"
     sending_application: str = "PACSFLOW"
     sending_facility: str = "PACSFLOW"
