@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from integrations.db.outbox import OutboxStore
 from integrations.db.worklist import WorklistStore
+from integrations.escalation.channels import outbox_priority
 from integrations.hl7.priority import PriorityUpdate, build_priority_update
 from models.results import UrgencyTier
 from tasks.context import AnalysisRef, StudyContext
@@ -75,12 +76,14 @@ def send_priority_update(
     message_type, control_id, payload = build_priority_update(
         update, worklist.route, datetime.now(UTC)
     )
-    OutboxStore(runtime.database).enqueue(
+    outbox = OutboxStore(runtime.database)
+    outbox.enqueue(
         message_control_id=control_id,
         message_type=message_type,
         payload=payload,
         study_instance_uid=study.study_instance_uid,
         patient_key=f"{study.issuer_of_patient_id}|{study.patient_id}",
+        **outbox_priority(outbox, tier),
     )
     WorklistStore(runtime.database).record_priority_sent(
         study.study_instance_uid, control_id, tier.value

@@ -44,6 +44,7 @@ from integrations.escalation.notification import (
 from integrations.escalation.rules import Recipient
 from integrations.hl7.alert import ALERT_MESSAGE_TYPE, alert_control_id, build_alert
 from integrations.settings import EscalationSettings, Settings
+from models.results import UrgencyTier
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,6 @@ class Hl7AlertChannel:
         self.settings = settings
         self.outbox = OutboxStore(database)
         self.studies = StudyStore(database)
-        self._takes_priority = "priority" in inspect.signature(self.outbox.enqueue).parameters
 
     def targets(self, notification: Notification) -> list[Target]:
         return [Target(f"{self.settings.hl7_receiving_application} inbox")]
@@ -286,7 +286,7 @@ class Hl7AlertChannel:
         )
         control_id = alert_control_id(notification)
         issuer = study.issuer_of_patient_id if study else ""
-        extra = {"priority": "high"} if self._takes_priority else {}
+        extra = outbox_priority(self.outbox, UrgencyTier.CRITICAL)
         queued = self.outbox.enqueue(
             message_control_id=control_id,
             message_type=ALERT_MESSAGE_TYPE,
@@ -296,6 +296,14 @@ class Hl7AlertChannel:
             **extra,
         )
         return f"queued {control_id}" if queued else f"already queued {control_id}"
+
+
+def outbox_priority(outbox: OutboxStore, tier: UrgencyTier) -> dict[str, int]:
+    """``priority=`` for the HL7 outbox when it takes one (higher goes first; Critical 2,
+    Urgent 1, Routine 0, as the EMR results use), else nothing."""
+    if "priority" in inspect.signature(outbox.enqueue).parameters:
+        return {"priority": 2 - tier.rank}
+    return {}
 
 
 def refuse_secrets_in_file(settings: Settings) -> None:
