@@ -463,10 +463,13 @@ class EscalationSettings(Section):
         default_factory=lambda: [0.5, 2.0]
     )
     send_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # At most this long on one channel (all attempts) before falling through to the next, so
+    # a black-holed endpoint cannot eat the 60-second budget.
+    channel_budget_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     # The escalation service: how often it looks for due re-sends, and how long a claimed
     # escalation stays with one sender before another may take it over.
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
-    claim_seconds: Annotated[float, Field(ge=5, le=600)] = 60.0
+    claim_seconds: Annotated[float, Field(ge=5, le=600)] = 120.0
     # Retry pause for an escalation no channel could deliver.
     undelivered_retry_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0
 

@@ -56,6 +56,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0") or 0)
         body = self.rfile.read(length)
         recorder = self.server.recorder
+        delay = recorder.delay(self.path)
+        if delay:
+            time.sleep(delay)  # a peer that accepts the connection and then hangs
         status = recorder.next_status(self.path)
         recorder.record(
             RecordedRequest(
@@ -78,6 +81,10 @@ class _RecordingServer(ThreadingHTTPServer):
         self.recorder = recorder
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # a client that gave up on a hanging answer: expected in outage tests, not news
+        pass
+
 
 @dataclass
 class RecordingHttpServer:
@@ -88,6 +95,7 @@ class RecordingHttpServer:
     requests: list[RecordedRequest] = field(default_factory=list)
     _statuses: dict[str, deque[int]] = field(default_factory=dict)
     _default: dict[str, int] = field(default_factory=dict)
+    _delays: dict[str, float] = field(default_factory=dict)
     _server: _RecordingServer | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -119,6 +127,15 @@ class RecordingHttpServer:
         with self._lock:
             self._statuses[path] = deque(statuses)
             self._default[path] = then
+
+    def hang(self, path: str, seconds: float) -> None:
+        """Hold every request to ``path`` this long before answering (a black-holed peer)."""
+        with self._lock:
+            self._delays[path] = seconds
+
+    def delay(self, path: str) -> float:
+        with self._lock:
+            return self._delays.get(path.split("?")[0], 0.0)
 
     def next_status(self, path: str) -> int:
         bare = path.split("?")[0]

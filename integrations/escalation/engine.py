@@ -123,6 +123,7 @@ class EscalationEngine:
         self.policy = RetryPolicy(
             attempts=self.escalation.attempts_per_channel,
             delays_seconds=tuple(self.escalation.retry_delays_seconds),
+            budget_seconds=self.escalation.channel_budget_seconds,
         )
 
     # -- facts about the study ---------------------------------------------------------------

@@ -32,6 +32,7 @@ Outcome = Literal["delivered", "failed", "skipped"]
 class RetryPolicy:
     attempts: int = 3
     delays_seconds: tuple[float, ...] = (0.5, 2.0)
+    budget_seconds: float = 10.0  # per channel, all targets and attempts together
 
     def delay_before(self, attempt: int) -> float:
         """Pause before attempt number ``attempt`` (2, 3, ...); the last delay repeats."""
@@ -77,9 +78,12 @@ def _deliver_on_channel(
         report(Attempt(name, "", 0, "skipped", "no address for these recipients", now, now))
         return False
     delivered_any = False
+    deadline = time.monotonic() + policy.budget_seconds
     for target in targets:
         for attempt in range(1, policy.attempts + 1):
             pause = policy.delay_before(attempt)
+            if attempt > 1 and time.monotonic() + pause >= deadline:
+                break  # this channel had its share of the time: the next one gets a chance
             if pause:
                 time.sleep(pause)
             started = datetime.now(UTC)

@@ -231,6 +231,27 @@ def test_webhook_down_retries_then_falls_through_to_the_next_channel(make_site):
     assert outcomes == [("webhook", "failed"), ("email", "delivered")]
 
 
+def test_a_hanging_webhook_gets_its_time_budget_then_the_next_channel_goes(make_site):
+    site = make_site(
+        escalation={
+            "send_timeout_seconds": 0.5,
+            "channel_budget_seconds": 0.8,
+            "teams": {"surgery": {"channels": ["webhook", "email"], "delivery": "first"}},
+        }
+    )
+    site.http.hang("/hooks/surgery", 3.0)  # accepts, never answers in time
+    context = site.closed_study("hang-1")
+    escalate.fn(context, [site.analysis(context, [("Tension Pneumothorax", 0.95)])])
+    (mail,) = site.smtp.wait_for("surg1@hospital.test")
+    assert seconds_after_close(context, mail.received_at) < 2.5
+    store = EscalationStore(site.database)
+    (record,) = store.for_study(context.study_instance_uid)
+    attempts = [(a["channel"], a["outcome"]) for a in store.attempts(record.idempotency_key)]
+    # two timeouts fit the budget, a third would not: the e-mail goes instead
+    assert attempts == [("webhook", "failed"), ("webhook", "failed"), ("email", "delivered")]
+    assert "Timeout" in store.attempts(record.idempotency_key)[0]["detail"]
+
+
 def test_nothing_delivered_is_taken_over_by_the_service_and_reaches_the_backup(make_site):
     site = make_site(
         escalation={"teams": {"surgery": {"channels": ["webhook"], "delivery": "first"}}}
