@@ -11,7 +11,7 @@ Default (``flow`` and ``direct``), needs no model:
     engine is called without Prefect (``direct``: the reference measured in the same run;
     ``flow / direct`` is what Prefect's task machinery adds). Neither includes dispatch or
     inference.
-``--chain`` (needs the chest X-ray analyzer and demo package, issue 3):
+``--chain``:
     a site started the way ``pacsflow serve`` does (Prefect server, node, one warm worker),
     configured from a TOML file with the webhook secret in the environment; each study is sent
     by C-STORE; the time runs from its close (last instance + quiet period, the policy's own
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import os
 import tempfile
@@ -216,9 +215,9 @@ def bench_chain(
     from pynetdicom import AE
 
     from deployments.commands.serve import running_site
+    from models.demo import ensure_demo_packages
 
-    # the models issue's module, imported by name until it is on main
-    importlib.import_module("models.demo").ensure_demo_packages(models, ["chest-xray"])
+    ensure_demo_packages(models, ["chest-xray"])
     latencies: list[float] = []
     inference: list[float] = []
     with (
@@ -289,7 +288,7 @@ def send(datasets: list[Any], settings: Settings, ae_class: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=20)
-    parser.add_argument("--chain", action="store_true", help="the whole path (needs issue 3)")
+    parser.add_argument("--chain", action="store_true", help="the whole path from C-STORE")
     parser.add_argument("--models", default="var/models", help="model packages (--chain)")
     parser.add_argument("--quiet", type=float, default=1.0, help="quiet period (--chain)")
     args = parser.parse_args(argv)

@@ -4,10 +4,8 @@ close → warm worker → process-study → escalate → recording webhook and S
 
 from __future__ import annotations
 
-import importlib
+import io
 import time
-
-import pytest
 
 from integrations.db.escalations import EscalationStore
 from integrations.db.worklist import WorklistStore
@@ -16,7 +14,7 @@ from integrations.escalation.notification import (
     TIMESTAMP_HEADER,
     verify_signature,
 )
-from tests.dicom_samples import make_instance, write
+from models.phantoms.chest import chest_xray_study
 from tests.fix_orthanc import NODE_AE_TITLE, PACS_AE_TITLE
 from tests.integration.escalation.conftest import WEBHOOK_SECRET, escalation_section
 from tests.site import running_node, running_worker
@@ -35,29 +33,15 @@ def pneumothorax(server, timeout: float):
     raise AssertionError("no pneumothorax notification")
 
 
-def chest_analyzer_available() -> bool:
-    """The chest X-ray analyzer and its demo package come with the models issue (3)."""
-    try:
-        registry = importlib.import_module("models.registry")
-        importlib.import_module("models.demo")
-    except ImportError:
-        return False
-    return hasattr(registry, "get_registry")
-
-
-@pytest.mark.skipif(
-    not chest_analyzer_available(),
-    reason="needs models.registry.get_registry and models.demo (the chest X-ray analyzer, issue 3)",
-)
 def test_critical_chest_radiograph_from_the_pacs_reaches_the_surgeon_within_60_seconds(
-    request, settings_factory, clean_orthanc, prefect_api_url, notify_http, notify_smtp, tmp_path
+    settings_factory,
+    clean_orthanc,
+    prefect_api_url,
+    demo_models_dir,
+    notify_http,
+    notify_smtp,
+    tmp_path,
 ):
-    from deployments.commands.worker import prepare_models
-
-    try:  # the session's demo packages when the models issue provides the fixture
-        models_dir = request.getfixturevalue("demo_models_dir")
-    except pytest.FixtureLookupError:
-        models_dir = tmp_path / "models"
     settings = settings_factory(
         node={
             "ae_title": NODE_AE_TITLE,
@@ -66,7 +50,7 @@ def test_critical_chest_radiograph_from_the_pacs_reaches_the_surgeon_within_60_s
         },
         pacs={"ae_title": PACS_AE_TITLE, "port": clean_orthanc.dicom_port},
         study={"quiet_seconds": 1.0},
-        models={"dir": str(models_dir), "device": "cpu"},
+        models={"dir": str(demo_models_dir), "device": "cpu"},
         routing={
             "rules": [
                 {
@@ -77,8 +61,8 @@ def test_critical_chest_radiograph_from_the_pacs_reaches_the_surgeon_within_60_s
                 }
             ]
         },
-        # A site rule makes any pneumothorax probability Critical, so a generated image (whatever
-        # the demo model says about it) exercises the Critical path through the real analyzer.
+        # The phantom shows a tension pneumothorax; a site rule also makes any pneumothorax
+        # probability Critical, so the Critical path is taken whatever the demo model's call.
         urgency={
             "rules": [
                 {
@@ -95,16 +79,13 @@ def test_critical_chest_radiograph_from_the_pacs_reaches_the_surgeon_within_60_s
             rules=[{"name": "e2e-pneumothorax", "labels": ["Pneumothorax"], "team": "surgery"}],
         ),
     )
-    prepare_models(settings)
-    instances = []
-    for number in (1, 2):
-        dataset = make_instance("e2e-critical", number=number, size=256)
-        dataset.ViewPosition = "PA"
+    study = chest_xray_study(61, ["Tension Pneumothorax"], accession_number="E2E-CRIT")
+    for dataset in study.datasets:
         dataset.CurrentPatientLocation = "Emergency bay 2"
-        instances.append(write(dataset, tmp_path / "upload"))
-    for path in instances:
-        clean_orthanc.client.upload(path.read_bytes())
-    study_uid = make_instance("e2e-critical").StudyInstanceUID
+        buffer = io.BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        clean_orthanc.client.upload(buffer.getvalue())
+    study_uid = study.study_instance_uid
 
     with running_node(settings) as site, running_worker(settings):
         outcome = clean_orthanc.client.send_study("pacsflow", [study_uid])
