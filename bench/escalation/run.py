@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import percentile, scratch_database, summary
-from deployments.orthanc import free_port
+from deployments.orthanc import Modality, OrthancConfig, OrthancProcess, free_port
 from integrations.db.connection import open_database
 from integrations.settings import Settings, load_settings
 from tests.fix_notify import RecordingHttpServer, RecordingSmtpServer
@@ -192,21 +192,11 @@ team = "surgery"
 
 
 def chain_study(index: int) -> list[Any]:
-    """A generated chest radiograph study (the models issue's phantom when available)."""
-    try:
-        from models.phantoms.chest import chest_xray_study
+    """A generated chest radiograph study with a pneumothorax (the models' phantom)."""
+    from models.phantoms.chest import chest_xray_study
 
-        return list(
-            chest_xray_study(
-                7000 + index, ["Pneumothorax"], accession_number=f"ESC{index:04d}"
-            ).datasets
-        )
-    except ImportError:
-        from tests.dicom_samples import make_instance
-
-        dataset = make_instance(f"bench-chain-{index}", size=512)
-        dataset.ViewPosition = "PA"
-        return [dataset]
+    study = chest_xray_study(7000 + index, ["Pneumothorax"], accession_number=f"ESC{index:04d}")
+    return list(study.datasets)
 
 
 def bench_chain(
@@ -224,13 +214,25 @@ def bench_chain(
         scratch_database() as url,
         tempfile.TemporaryDirectory(prefix="pacsflow-esc-chain-") as folder,
     ):
-        node_port, prefect_port = free_port(), free_port()
+        node_port, prefect_port, pacs_port = free_port(), free_port(), free_port()
         config = chain_config(
             Path(folder), url, node_port, prefect_port, models.resolve(), http, smtp, quiet
         )
+        with config.open("a") as handle:  # Orthanc as the PACS the results go back to
+            handle.write(f'\n[pacs]\nae_title = "ORTHANC"\nport = {pacs_port}\n')
         os.environ.pop("PREFECT_API_URL", None)  # the site starts its own Prefect server
         os.environ["PACSFLOW_ESCALATION__WEBHOOK_SECRET"] = WEBHOOK_SECRET  # children inherit it
         settings = load_settings(config)
+        orthanc = OrthancProcess(
+            OrthancConfig(
+                storage_dir=Path(folder) / "orthanc",
+                ae_title="ORTHANC",
+                dicom_port=pacs_port,
+                http_port=free_port(),
+                modalities=[Modality("pacsflow", "PACSFLOW", "127.0.0.1", node_port)],
+            )
+        )
+        orthanc.start()
         with running_site(settings) as _site:
             database = open_database(settings, migrate_schema=False)
             try:
@@ -250,9 +252,24 @@ def bench_chain(
                     if index:
                         latencies.append(received - row["closed_at"].timestamp())
                         inference.append(float(row["inference"] or 0.0))
+                    wait_for_run(database, study_uid)  # one study at a time, like bench.end_to_end
             finally:
                 database.close()
+                orthanc.stop()
     return {"chain": latencies, "chain inference": inference}
+
+
+def wait_for_run(database: Any, study_uid: str, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with database.connection() as conn:
+            row = conn.execute(
+                "SELECT state FROM studies WHERE study_instance_uid = %s", (study_uid,)
+            ).fetchone()
+        if row and row["state"] in ("done", "failed"):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"the run of {study_uid} did not finish")
 
 
 def wait_for_node(settings: Settings, timeout: float = 120.0) -> None:
