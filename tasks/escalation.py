@@ -13,6 +13,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from integrations.db.escalations import EscalationStore
 from integrations.escalation.engine import CriticalFindingInput, engine_for
 from integrations.escalation.rules import escalation_key
 from tasks.context import AnalysisRef, StudyContext
@@ -27,8 +28,9 @@ __all__ = ["escalate", "escalation_key"]
 def escalate(context: StudyContext, analyses: list[AnalysisRef]) -> int:
     """Escalate the analyses' Critical findings; return how many escalations were opened."""
     runtime = get_runtime()
-    step = "escalate:" + ",".join(analysis.analyzer for analysis in analyses)
-    with recorded_step(step, context) as detail:
+    # One "escalate" step per study and generation (the flow calls it after each analyzer; the
+    # detail names the analyzers of the latest call and counts all escalations of the study).
+    with recorded_step("escalate", context) as detail:
         findings = [
             CriticalFindingInput(
                 analyzer=analysis.analyzer,
@@ -53,6 +55,10 @@ def escalate(context: StudyContext, analyses: list[AnalysisRef]) -> int:
             location = engine.study_facts(context.study_instance_uid).patient_location
         tier, raised = publish_tier(runtime, context, analyses, patient_location=location)
         detail.update(
+            analyzers=[analysis.analyzer for analysis in analyses],
+            escalations_of_study=len(
+                EscalationStore(runtime.database).for_study(context.study_instance_uid)
+            ),
             critical_findings=len(findings),
             opened=len(outcomes),
             delivered=sum(outcome.delivered for outcome in outcomes),

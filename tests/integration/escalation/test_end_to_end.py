@@ -142,7 +142,7 @@ def test_critical_chest_radiograph_from_the_pacs_reaches_the_surgeon_within_60_s
                 break
             time.sleep(0.2)
         assert built, "build_results never ran: the chain after escalation is incomplete"
-        escalated = steps["escalate:chest-xray"]
+        escalated = steps["escalate"]
         assert escalated["state"] == "completed"
         assert all(escalated["finished_at"] <= step["finished_at"] for step in built)
     # one run, one notification per finding
