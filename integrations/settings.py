@@ -423,7 +423,8 @@ class EscalationSettings(Section):
 
     Secrets (``webhook_secret``, ``smtp_password``, ``pager_token``) come from the environment
     (``PACSFLOW_ESCALATION__WEBHOOK_SECRET`` ...); the escalation sender refuses to start when
-    the TOML file holds one.
+    the TOML file holds one. They are left out of dumps, so ``settings_environment`` never
+    hands a child process a masked value: children inherit them from the environment.
     """
 
     people: dict[str, PersonSettings] = Field(default_factory=dict)
@@ -446,15 +447,15 @@ class EscalationSettings(Section):
     listen_host: str = "127.0.0.1"
     listen_port: Port = 8470
     webhook_url: HttpUrl = ""
-    webhook_secret: SecretStr = SecretStr("")
+    webhook_secret: SecretStr = Field(default=SecretStr(""), exclude=True)
     smtp_host: str = "127.0.0.1"
     smtp_port: Port = 25
     smtp_from: str = "pacsflow@localhost"
     smtp_starttls: bool = False
     smtp_username: str = ""
-    smtp_password: SecretStr = SecretStr("")
+    smtp_password: SecretStr = Field(default=SecretStr(""), exclude=True)
     pager_url: HttpUrl = ""
-    pager_token: SecretStr = SecretStr("")
+    pager_token: SecretStr = Field(default=SecretStr(""), exclude=True)
     hl7_receiving_application: str = "EMR"
     hl7_receiving_facility: str = "HOSPITAL"
     # Per channel: attempts and the pauses between them, and the time one attempt may take.

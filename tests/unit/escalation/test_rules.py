@@ -169,3 +169,35 @@ def test_secrets_come_from_the_environment_and_merge_with_the_file(tmp_path, mon
     assert settings.escalation.webhook_secret.get_secret_value() == "from-env"
     assert settings.escalation.webhook_url == "https://hooks.h.test/x"
     assert "from-env" not in repr(settings.escalation)
+
+
+def test_escalation_settings_reach_a_child_process_and_secrets_only_through_its_environment(
+    monkeypatch,
+):
+    from integrations.settings import settings_environment
+
+    monkeypatch.setenv("PACSFLOW_ESCALATION__WEBHOOK_SECRET", "from-the-environment")
+    parent = load_settings(
+        None,
+        search=False,
+        escalation={
+            "people": PEOPLE,
+            "teams": {
+                "surgery": {"on_call": [{"person": "day", "start": "08:00", "end": "20:00"}]}
+            },
+            "rules": [{"name": "r", "label_pattern": "dissection", "team": "surgery"}],
+        },
+        urgency={"rules": [{"name": "u", "labels": ["Nodule"], "tier": "Routine"}]},
+        worklist={"route": "omi_o23"},
+    )
+    environment = settings_environment(parent)
+    assert not any(
+        "SECRET" in name or "PASSWORD" in name or "TOKEN" in name for name in environment
+    )
+    assert "from-the-environment" not in "".join(environment.values())
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    child = load_settings(None, search=False)
+    for section in ("escalation", "urgency", "worklist"):
+        assert getattr(child, section) == getattr(parent, section)
+    assert child.escalation.webhook_secret.get_secret_value() == "from-the-environment"
