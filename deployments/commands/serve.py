@@ -104,6 +104,9 @@ def running_site(settings: Settings) -> Iterator[Site]:
             supervisor.add(
                 name, pacsflow_command("worker", "--name", f"{os.uname().nodename}:{name}"), env
             )
+        # Re-sends, backups and acknowledgements of Critical escalations (first sends come
+        # from the workers themselves).
+        supervisor.add("escalation-service", pacsflow_command("escalation-service"), env)
         runner_args = ["runner"] if settings.worker.count else ["runner", "--with-process-study"]
         supervisor.add("runner", pacsflow_command(*runner_args), env)
         yield Site(settings, supervisor, env, api_url, embedded)

@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from deployments.orthanc import free_port
 from tests.fix_dcmtk import echoscu
 from tests.fix_orthanc import NODE_AE_TITLE
 
@@ -31,6 +32,7 @@ def site_env(settings_factory, node_port, prefect_api_url, tmp_path):
         "PACSFLOW_NODE__AE_TITLE": NODE_AE_TITLE,
         "PACSFLOW_NODE__ALLOWED_CALLERS": '["MODALITY"]',
         "PACSFLOW_WORKER__COUNT": "0",
+        "PACSFLOW_ESCALATION__LISTEN_PORT": str(free_port()),
         "PREFECT_API_URL": prefect_api_url,
     }
 
@@ -54,6 +56,7 @@ def test_serve_starts_the_site_and_ctrl_c_stops_every_child(
         commands = [" ".join(child.cmdline()) for child in children]
         assert any("deployments.cli node" in c for c in commands)
         assert any("deployments.cli runner --with-process-study" in c for c in commands)
+        assert any("deployments.cli escalation-service" in c for c in commands)
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
         _gone, alive = psutil.wait_procs(children, timeout=10)
