@@ -1,0 +1,103 @@
+"""Character sets of HL7 v2 messages: MSH-18 (table 0211) to a Python codec, strict decode (pure).
+
+An MLLP frame carries bytes; the text they stand for depends on MSH-18. pacsflow reads MSH-18
+from the raw bytes (the MSH segment itself is ASCII in every character set it accepts),
+decodes the whole message strictly with that character set, and refuses a message whose
+bytes are not valid in it instead of guessing: a Latin-1 "Müller" sent as UTF-8 would
+otherwise reach the EMR as "M\\ufffdller".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# HL7 table 0211 (alternate character sets) -> Python codec; the single-byte ISO 8859 parts,
+# ASCII and UTF-8. Two-byte and ISO 2022 sets are not accepted (none of our peers send them).
+_CHARSETS = {
+    "ASCII": "ascii",
+    "ISO IR6": "ascii",
+    "8859/1": "iso-8859-1",
+    "ISO IR100": "iso-8859-1",
+    "8859/2": "iso-8859-2",
+    "ISO IR101": "iso-8859-2",
+    "8859/3": "iso-8859-3",
+    "8859/4": "iso-8859-4",
+    "8859/5": "iso-8859-5",
+    "ISO IR144": "iso-8859-5",
+    "8859/6": "iso-8859-6",
+    "8859/7": "iso-8859-7",
+    "ISO IR126": "iso-8859-7",
+    "8859/8": "iso-8859-8",
+    "ISO IR138": "iso-8859-8",
+    "8859/9": "iso-8859-9",
+    "ISO IR148": "iso-8859-9",
+    "8859/15": "iso-8859-15",
+    "UNICODE UTF-8": "utf-8",
+    "ISO IR192": "utf-8",
+}
+
+UTF8 = "UNICODE UTF-8"
+
+
+def python_codec(hl7_name: str) -> str | None:
+    """The Python codec for an HL7 table 0211 value, None when pacsflow does not accept it."""
+    return _CHARSETS.get(hl7_name.strip().upper().replace("_", " "))
+
+
+class CharsetError(ValueError):
+    """The message's bytes are not valid in its declared (or the default) character set."""
+
+
+@dataclass(frozen=True)
+class DecodedMessage:
+    text: str
+    charset: str  # the HL7 name used
+    declared: bool  # True when MSH-18 named it, False when the default applied
+
+
+def declared_charset(raw: bytes) -> str:
+    """MSH-18 (first repetition) read from the raw bytes; '' when absent or unreadable."""
+    end = len(raw)
+    for terminator in (b"\r", b"\n"):
+        found = raw.find(terminator)
+        if 0 <= found < end:
+            end = found
+    msh = raw[:end]
+    if not msh.startswith(b"MSH") or len(msh) < 8:
+        return ""
+    separator = msh[3:4]
+    fields = msh[4:].split(separator)  # fields[0] is MSH-2, so MSH-n is fields[n - 2]
+    if len(fields) < 17:
+        return ""
+    repetition = fields[0][1:2] or b"~"
+    value = fields[16].split(repetition)[0]
+    try:
+        return value.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return ""
+
+
+def decode_message(raw: bytes, default_charset: str = UTF8) -> DecodedMessage:
+    """Decode a message strictly in its MSH-18 character set (or ``default_charset``)."""
+    name = declared_charset(raw)
+    declared = bool(name)
+    name = name or default_charset
+    codec = python_codec(name)
+    if codec is None:
+        raise CharsetError(f"MSH-18 character set {name!r} is not supported")
+    try:
+        text = raw.decode(codec)
+    except UnicodeDecodeError as error:
+        source = "declared in MSH-18" if declared else "assumed (MSH-18 empty)"
+        raise CharsetError(
+            f"byte 0x{raw[error.start]:02X} at offset {error.start} is not valid {name} ({source})"
+        ) from None
+    return DecodedMessage(text, name, declared)
+
+
+def encode_message(text: str, hl7_name: str) -> bytes:
+    """Encode outgoing text in the character set its MSH-18 names."""
+    codec = python_codec(hl7_name or "ASCII")
+    if codec is None:
+        raise CharsetError(f"character set {hl7_name!r} is not supported")
+    return text.encode(codec)
