@@ -25,6 +25,9 @@ COMMANDS = (
     "deployments.commands.models",
     "deployments.commands.worklist",
     "deployments.commands.escalation_service",
+    "deployments.commands.hl7_listener",
+    "deployments.commands.emr_sender",
+    "deployments.commands.emr_outbox",
 )
 
 

@@ -526,6 +526,131 @@ class WorklistSettings(Section):
     receiving_facility: str = "HOSPITAL"
 
 
+HL7_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
+RetryDelays = Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)]
+
+
+class Hl7Settings(Section):
+    """The HL7 v2 ADT listener (``pacsflow hl7-listener``): where it listens, what it accepts.
+
+    ``sending_application`` / ``sending_facility`` are pacsflow's own MSH-3/MSH-4, used in the
+    ACKs it returns and in the ORU messages it sends.
+    """
+
+    host: str = "127.0.0.1"
+    port: Port = 2575
+    sending_application: str = "PACSFLOW"
+    sending_facility: str = "PACSFLOW"
+    accepted_versions: list[str] = Field(default_factory=lambda: list(HL7_VERSIONS))
+    # Character set assumed when MSH-18 is empty (HL7 table 0211 name).
+    default_charset: str = "UNICODE UTF-8"
+    max_message_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    idle_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
+    max_connections: Annotated[int, Field(ge=1, le=1000)] = 32
+
+    @field_validator("accepted_versions")
+    @classmethod
+    def _known_versions(cls, values: list[str]) -> list[str]:
+        unknown = sorted(set(values) - set(HL7_VERSIONS))
+        if unknown:
+            raise ValueError(f"unsupported HL7 versions {unknown}; known: {list(HL7_VERSIONS)}")
+        return values
+
+    @field_validator("default_charset")
+    @classmethod
+    def _known_charset(cls, value: str) -> str:
+        from integrations.hl7.charset import python_codec
+
+        if python_codec(value) is None:
+            raise ValueError(f"{value!r} is not an HL7 table 0211 character set pacsflow knows")
+        return value
+
+
+class MrnSettings(Section):
+    """How a DICOM Patient ID / Issuer of Patient ID matches an HL7 PID-3 identifier.
+
+    Both sides are reduced to one key ``<authority>|<identifier>``: the authority through
+    ``authority_map`` (DICOM issuer, HL7 namespace ID or universal ID -> one canonical name),
+    the identifier by trimming, dropping ``strip_prefixes`` and, if set, leading zeros.
+    """
+
+    authority_map: dict[str, str] = Field(default_factory=dict)
+    # Authority assumed when the DICOM Issuer of Patient ID (or CX-4 of PID-3) is empty.
+    default_authority: str = ""
+    # PID-3 repetitions whose CX-5 identifier type marks them as the MRN.
+    identifier_types: list[str] = Field(default_factory=lambda: ["MR"])
+    strip_leading_zeros: bool = True
+    strip_prefixes: list[str] = Field(default_factory=list)
+    case_sensitive: bool = False
+
+
+class EmrSettings(Section):
+    """The EMR's HL7 MLLP receiver for ORU^R01 results, and how the outbox retries.
+
+    ``retry_delays_seconds`` is the backoff schedule after each failed attempt (the last
+    value repeats); AE answers are retried at most ``ae_max_attempts`` times (0 = forever),
+    AR answers fail the message at once.
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 2576
+    receiving_application: str = "EMR"
+    receiving_facility: str = "HOSPITAL"
+    processing_id: str = "P"
+    connect_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    ack_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    retry_delays_seconds: RetryDelays = Field(
+        default_factory=lambda: [5.0, 15.0, 30.0, 60.0, 120.0, 300.0]
+    )
+    retry_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
+    ae_max_attempts: Annotated[int, Field(ge=0)] = 20
+    # Hold a result this long for its patient's ADT before sending it flagged "no clinical context".
+    context_wait_seconds: Annotated[float, Field(ge=0)] = 0.0
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+
+class FhirSettings(Section):
+    """The FHIR R4 server DiagnosticReports are posted to, and how pacsflow authenticates.
+
+    Secrets never come from this file: ``token_env`` and ``private_key_env`` name the
+    environment variables that hold the bearer token, or the SMART backend-services private
+    key (PEM text or a path to a PEM file).
+    """
+
+    enabled: bool = False
+    base_url: str = ""
+    auth: Literal["none", "bearer", "smart-backend"] = "none"
+    token_env: str = "PACSFLOW_FHIR_TOKEN"
+    client_id: str = ""
+    # Empty: discovered from <base_url>/.well-known/smart-configuration.
+    token_url: str = ""
+    scope: str = "system/DiagnosticReport.write system/Observation.write system/Device.write"
+    private_key_env: str = "PACSFLOW_FHIR_PRIVATE_KEY"
+    key_id: str = ""
+    signing_algorithm: Literal["RS384", "ES384"] = "RS384"
+    timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    verify_tls: bool = True
+    retry_delays_seconds: RetryDelays = Field(
+        default_factory=lambda: [5.0, 15.0, 30.0, 60.0, 120.0, 300.0]
+    )
+    retry_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
+    # Canonical MRN authority -> FHIR Identifier.system URI of that MRN.
+    identifier_systems: dict[str, str] = Field(default_factory=dict)
+    # Identifier.system of the order a report is basedOn (placer order number, else accession).
+    placer_order_system: str = "urn:pacsflow:placer-order-number"
+    accession_system: str = "urn:pacsflow:accession-number"
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+    @model_validator(mode="after")
+    def _usable(self) -> FhirSettings:
+        if self.enabled and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http(s) URL when fhir.enabled is true")
+        if self.auth == "smart-backend" and self.enabled and not self.client_id:
+            raise ValueError("client_id is required for auth = 'smart-backend'")
+        return self
+
+
 class Settings(BaseSettings):
     """All of pacsflow's configuration. Build it with :func:`load_settings`."""
 
@@ -550,6 +675,10 @@ class Settings(BaseSettings):
     urgency: UrgencySettings = Field(default_factory=UrgencySettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
+    hl7: Hl7Settings = Field(default_factory=Hl7Settings)
+    mrn: MrnSettings = Field(default_factory=MrnSettings)
+    emr: EmrSettings = Field(default_factory=EmrSettings)
+    fhir: FhirSettings = Field(default_factory=FhirSettings)
 
     # Set by load_settings: the file the settings came from (None when none was read).
     config_path: Path | None = None

@@ -1,4 +1,9 @@
-"""send_oru: the AI result as HL7 ORU^R01 into the outbox for the EMR (I/O)."""
+"""send_oru: the AI result into the EMR outboxes, HL7 ORU^R01 and FHIR DiagnosticReport (I/O).
+
+The task only writes the outbox rows (a result document, rendered into the message when it is
+sent, so a later ADT still enriches it); ``pacsflow emr-sender`` delivers them with retries.
+Writing is idempotent: a rerun of the same study generation queues nothing new.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from integrations.db.outbox import OutboxStore
-from integrations.hl7.oru import OruContext, build_oru, message_control_id
+from integrations.emr.document import ResultDocument
+from integrations.emr.enqueue import enqueue_result, order_from_instance, study_facts
 from integrations.result_files import load_analysis
 from tasks.context import AnalysisRef, StudyContext
 from tasks.runtime import get_runtime
@@ -18,29 +23,27 @@ from tasks.steps import recorded_step
 
 @task(name="send_oru", cache_policy=NO_CACHE, persist_result=False)
 def send_oru(context: StudyContext, analysis: AnalysisRef) -> str:
+    """Queue the result for the EMR; returns the ORU's message control ID (MSH-10)."""
     runtime = get_runtime()
     with recorded_step(f"send_oru:{analysis.analyzer}", context) as detail:
         study = runtime.store.study(context.study_instance_uid)
-        assert study is not None
-        oru_context = OruContext(
-            study_instance_uid=study.study_instance_uid,
+        if study is None:
+            raise LookupError(f"study {context.study_instance_uid} is not recorded")
+        instances = runtime.store.instances(study.study_instance_uid)
+        document = ResultDocument(
+            study=study_facts(study),
+            order=order_from_instance(instances[0].path if instances else None, study),
             generation=context.generation,
-            patient_id=study.patient_id,
-            issuer_of_patient_id=study.issuer_of_patient_id,
-            patient_name=study.patient_name,
-            patient_birth_date=study.patient_birth_date,
-            patient_sex=study.patient_sex,
-            accession_number=study.accession_number,
-            study_date=study.study_date,
+            analysis=load_analysis(Path(analysis.result_path)),
+            created_at=datetime.now(UTC),
         )
-        result = load_analysis(Path(analysis.result_path))
-        control_id = message_control_id(oru_context, result)
-        queued = OutboxStore(runtime.database).enqueue(
-            message_control_id=control_id,
-            message_type="ORU^R01",
-            payload=build_oru(oru_context, result, datetime.now(UTC)),
-            study_instance_uid=study.study_instance_uid,
-            patient_key=f"{study.issuer_of_patient_id}|{study.patient_id}",
+        queued = enqueue_result(runtime.database, runtime.settings, document)
+        detail.update(
+            message_control_id=queued.message_control_id,
+            hl7_queued=queued.hl7_queued,
+            fhir_queued=queued.fhir_queued,
         )
-        detail.update(message_control_id=control_id, queued=queued)
-        return control_id
+        return queued.message_control_id
+
+
+notify_emr = send_oru

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fix_prefect",
     "tests.fix_models",
     "tests.fix_notify",
+    "tests.fix_hl7",
 ]

@@ -1,43 +1,307 @@
-"""Outbound HL7 messages waiting for their peer's acknowledgement (I/O).
+"""Outboxes to the EMR in PostgreSQL: HL7 ORU messages and FHIR bundles waiting for a peer (I/O).
 
-A message is written here before anything is sent; it leaves the outbox (state ``sent``) only
-when the peer acknowledged it. Its MSH-10 control ID is fixed at creation, so every resend of
-the same message carries the same ID and the receiver can drop duplicates.
+A message is written here before anything is sent and leaves (state ``sent``) only when the
+peer acknowledged it: HL7 ACK AA, FHIR 2xx. Its identity is fixed at creation (MSH-10, the
+FHIR identifiers), so every resend carries the same one and the receiver can drop duplicates.
+Rows hold either a ready payload or a *document* rendered into the payload at the first
+attempt, with the patient's ADT context as it is then.
+
+Delivery order (:meth:`claim`): only the oldest pending message of each patient may be sent,
+so a patient's messages arrive in the order they were queued even when one is being retried;
+among those heads, the patient queue holding the highest ``priority`` goes first (a Critical
+result pushes its patient's earlier messages ahead of other patients'), then the oldest.
+A claimed row is leased for a while so that a second sender skips it and a crashed sender's
+row becomes available again when the lease ends.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from integrations.db.connection import Database
+from integrations.db.patients import OUTBOX_CHANNEL
+
+_CLAIM = """
+WITH heads AS (
+    SELECT DISTINCT ON (patient_key) id, patient_key, next_attempt_at, leased_until
+    FROM {table} WHERE state = 'pending' ORDER BY patient_key, id
+), queue_priority AS (
+    SELECT patient_key, max(priority) AS priority FROM {table}
+    WHERE state = 'pending' GROUP BY patient_key
+), candidate AS (
+    SELECT heads.id FROM heads JOIN queue_priority USING (patient_key)
+    WHERE heads.next_attempt_at <= clock_timestamp()
+      AND (heads.leased_until IS NULL OR heads.leased_until < clock_timestamp())
+    ORDER BY queue_priority.priority DESC, heads.id
+    LIMIT 1
+)
+UPDATE {table} AS o SET
+    leased_until = clock_timestamp() + make_interval(secs => %(lease)s),
+    attempts = o.attempts + 1,
+    last_attempt_at = clock_timestamp()
+FROM candidate
+WHERE o.id = candidate.id AND o.state = 'pending'
+  AND (o.leased_until IS NULL OR o.leased_until < clock_timestamp())
+RETURNING o.*, clock_timestamp() AS claimed_at
+"""
 
 
-class OutboxStore:
+@dataclass(frozen=True)
+class OutboxItem:
+    """A claimed row: everything a sender needs to render and deliver it."""
+
+    id: int
+    key: str  # message control ID / FHIR idempotency key
+    study_instance_uid: str | None
+    patient_key: str
+    document: dict[str, Any] | None
+    payload: Any
+    rendered_revision: int | None
+    clinical_context: str
+    priority: int
+    attempts: int  # including this one
+    created_at: datetime
+    claimed_at: datetime
+
+
+class _Outbox:
+    table = ""
+    key_column = ""
+
     def __init__(self, database: Database) -> None:
         self.database = database
+
+    def claim(self, lease_seconds: float) -> OutboxItem | None:
+        """Lease the next message to send (see the module docstring for the order)."""
+        with self.database.connection() as conn:
+            row = conn.execute(
+                _CLAIM.format(table=self.table),  # type: ignore[arg-type]
+                {"lease": lease_seconds},
+            ).fetchone()
+        if row is None:
+            return None
+        return OutboxItem(
+            id=row["id"],
+            key=row[self.key_column],
+            study_instance_uid=row["study_instance_uid"],
+            patient_key=row["patient_key"],
+            document=row["document"],
+            payload=row["payload"],
+            rendered_revision=row["rendered_revision"],
+            clinical_context=row["clinical_context"],
+            priority=row["priority"],
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            claimed_at=row["claimed_at"],
+        )
+
+    def _update(self, item_id: int, assignments: str, params: dict[str, Any]) -> None:
+        with self.database.connection() as conn:
+            conn.execute(
+                f"UPDATE {self.table} SET {assignments} WHERE id = %(id)s",  # type: ignore[arg-type]
+                {**params, "id": item_id},
+            )
+
+    def save_rendered(
+        self, item_id: int, payload: Any, revision: int | None, clinical_context: str
+    ) -> None:
+        """Freeze the payload rendered for this attempt; resends use these exact bytes."""
+        self._update(
+            item_id,
+            "payload = %(payload)s, rendered_revision = %(revision)s,"
+            " clinical_context = %(context)s",
+            {
+                "payload": self._payload_value(payload),
+                "revision": revision,
+                "context": clinical_context,
+            },
+        )
+
+    def _payload_value(self, payload: Any) -> Any:
+        return payload
+
+    def defer(self, item_id: int, until: datetime) -> None:
+        """Put a claimed message back without counting the attempt (waiting for ADT context)."""
+        self._update(
+            item_id,
+            "attempts = attempts - 1, leased_until = NULL, next_attempt_at = %(until)s",
+            {"until": until},
+        )
+
+    def schedule_retry(self, item_id: int, delay_seconds: float, error: str, **status: Any) -> None:
+        self._update(
+            item_id,
+            "leased_until = NULL, last_error = %(error)s,"
+            " next_attempt_at = clock_timestamp() + make_interval(secs => %(delay)s)"
+            + self._status_assignments(status),
+            {"error": error, "delay": delay_seconds, **status},
+        )
+
+    def mark_sent(self, item_id: int, **status: Any) -> None:
+        self._update(
+            item_id,
+            "state = 'sent', sent_at = clock_timestamp(), leased_until = NULL, last_error = NULL"
+            + self._status_assignments(status),
+            status,
+        )
+
+    def mark_failed(self, item_id: int, error: str, **status: Any) -> None:
+        self._update(
+            item_id,
+            "state = 'failed', failed_at = clock_timestamp(), leased_until = NULL,"
+            " last_error = %(error)s" + self._status_assignments(status),
+            {"error": error, **status},
+        )
+
+    @staticmethod
+    def _status_assignments(status: dict[str, Any]) -> str:
+        return "".join(f", {name} = %({name})s" for name in status)
+
+    def release_all_leases(self) -> int:
+        """Forget every lease (a sender starting after a crash takes its rows back at once)."""
+        with self.database.connection() as conn:
+            cursor = conn.execute(
+                f"UPDATE {self.table} SET leased_until = NULL"  # type: ignore[arg-type]
+                " WHERE state = 'pending' AND leased_until IS NOT NULL"
+            )
+            return cursor.rowcount
+
+    def seconds_until_due(self) -> float | None:
+        """How long until the next pending message may be attempted (None: nothing pending)."""
+        with self.database.connection() as conn:
+            row = conn.execute(
+                "SELECT extract(epoch FROM min(greatest(next_attempt_at,"  # type: ignore[arg-type]
+                " coalesce(leased_until, next_attempt_at))) - clock_timestamp()) AS wait"
+                f" FROM {self.table} WHERE state = 'pending'"
+            ).fetchone()
+        if row is None or row["wait"] is None:
+            return None
+        return max(0.0, float(row["wait"]))
+
+    def retry_failed(self, ids: list[int] | None = None) -> int:
+        """Send failed messages again (all of them, or those ``ids``); returns how many."""
+        condition = "state = 'failed'" + (" AND id = ANY(%(ids)s)" if ids else "")
+        with self.database.connection() as conn:
+            cursor = conn.execute(
+                f"UPDATE {self.table} SET state = 'pending', failed_at = NULL,"  # type: ignore[arg-type]
+                f" next_attempt_at = clock_timestamp() WHERE {condition}",
+                {"ids": ids or []},
+            )
+            conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+            return cursor.rowcount
+
+    def rows(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        condition = "WHERE state = %(state)s" if state else ""
+        with self.database.connection() as conn:
+            return conn.execute(
+                f"SELECT * FROM {self.table} {condition} ORDER BY id LIMIT %(limit)s",  # type: ignore[arg-type]
+                {"state": state, "limit": limit},
+            ).fetchall()
+
+    def counts(self) -> dict[str, int]:
+        with self.database.connection() as conn:
+            rows = conn.execute(
+                f"SELECT state, count(*) AS n FROM {self.table} GROUP BY state"  # type: ignore[arg-type]
+            ).fetchall()
+        return {row["state"]: row["n"] for row in rows}
+
+    def messages(self, study_instance_uid: str) -> list[dict[str, Any]]:
+        with self.database.connection() as conn:
+            return conn.execute(
+                f"SELECT * FROM {self.table} WHERE study_instance_uid = %s ORDER BY id",  # type: ignore[arg-type]
+                (study_instance_uid,),
+            ).fetchall()
+
+
+class OutboxStore(_Outbox):
+    """Outbound HL7 v2 messages (ORU^R01 results, and what other stages queue)."""
+
+    table = "hl7_outbox"
+    key_column = "message_control_id"
 
     def enqueue(
         self,
         *,
         message_control_id: str,
         message_type: str,
-        payload: str,
+        payload: str | None = None,
         study_instance_uid: str | None,
         patient_key: str,
+        priority: int = 0,
+        document: dict[str, Any] | None = None,
     ) -> bool:
-        """Add a message; False when one with this control ID is already queued or sent."""
+        """Add a message; False when one with this control ID is already queued or sent.
+
+        Give ``payload`` (ER7 text, sent as it is) or ``document`` (a result document rendered
+        at the first attempt). A higher ``priority`` is delivered first, but never before an
+        earlier message to the same patient.
+        """
+        if payload is None and document is None:
+            raise ValueError("enqueue needs a payload or a document")
         with self.database.connection() as conn:
             row = conn.execute(
                 "INSERT INTO hl7_outbox (message_control_id, study_instance_uid, patient_key,"
-                " message_type, payload) VALUES (%s, %s, %s, %s, %s)"
+                " message_type, payload, document, priority, clinical_context)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (message_control_id) DO NOTHING RETURNING id",
-                (message_control_id, study_instance_uid, patient_key, message_type, payload),
+                (
+                    message_control_id,
+                    study_instance_uid,
+                    patient_key,
+                    message_type,
+                    payload,
+                    Jsonb(document) if document is not None else None,
+                    priority,
+                    "given" if payload is not None else "none",
+                ),
             ).fetchone()
+            if row is not None:
+                conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
         return row is not None
 
-    def messages(self, study_instance_uid: str) -> list[dict[str, Any]]:
+
+class FhirOutboxStore(_Outbox):
+    """FHIR transaction bundles (DiagnosticReport with its Observations) for the FHIR server."""
+
+    table = "fhir_outbox"
+    key_column = "idempotency_key"
+
+    def _payload_value(self, payload: Any) -> Any:
+        return Jsonb(payload)
+
+    def enqueue(
+        self,
+        *,
+        idempotency_key: str,
+        study_instance_uid: str | None,
+        patient_key: str,
+        document: dict[str, Any] | None = None,
+        payload: dict[str, Any] | None = None,
+        priority: int = 0,
+    ) -> bool:
+        """Add a bundle (or a document rendered at the first attempt); False if already there."""
+        if payload is None and document is None:
+            raise ValueError("enqueue needs a payload or a document")
         with self.database.connection() as conn:
-            return conn.execute(
-                "SELECT * FROM hl7_outbox WHERE study_instance_uid = %s ORDER BY id",
-                (study_instance_uid,),
-            ).fetchall()
+            row = conn.execute(
+                "INSERT INTO fhir_outbox (idempotency_key, study_instance_uid, patient_key,"
+                " document, payload, priority, clinical_context)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                (
+                    idempotency_key,
+                    study_instance_uid,
+                    patient_key,
+                    Jsonb(document) if document is not None else None,
+                    Jsonb(payload) if payload is not None else None,
+                    priority,
+                    "given" if payload is not None else "none",
+                ),
+            ).fetchone()
+            if row is not None:
+                conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+        return row is not None

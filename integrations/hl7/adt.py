@@ -223,7 +223,7 @@ def parse_adt(text: str, accepted_versions: Iterable[str]) -> AdtMessage:
                 f"required segment {required} of {structure} is missing",
                 required,
             )
-    first = {}
+    first: dict[str, Segment] = {}
     for segment in segments:
         first.setdefault(segment.name, segment)
     pid = first["PID"]

@@ -4,7 +4,8 @@ An MLLP frame carries bytes; the text they stand for depends on MSH-18. pacsflow
 from the raw bytes (the MSH segment itself is ASCII in every character set it accepts),
 decodes the whole message strictly with that character set, and refuses a message whose
 bytes are not valid in it instead of guessing: a Latin-1 "Müller" sent as UTF-8 would
-otherwise reach the EMR as "M\\ufffdller".
+otherwise reach the EMR as "M\\ufffdller". The reverse mistake (UTF-8 bytes declared as an
+ISO 8859 set) decodes without error into "MÃ¼ller", so it is detected explicitly.
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ def decode_message(raw: bytes, default_charset: str = UTF8) -> DecodedMessage:
     codec = python_codec(name)
     if codec is None:
         raise CharsetError(f"MSH-18 character set {name!r} is not supported")
+    if codec.startswith("iso-8859") and _looks_like_utf8(raw):
+        raise CharsetError(
+            f"the bytes are UTF-8 but {'MSH-18 declares' if declared else 'the default is'} {name}:"
+            " names would be stored garbled"
+        )
     try:
         text = raw.decode(codec)
     except UnicodeDecodeError as error:
@@ -93,6 +99,18 @@ def decode_message(raw: bytes, default_charset: str = UTF8) -> DecodedMessage:
             f"byte 0x{raw[error.start]:02X} at offset {error.start} is not valid {name} ({source})"
         ) from None
     return DecodedMessage(text, name, declared)
+
+
+def _looks_like_utf8(raw: bytes) -> bool:
+    """True when non-ASCII bytes form valid UTF-8 sequences: text written in an ISO 8859 set
+    practically never does (it would need e.g. "Ã" followed by "©"), UTF-8 always does."""
+    if all(byte < 0x80 for byte in raw):
+        return False
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def encode_message(text: str, hl7_name: str) -> bytes:

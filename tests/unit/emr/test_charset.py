@@ -40,3 +40,9 @@ def test_unsupported_charset_is_refused() -> None:
         decode_message(raw)
     assert python_codec("8859/15") == "iso-8859-15"
     assert python_codec("UNICODE") is None
+
+
+def test_utf8_bytes_declared_latin1_are_refused_not_garbled() -> None:
+    raw = adt("A01", "X2", charset="8859/1", name="MÜLLER").encode("utf-8")
+    with pytest.raises(CharsetError, match="the bytes are UTF-8 but MSH-18 declares 8859/1"):
+        decode_message(raw)

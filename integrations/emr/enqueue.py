@@ -1,0 +1,122 @@
+"""Queue one analysis result for the EMR: an ORU document and, if enabled, a FHIR one (I/O).
+
+Both rows are written in one transaction, keyed by the study's patient (the DICOM Patient ID
+and Issuer reduced by the MRN rules, then followed through A40 merges), with a priority from
+the urgency tier so that Critical results overtake routine ones of other patients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg.types.json import Jsonb
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+from integrations.db.connection import Database
+from integrations.db.patients import OUTBOX_CHANNEL, PatientStore
+from integrations.db.records import StudyRecord
+from integrations.emr.document import OrderInfo, ResultDocument, StudyFacts
+from integrations.emr.identifiers import MrnRules
+from integrations.hl7.oru import message_control_id
+from integrations.settings import Settings
+from models.results import UrgencyTier
+
+ORDER_TAGS = [
+    "AccessionNumber",
+    "IssuerOfAccessionNumberSequence",
+    "ReferringPhysicianName",
+    "RequestingPhysician",
+    "RequestedProcedureID",
+    "RequestedProcedureDescription",
+    "RequestedProcedureCodeSequence",
+    "ProcedureCodeSequence",
+    "PlacerOrderNumberImagingServiceRequest",
+    "FillerOrderNumberImagingServiceRequest",
+    "RequestAttributesSequence",
+]
+
+
+def priority_of(tier: UrgencyTier) -> int:
+    """Critical 2, Urgent 1, Routine 0."""
+    return 2 - tier.rank
+
+
+def order_from_instance(path: str | Path | None, study: StudyRecord) -> OrderInfo:
+    """The order details from one received image's header (fallback: the study row)."""
+    fallback = OrderInfo(
+        accession_number=study.accession_number,
+        referring_physician=study.referring_physician_name,
+    )
+    if path is None:
+        return fallback
+    try:
+        dataset = dcmread(path, stop_before_pixels=True, specific_tags=ORDER_TAGS, force=True)
+    except (OSError, InvalidDicomError, ValueError):
+        return fallback
+    order = OrderInfo.from_dataset(dataset, accession_number=study.accession_number)
+    if not order.referring_physician:
+        order = OrderInfo(
+            **{**order.__dict__, "referring_physician": study.referring_physician_name}
+        )
+    return order
+
+
+def study_facts(study: StudyRecord) -> StudyFacts:
+    return StudyFacts(
+        study_instance_uid=study.study_instance_uid,
+        patient_id=study.patient_id,
+        issuer_of_patient_id=study.issuer_of_patient_id,
+        patient_name=study.patient_name,
+        patient_birth_date=study.patient_birth_date,
+        patient_sex=study.patient_sex,
+        study_date=study.study_date,
+        study_time=study.study_time,
+        study_description=study.study_description,
+        modalities=tuple(study.modalities),
+    )
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    message_control_id: str
+    patient_key: str
+    hl7_queued: bool
+    fhir_queued: bool
+
+
+def enqueue_result(database: Database, settings: Settings, document: ResultDocument) -> Enqueued:
+    """Write the result's HL7 (and FHIR) outbox rows; a result queued before is left alone."""
+    rules = MrnRules.from_settings(settings.mrn)
+    study = document.study
+    key = str(rules.dicom_key(study.patient_id, study.issuer_of_patient_id))
+    key = PatientStore(database, rules).resolve_key(key)
+    control_id = message_control_id(document)
+    data = Jsonb(document.to_json())
+    priority = priority_of(document.analysis.tier)
+    hl7_queued = fhir_queued = False
+    with database.connection() as conn, conn.transaction():
+        if settings.emr.enabled:
+            hl7_queued = (
+                conn.execute(
+                    "INSERT INTO hl7_outbox (message_control_id, study_instance_uid, patient_key,"
+                    " message_type, document, priority, clinical_context)"
+                    " VALUES (%s, %s, %s, 'ORU^R01', %s, %s, 'none')"
+                    " ON CONFLICT (message_control_id) DO NOTHING RETURNING id",
+                    (control_id, study.study_instance_uid, key, data, priority),
+                ).fetchone()
+                is not None
+            )
+        if settings.fhir.enabled:
+            fhir_queued = (
+                conn.execute(
+                    "INSERT INTO fhir_outbox (idempotency_key, study_instance_uid, patient_key,"
+                    " document, priority, clinical_context) VALUES (%s, %s, %s, %s, %s, 'none')"
+                    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                    (document.report_uid, study.study_instance_uid, key, data, priority),
+                ).fetchone()
+                is not None
+            )
+        conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+    return Enqueued(control_id, key, hl7_queued, fhir_queued)

@@ -1,0 +1,187 @@
+"""Draining an outbox: claim, render with the current patient context, deliver, record (I/O).
+
+One loop serves each outbox (HL7 MLLP, FHIR). It sleeps until a message is queued (LISTEN on
+the outbox channel), a retry falls due, or ``poll_seconds`` pass. What happens to a claimed
+message::
+
+    document, no payload yet ──▶ render with the patient's ADT context (or none: flagged)
+         │  no context and younger than context_wait_seconds ──▶ put back until then
+    payload ──▶ deliver ──▶ sent     the peer accepted it: leaves the outbox
+                        ├─▶ retry    after the backoff; a payload the peer never saw is
+                        │            rendered again next time (a late ADT still gets in)
+                        └─▶ failed   refused for good: kept with the reason, visible
+
+The database going away (restart) stops nothing: the loop logs, waits and carries on, and
+every state change is one UPDATE, so a crash at any point leaves the message pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from integrations.db.connection import Database
+from integrations.db.outbox import OutboxItem, _Outbox
+from integrations.db.patients import OUTBOX_CHANNEL, PatientStore, ResolvedContext
+from integrations.emr.retry import Disposition, Outcome, RetrySchedule
+
+log = logging.getLogger(__name__)
+
+STATE_WRITE_RETRY_SECONDS = 60.0
+
+
+class OutboxSender:
+    """The common loop; subclasses say how to render and how to deliver."""
+
+    name = "outbox"
+
+    def __init__(
+        self,
+        database: Database,
+        outbox: _Outbox,
+        patients: PatientStore,
+        schedule: RetrySchedule,
+        *,
+        lease_seconds: float,
+        poll_seconds: float = 1.0,
+        context_wait_seconds: float = 0.0,
+    ) -> None:
+        self.database = database
+        self.outbox = outbox
+        self.patients = patients
+        self.schedule = schedule
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.context_wait_seconds = context_wait_seconds
+        self._listener: psycopg.Connection[Any] | None = None
+
+    # -- to implement -------------------------------------------------------------------------
+
+    def render(self, item: OutboxItem, resolved: ResolvedContext | None) -> Any:
+        """The payload for a document row."""
+        raise NotImplementedError
+
+    def deliver(self, item: OutboxItem, payload: Any) -> tuple[Outcome, bool]:
+        """Send once; returns the outcome and whether the payload reached the peer."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run_forever(self, stop: threading.Event) -> None:
+        log.info("%s sender started", self.name)
+        while not stop.is_set():
+            try:
+                if self.step():
+                    continue
+                self._wait(stop)
+            except psycopg.Error as error:
+                log.warning("%s sender: database unavailable (%s); retrying", self.name, error)
+                self.close()
+                stop.wait(self.poll_seconds)
+        self.close()
+        log.info("%s sender stopped", self.name)
+
+    def drain(self, timeout: float = 60.0) -> int:
+        """Send until nothing is due (or ``timeout``); returns how many were handled."""
+        handled = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.step():
+            handled += 1
+        return handled
+
+    def step(self) -> bool:
+        """Handle one due message; False when none is due."""
+        item = self.outbox.claim(self.lease_seconds)
+        if item is None:
+            return False
+        self.process(item)
+        return True
+
+    def process(self, item: OutboxItem) -> None:
+        payload = item.payload
+        if item.document is not None and payload is None:
+            resolved = self.patients.resolve(item.patient_key)
+            if resolved is None and self.context_wait_seconds > 0:
+                waited = (item.claimed_at - item.created_at).total_seconds()
+                if waited < self.context_wait_seconds:
+                    until = item.created_at + timedelta(seconds=self.context_wait_seconds)
+                    self.outbox.defer(item.id, until)
+                    return
+            try:
+                payload = self.render(item, resolved)
+            except Exception as error:  # a document that cannot be rendered will never be
+                log.exception("%s: cannot render outbox message %s", self.name, item.key)
+                self.outbox.mark_failed(item.id, f"cannot render: {type(error).__name__}: {error}")
+                return
+            self.outbox.save_rendered(
+                item.id,
+                payload,
+                resolved.context.revision if resolved else None,
+                "adt" if resolved else "none",
+            )
+        outcome, reached_peer = self.deliver(item, payload)
+        self._record(item, outcome, reached_peer)
+
+    def _record(self, item: OutboxItem, outcome: Outcome, reached_peer: bool) -> None:
+        status = dict(outcome.status or {})
+        if outcome.disposition is Disposition.SENT:
+            self._persist(lambda: self.outbox.mark_sent(item.id, **status))
+            log.info("%s %s delivered (attempt %d)", self.name, item.key, item.attempts)
+        elif outcome.disposition is Disposition.FAILED:
+            self._persist(lambda: self.outbox.mark_failed(item.id, outcome.detail, **status))
+            log.error("%s %s failed: %s", self.name, item.key, outcome.detail)
+        else:
+            if not reached_peer and item.document is not None:
+                status.update(payload=None, rendered_revision=None)
+            delay = self.schedule.delay(item.attempts)
+            self._persist(
+                lambda: self.outbox.schedule_retry(item.id, delay, outcome.detail, **status)
+            )
+            log.warning(
+                "%s %s attempt %d: %s; next try in %.1f s",
+                self.name,
+                item.key,
+                item.attempts,
+                outcome.detail,
+                delay,
+            )
+
+    def _persist(self, write: Any) -> None:
+        """Record an outcome, insisting for a while: after a delivery, losing the 'sent' would
+        only cost a duplicate (same control ID), but insisting usually avoids even that."""
+        deadline = time.monotonic() + STATE_WRITE_RETRY_SECONDS
+        while True:
+            try:
+                write()
+                return
+            except psycopg.Error:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _wait(self, stop: threading.Event) -> None:
+        due = self.outbox.seconds_until_due()
+        timeout = self.poll_seconds if due is None else min(self.poll_seconds, max(due, 0.01))
+        if self._listener is None:
+            try:
+                self._listener = psycopg.connect(self.database.url, autocommit=True)
+                self._listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
+            except psycopg.Error:
+                self._listener = None
+                stop.wait(timeout)
+                return
+        try:
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:
+            self.close()

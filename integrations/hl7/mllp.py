@@ -1,0 +1,239 @@
+"""MLLP over TCP: a client that sends one message and waits for its ACK, and a threaded
+server that hands each received message to a handler (I/O).
+
+All protocol work is elsewhere: framing in :mod:`integrations.hl7.framing`, building and
+reading messages in the pure HL7 modules. This module only moves bytes and turns socket
+failures into :class:`PeerUnavailableError` (transient: connection refused, reset, timeout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import socketserver
+import threading
+from collections.abc import Callable
+
+from integrations.errors import PeerUnavailableError
+from integrations.hl7.framing import FrameDecoder, FramingError, frame
+
+log = logging.getLogger(__name__)
+
+RECEIVE_CHUNK = 65536
+
+
+class MllpClient:
+    """One persistent connection to an MLLP receiver, reopened after any failure.
+
+    Original-mode HL7 is strictly one message then its ACK, so a client is used by one
+    thread at a time.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float = 10.0,
+        ack_timeout: float = 30.0,
+        max_ack_bytes: int = 1024 * 1024,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.ack_timeout = ack_timeout
+        self.max_ack_bytes = max_ack_bytes
+        self._socket: socket.socket | None = None
+        # Whether the last send() got the message out (False: never connected or sent).
+        self.last_send_reached_peer = False
+
+    @property
+    def peer(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _connect(self) -> socket.socket:
+        if self._socket is None:
+            try:
+                sock = socket.create_connection(
+                    (self.host, self.port), timeout=self.connect_timeout
+                )
+            except OSError as error:
+                raise PeerUnavailableError(
+                    f"cannot connect to MLLP peer {self.peer}: {error}", peer=self.peer
+                ) from None
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._socket = sock
+        return self._socket
+
+    def send(self, message: bytes) -> bytes:
+        """Send one message and return the raw ACK message (without MLLP framing).
+
+        On a timeout or any socket error the connection is closed, so a late ACK can never
+        be taken for the answer to the next message.
+        """
+        self.last_send_reached_peer = False
+        sock = self._connect()
+        decoder = FrameDecoder(self.max_ack_bytes)
+        try:
+            sock.settimeout(self.ack_timeout)
+            sock.sendall(frame(message))
+            self.last_send_reached_peer = True
+            while True:
+                data = sock.recv(RECEIVE_CHUNK)
+                if not data:
+                    raise PeerUnavailableError(
+                        f"MLLP peer {self.peer} closed the connection without an ACK",
+                        peer=self.peer,
+                    )
+                answers = decoder.feed(data)
+                if answers:
+                    return answers[0]
+        except TimeoutError:
+            self.close()
+            raise PeerUnavailableError(
+                f"no ACK from MLLP peer {self.peer} within {self.ack_timeout:g} s", peer=self.peer
+            ) from None
+        except (OSError, FramingError) as error:
+            self.close()
+            raise PeerUnavailableError(
+                f"MLLP exchange with {self.peer} failed: {error}", peer=self.peer
+            ) from None
+        except PeerUnavailableError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._socket is not None:
+            try:
+                self._socket.close()
+            finally:
+                self._socket = None
+
+
+# handler(message bytes, peer "host:port") -> ACK bytes to send back, or None for no answer
+MessageHandler = Callable[[bytes, str], bytes | None]
+
+
+class _Connection(socketserver.BaseRequestHandler):
+    server: _ThreadingServer
+
+    def handle(self) -> None:
+        server = self.server
+        sock: socket.socket = self.request
+        peer = "{}:{}".format(*self.client_address[:2])
+        if not server.slots.acquire(blocking=False):
+            log.warning(
+                "refusing MLLP connection from %s: %d connections open",
+                peer,
+                server.max_connections,
+            )
+            return
+        with server.lock:
+            server.connections.add(sock)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(server.idle_timeout)
+            decoder = FrameDecoder(server.max_message_bytes)
+            while not server.stopping.is_set():
+                try:
+                    data = sock.recv(RECEIVE_CHUNK)
+                except TimeoutError:
+                    log.info("closing idle MLLP connection from %s", peer)
+                    return
+                except OSError:
+                    return
+                if not data:
+                    return
+                try:
+                    messages = decoder.feed(data)
+                except FramingError as error:
+                    log.warning("closing MLLP connection from %s: %s", peer, error)
+                    return
+                for message in messages:
+                    answer = server.handler(message, peer)
+                    if answer is not None:
+                        sock.sendall(frame(answer))
+        finally:
+            with server.lock:
+                server.connections.discard(sock)
+            server.slots.release()
+
+
+class _ThreadingServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: MessageHandler,
+        *,
+        max_connections: int,
+        idle_timeout: float,
+        max_message_bytes: int,
+    ) -> None:
+        self.handler = handler
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.max_message_bytes = max_message_bytes
+        self.slots = threading.BoundedSemaphore(max_connections)
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.connections: set[socket.socket] = set()
+        super().__init__(address, _Connection)
+
+    def close_connections(self) -> None:
+        with self.lock:
+            for sock in list(self.connections):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class MllpServer:
+    """A threaded MLLP listener; ``handler`` is called once per received message."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        handler: MessageHandler,
+        *,
+        max_connections: int = 32,
+        idle_timeout: float = 600.0,
+        max_message_bytes: int = 1024 * 1024,
+    ) -> None:
+        self._server = _ThreadingServer(
+            (host, port),
+            handler,
+            max_connections=max_connections,
+            idle_timeout=idle_timeout,
+            max_message_bytes=max_message_bytes,
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            daemon=True,
+            name="mllp-server",
+        )
+        self._thread.start()
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        self._server.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._server.close_connections()
+        if self._thread is not None:
+            self._thread.join(5)

@@ -1,0 +1,114 @@
+"""The HL7 outbox sender: ORU^R01 (and any queued HL7 message) to the EMR over MLLP (I/O).
+
+ACK handling (the issue's rules, the peer's word is final on AR)::
+
+    AA / CA                       sent
+    AE / CE                       retried with backoff, failed after ``ae_max_attempts``
+    AR / CR                       failed with the peer's reason
+    no answer, refused, reset     retried with backoff (timeout closes the connection)
+    an ACK for another control ID retried (the connection is reopened)
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from integrations.db.connection import Database
+from integrations.db.outbox import OutboxItem, OutboxStore
+from integrations.db.patients import PatientStore, ResolvedContext
+from integrations.emr.document import ResultDocument
+from integrations.emr.identifiers import MrnRules
+from integrations.emr.retry import Outcome, RetrySchedule, failed, retry, sent
+from integrations.emr.sender import OutboxSender
+from integrations.errors import PeerUnavailableError
+from integrations.hl7.ack import AckParseError, parse_ack
+from integrations.hl7.charset import declared_charset, python_codec
+from integrations.hl7.mllp import MllpClient
+from integrations.hl7.oru import MessageRoute, build_oru
+from integrations.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def encode_payload(payload: str) -> bytes:
+    """The bytes of an ER7 message in the character set its MSH-18 declares.
+
+    With MSH-18 empty the standard's default is ASCII; text that is not ASCII is sent as
+    UTF-8 rather than mangled.
+    """
+    name = declared_charset(payload.encode("utf-8"))
+    codec = python_codec(name) if name else None
+    if codec:
+        return payload.encode(codec)
+    try:
+        return payload.encode("ascii")
+    except UnicodeEncodeError:
+        return payload.encode("utf-8")
+
+
+class Hl7Sender(OutboxSender):
+    name = "hl7"
+
+    def __init__(self, database: Database, settings: Settings) -> None:
+        emr = settings.emr
+        super().__init__(
+            database,
+            OutboxStore(database),
+            PatientStore(database, MrnRules.from_settings(settings.mrn)),
+            RetrySchedule(emr.retry_delays_seconds, emr.retry_jitter),
+            lease_seconds=emr.connect_timeout_seconds + emr.ack_timeout_seconds + 30.0,
+            poll_seconds=emr.poll_seconds,
+            context_wait_seconds=emr.context_wait_seconds,
+        )
+        self.settings = emr
+        self.route = MessageRoute(
+            sending_application=settings.hl7.sending_application,
+            sending_facility=settings.hl7.sending_facility,
+            receiving_application=emr.receiving_application,
+            receiving_facility=emr.receiving_facility,
+            processing_id=emr.processing_id,
+        )
+        self.client = MllpClient(
+            emr.host,
+            emr.port,
+            connect_timeout=emr.connect_timeout_seconds,
+            ack_timeout=emr.ack_timeout_seconds,
+        )
+
+    def render(self, item: OutboxItem, resolved: ResolvedContext | None) -> str:
+        assert item.document is not None
+        document = ResultDocument.from_json(item.document)
+        return build_oru(
+            document, resolved.context if resolved else None, self.route, datetime.now(UTC)
+        )
+
+    def deliver(self, item: OutboxItem, payload: str) -> tuple[Outcome, bool]:
+        try:
+            raw = self.client.send(encode_payload(payload))
+        except PeerUnavailableError as error:
+            return retry(str(error)), self.client.last_send_reached_peer
+        try:
+            ack = parse_ack(raw.decode("utf-8", errors="replace"))
+        except AckParseError as error:
+            self.client.close()
+            return retry(f"unreadable answer from {self.client.peer}: {error}"), True
+        if ack.message_control_id != item.key:
+            self.client.close()
+            return retry(
+                f"ACK for control ID {ack.message_control_id!r}, expected {item.key!r}"
+            ), True
+        code = ack.code.value
+        reason = f"{code} from {self.client.peer}" + (f": {ack.text}" if ack.text else "")
+        if ack.code.accepted:
+            return sent(ack_code=code), True
+        if ack.code.rejected:
+            return failed(reason, ack_code=code), True
+        limit = self.settings.ae_max_attempts
+        if limit and item.attempts >= limit:
+            return failed(f"{reason} (after {item.attempts} attempts)", ack_code=code), True
+        return retry(reason, ack_code=code), True
+
+    def close(self) -> None:
+        self.client.close()
+        super().close()
