@@ -128,11 +128,10 @@ class PatientStore:
         if message.event == "A40":
             self._merge(conn, message, mrn, key, inbox_id)
         else:
-            self._lock(conn, key)
-            current = self._load(conn, key)
+            current = self._load(conn, key, lock=True)
             context = updated_context(current, message, key, mrn)
             self._save(conn, context, inbox_id)
-        conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+        conn.execute(_WAKE_HELD_RESULTS, {"key": key, "channel": OUTBOX_CHANNEL})
         return ReceiveOutcome(state, inbox_id, key)
 
     # -- merge (A40) ---------------------------------------------------------------------------
@@ -280,11 +279,22 @@ class PatientStore:
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 5))", (patient_key,))
 
     @staticmethod
-    def _load(conn: Any, patient_key: str) -> PatientContext | None:
-        row = conn.execute(
-            "SELECT context, revision FROM patient_context WHERE patient_key = %s",
-            (patient_key,),
-        ).fetchone()
+    def _load(conn: Any, patient_key: str, *, lock: bool = False) -> PatientContext | None:
+        """The stored context; with ``lock``, after taking the patient's lock (one round trip)."""
+        if lock:
+            row = conn.execute(
+                "SELECT p.context, p.revision FROM"
+                " (SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 5))) AS locked"
+                " LEFT JOIN patient_context p ON p.patient_key = %(key)s",
+                {"key": patient_key},
+            ).fetchone()
+            if row is None or row["context"] is None:
+                return None
+        else:
+            row = conn.execute(
+                "SELECT context, revision FROM patient_context WHERE patient_key = %s",
+                (patient_key,),
+            ).fetchone()
         if row is None:
             return None
         return replace(PatientContext.from_json(row["context"]), revision=row["revision"])
@@ -327,6 +337,22 @@ _INSERT_INBOX = (
     " %(message_type)s, %(version_id)s, %(charset)s, %(peer)s, %(raw)s, %(state)s,"
     " %(ack_code)s, %(error)s, %(patient_key)s) {on_conflict} RETURNING id"
 )
+# Results held for this patient's ADT (``context_wait_seconds``) go out now, enriched.
+_WAKE_HELD_RESULTS = """
+WITH hl7 AS (
+    UPDATE hl7_outbox SET next_attempt_at = clock_timestamp()
+    WHERE patient_key = %(key)s AND state = 'pending' AND attempts = 0 AND payload IS NULL
+      AND next_attempt_at > clock_timestamp()
+    RETURNING 1
+), fhir AS (
+    UPDATE fhir_outbox SET next_attempt_at = clock_timestamp()
+    WHERE patient_key = %(key)s AND state = 'pending' AND attempts = 0 AND payload IS NULL
+      AND next_attempt_at > clock_timestamp()
+    RETURNING 1
+)
+SELECT pg_notify(%(channel)s, '') FROM (SELECT 1) AS one
+WHERE EXISTS (SELECT 1 FROM hl7) OR EXISTS (SELECT 1 FROM fhir)
+"""
 _ON_CONFLICT_ONCE = (
     "ON CONFLICT (sending_application, sending_facility, message_control_id)"
     " WHERE state IN ('applied', 'ignored') DO NOTHING"

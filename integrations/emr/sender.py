@@ -109,6 +109,7 @@ class OutboxSender:
 
     def process(self, item: OutboxItem) -> None:
         payload = item.payload
+        rendered: dict[str, Any] = {}
         if item.document is not None and payload is None:
             resolved = self.patients.resolve(item.patient_key)
             if resolved is None and self.context_wait_seconds > 0:
@@ -123,17 +124,21 @@ class OutboxSender:
                 log.exception("%s: cannot render outbox message %s", self.name, item.key)
                 self.outbox.mark_failed(item.id, f"cannot render: {type(error).__name__}: {error}")
                 return
-            self.outbox.save_rendered(
-                item.id,
-                payload,
-                resolved.context.revision if resolved else None,
-                "adt" if resolved else "none",
-            )
+            # Recorded with the outcome (one write per attempt). Should the process die
+            # between sending and recording, the message is rendered again next time under
+            # the same control ID / identifiers, which is what receivers deduplicate on.
+            rendered = {
+                "payload": self.outbox.payload_value(payload),
+                "rendered_revision": resolved.context.revision if resolved else None,
+                "clinical_context": "adt" if resolved else "none",
+            }
         outcome, reached_peer = self.deliver(item, payload)
-        self._record(item, outcome, reached_peer)
+        self._record(item, outcome, reached_peer, rendered)
 
-    def _record(self, item: OutboxItem, outcome: Outcome, reached_peer: bool) -> None:
-        status = dict(outcome.status or {})
+    def _record(
+        self, item: OutboxItem, outcome: Outcome, reached_peer: bool, rendered: dict[str, Any]
+    ) -> None:
+        status = {**rendered, **(outcome.status or {})}
         if outcome.disposition is Disposition.SENT:
             self._persist(lambda: self.outbox.mark_sent(item.id, **status))
             log.info("%s %s delivered (attempt %d)", self.name, item.key, item.attempts)
@@ -142,6 +147,7 @@ class OutboxSender:
             log.error("%s %s failed: %s", self.name, item.key, outcome.detail)
         else:
             if not reached_peer and item.document is not None:
+                # The peer never saw it: render it afresh next time (a late ADT gets in).
                 status.update(payload=None, rendered_revision=None)
             delay = self.schedule.delay(item.attempts)
             self._persist(

@@ -119,17 +119,22 @@ def test_result_without_context_is_flagged_or_enriched_by_a_late_adt(
     assert NO_CLINICAL_CONTEXT in [note.value(3) for note in second["NTE"]]
 
 
-def test_context_wait_holds_a_result_for_its_adt(settings_factory, make_mllp_peer) -> None:
+def test_context_wait_holds_a_result_until_its_adt_arrives(
+    settings_factory, make_mllp_peer
+) -> None:
     peer = make_mllp_peer()
-    settings = settings_factory(emr=fast_emr(peer.port, context_wait_seconds=5.0))
+    settings = settings_factory(emr=fast_emr(peer.port, context_wait_seconds=60.0))
     with running_listener(settings) as site, running_sender(Hl7Sender(site.database, settings)):
         queue_result(site.database, settings, 1)
-        time.sleep(1.0)
+        time.sleep(1.5)
         assert peer.received() == []  # held, not sent without context
+        admitted = time.monotonic()
         assert msa(site.sender().send(adt("A01", "W-1", ward="WARD-W")))[0] == "AA"
         held = oru(peer.wait_for(1, timeout=10)[0])
+        waited = time.monotonic() - admitted
         attempts = outbox_rows(site.database)[0]["attempts"]
     assert held["PV1"][0].first(3).component(1) == "WARD-W"
+    assert waited < 5  # released by the ADT, not by the 60 s wait
     assert attempts == 1
 
 

@@ -1,0 +1,1 @@
+"""HL7 benchmarks: ADT ingest and ORU delivery against local MLLP peers (``python -m bench.hl7``)."""
