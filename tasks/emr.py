@@ -44,6 +44,3 @@ def send_oru(context: StudyContext, analysis: AnalysisRef) -> str:
             fhir_queued=queued.fhir_queued,
         )
         return queued.message_control_id
-
-
-notify_emr = send_oru
