@@ -534,9 +534,11 @@ class Hl7Settings(Section):
     """The HL7 v2 ADT listener (``pacsflow hl7-listener``): where it listens, what it accepts.
 
     ``sending_application`` / ``sending_facility`` are pacsflow's own MSH-3/MSH-4, used in the
-    ACKs it returns and in the ORU messages it sends.
+    ACKs it returns and in the ORU messages it sends. ``enabled`` tells ``pacsflow serve``
+    whether to run the listener (a site without an ADT feed turns it off).
     """
 
+    enabled: bool = True
     host: str = "127.0.0.1"
     port: Port = 2575
     sending_application: str = "PACSFLOW"
@@ -586,6 +588,8 @@ class MrnSettings(Section):
 
 class EmrSettings(Section):
     """The EMR's HL7 MLLP receiver for ORU^R01 results, and how the outbox retries.
+
+    ``enabled`` queues and sends ORU messages (and makes ``pacsflow serve`` run the sender).
 
     ``retry_delays_seconds`` is the backoff schedule after each failed attempt (the last
     value repeats); AE answers are retried at most ``ae_max_attempts`` times (0 = forever),

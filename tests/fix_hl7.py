@@ -238,14 +238,6 @@ def make_fhir_server(tmp_path: Path) -> Iterator[Callable[..., FhirServer]]:
 
 # -- pacsflow's own processes -------------------------------------------------------------------
 
-# Runs one pacsflow command through the real CLI; command modules of other issues that are not
-# in this tree yet are skipped so the parser can be built.
-_RUNNER = (
-    "import importlib.util, sys; import deployments.cli as cli; "
-    "cli.COMMANDS = tuple(m for m in cli.COMMANDS if importlib.util.find_spec(m)); "
-    "sys.exit(cli.main(sys.argv[1:]))"
-)
-
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, dict):
@@ -281,7 +273,7 @@ class PacsflowProcess:
     def start(self) -> PacsflowProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _RUNNER, "--config", str(self.config), *self.args],
+            [sys.executable, "-m", "deployments.cli", "--config", str(self.config), *self.args],
             cwd=ROOT,
             env=_environment(self.env),
             stdout=log,

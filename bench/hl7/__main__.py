@@ -184,12 +184,6 @@ def bench_adt(count: int, connections: int) -> None:
         config = Path(folder) / "pacsflow.toml"
         config.write_text(f'[database]\nurl = "{url}"\n\n[hl7]\nport = {port}\n')
         argv = [sys.executable, "-m", "deployments.cli", "--config", str(config), "hl7-listener"]
-        runner = (
-            "import importlib.util, sys; import deployments.cli as cli; "
-            "cli.COMMANDS = tuple(m for m in cli.COMMANDS if importlib.util.find_spec(m)); "
-            "sys.exit(cli.main(sys.argv[1:]))"
-        )
-        argv = [sys.executable, "-c", runner, *argv[3:]]
         with process(argv, port):
             warm = adt_messages(100)
             send_all(port, [m.replace(b"|B0", b"|W0") for m in warm], connections)

@@ -280,21 +280,18 @@ class PatientStore:
 
     @staticmethod
     def _load(conn: Any, patient_key: str, *, lock: bool = False) -> PatientContext | None:
-        """The stored context; with ``lock``, after taking the patient's lock (one round trip)."""
+        """The stored context; with ``lock``, read after taking the patient's lock.
+
+        Two statements on purpose: under READ COMMITTED a statement sees the data as of its
+        start, so a read in the same statement as the lock wait could miss the update the
+        other transaction committed meanwhile.
+        """
         if lock:
-            row = conn.execute(
-                "SELECT p.context, p.revision FROM"
-                " (SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 5))) AS locked"
-                " LEFT JOIN patient_context p ON p.patient_key = %(key)s",
-                {"key": patient_key},
-            ).fetchone()
-            if row is None or row["context"] is None:
-                return None
-        else:
-            row = conn.execute(
-                "SELECT context, revision FROM patient_context WHERE patient_key = %s",
-                (patient_key,),
-            ).fetchone()
+            PatientStore._lock(conn, patient_key)
+        row = conn.execute(
+            "SELECT context, revision FROM patient_context WHERE patient_key = %s",
+            (patient_key,),
+        ).fetchone()
         if row is None:
             return None
         return replace(PatientContext.from_json(row["context"]), revision=row["revision"])
