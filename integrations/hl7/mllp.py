@@ -1,5 +1,6 @@
-"""MLLP over TCP: a client that sends one message and waits for its ACK, and a threaded
-server that hands each received message to a handler (I/O).
+"""MLLP over TCP: a client (one message, then its ACK) and a threaded server (I/O).
+
+The server hands each received message to a handler and sends back what it returns.
 
 All protocol work is elsewhere: framing in :mod:`integrations.hl7.framing`, building and
 reading messages in the pure HL7 modules. This module only moves bytes and turns socket
