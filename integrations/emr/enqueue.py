@@ -86,12 +86,21 @@ class Enqueued:
     fhir_queued: bool
 
 
+def patient_key_for(
+    database: Database, settings: Settings, patient_id: str, issuer_of_patient_id: str
+) -> str:
+    """The outbox ``patient_key`` of a study's patient: the DICOM Patient ID and Issuer reduced
+    by the ``[mrn]`` rules, followed through A40 merges. Every stage that queues HL7 for a
+    patient should use it, so that all of that patient's messages share one ordered queue."""
+    rules = MrnRules.from_settings(settings.mrn)
+    key = str(rules.dicom_key(patient_id, issuer_of_patient_id))
+    return PatientStore(database, rules).resolve_key(key)
+
+
 def enqueue_result(database: Database, settings: Settings, document: ResultDocument) -> Enqueued:
     """Write the result's HL7 (and FHIR) outbox rows; a result queued before is left alone."""
-    rules = MrnRules.from_settings(settings.mrn)
     study = document.study
-    key = str(rules.dicom_key(study.patient_id, study.issuer_of_patient_id))
-    key = PatientStore(database, rules).resolve_key(key)
+    key = patient_key_for(database, settings, study.patient_id, study.issuer_of_patient_id)
     control_id = message_control_id(document)
     data = Jsonb(document.to_json())
     priority = priority_of(document.analysis.tier)
