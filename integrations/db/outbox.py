@@ -233,25 +233,24 @@ class OutboxStore(_Outbox):
         *,
         message_control_id: str,
         message_type: str,
-        payload: str | None = None,
+        payload: str,
         study_instance_uid: str | None,
         patient_key: str,
         priority: int = 0,
-        document: dict[str, Any] | None = None,
     ) -> bool:
-        """Add a message; False when one with this control ID is already queued or sent.
+        """Add a ready-made ER7 message; False when one with this control ID is already there.
 
-        Give ``payload`` (ER7 text, sent as it is) or ``document`` (a result document rendered
-        at the first attempt). A higher ``priority`` is delivered first, but never before an
-        earlier message to the same patient.
+        ``payload`` is sent as it is (MSH-10 must be ``message_control_id``). A higher
+        ``priority`` is delivered first, but never before an earlier message to the same
+        patient; ``patient_key`` should come from
+        :func:`integrations.emr.enqueue.patient_key_for`. Result documents rendered at send
+        time are queued by :func:`integrations.emr.enqueue.enqueue_result`.
         """
-        if payload is None and document is None:
-            raise ValueError("enqueue needs a payload or a document")
         with self.database.connection() as conn:
             row = conn.execute(
                 "INSERT INTO hl7_outbox (message_control_id, study_instance_uid, patient_key,"
-                " message_type, payload, document, priority, clinical_context)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " message_type, payload, priority, clinical_context)"
+                " VALUES (%s, %s, %s, %s, %s, %s, 'given')"
                 " ON CONFLICT (message_control_id) DO NOTHING RETURNING id",
                 (
                     message_control_id,
@@ -259,9 +258,7 @@ class OutboxStore(_Outbox):
                     patient_key,
                     message_type,
                     payload,
-                    Jsonb(document) if document is not None else None,
                     priority,
-                    "given" if payload is not None else "none",
                 ),
             ).fetchone()
             if row is not None:

@@ -113,6 +113,12 @@ def _xpn(name: PersonName) -> str:
     return component_text(name.family, name.given, name.middle, name.suffix, name.prefix)
 
 
+def person_name(dicom_name: str) -> str:
+    """A DICOM PN (family^given^middle^prefix^suffix) as an encoded HL7 XPN field
+    (family^given^middle^suffix^prefix), delimiters escaped."""
+    return _xpn(PersonName.from_dicom(dicom_name))
+
+
 def _xcn(provider: Provider) -> str:
     if provider.is_empty:
         return ""

@@ -169,3 +169,11 @@ def test_control_id_is_fixed_per_result_and_fits_msh10() -> None:
     assert message_control_id(other_model) != first
     assert len(first) <= 20 and first.isdigit()
     assert segments(build_oru(result_document(), None, ROUTE, NOW))["MSH"][0].value(10) == first
+
+
+def test_person_name_maps_dicom_pn_to_an_escaped_xpn() -> None:
+    from integrations.hl7.oru import person_name
+
+    assert person_name("DOE^JANE^Q^DR^JR") == "DOE^JANE^Q^JR^DR"
+    assert person_name("O|BRIEN^MARY=オブライエン^メアリー") == "O\\F\\BRIEN^MARY"
+    assert person_name("") == ""
