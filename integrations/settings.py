@@ -617,7 +617,7 @@ class EmrSettings(Section):
 class FhirSettings(Section):
     """The FHIR R4 server DiagnosticReports are posted to, and how pacsflow authenticates.
 
-    Secrets never come from this file: ``token_env`` and ``private_key_env`` name the
+    Secrets never come from this file: ``bearer_env`` and ``private_key_env`` name the
     environment variables that hold the bearer token, or the SMART backend-services private
     key (PEM text or a path to a PEM file).
     """
@@ -625,10 +625,11 @@ class FhirSettings(Section):
     enabled: bool = False
     base_url: str = ""
     auth: Literal["none", "bearer", "smart-backend"] = "none"
-    token_env: str = "PACSFLOW_FHIR_TOKEN"
+    bearer_env: str = "PACSFLOW_FHIR_TOKEN"
     client_id: str = ""
-    # Empty: discovered from <base_url>/.well-known/smart-configuration.
-    token_url: str = ""
+    # The authorization server's token endpoint; empty: discovered from
+    # <base_url>/.well-known/smart-configuration.
+    auth_url: str = ""
     scope: str = "system/DiagnosticReport.write system/Observation.write system/Device.write"
     private_key_env: str = "PACSFLOW_FHIR_PRIVATE_KEY"
     key_id: str = ""

@@ -1,8 +1,8 @@
 """HTTP client for a FHIR R4 server: post a transaction, with bearer or SMART auth (I/O).
 
 Authentication (``[fhir] auth``): ``none``; ``bearer`` with a token read from the environment
-variable named by ``token_env``; or ``smart-backend``: a client-credentials token from the
-server's token endpoint (``token_url``, or discovered from
+variable named by ``bearer_env``; or ``smart-backend``: a client-credentials token from the
+server's token endpoint (``auth_url``, or discovered from
 ``<base>/.well-known/smart-configuration``), obtained with a signed client assertion and
 reused until shortly before it expires. A 401 drops the cached token and tries once more.
 
@@ -88,7 +88,7 @@ class FhirClient:
         )
         self._token: str | None = None
         self._token_expires = 0.0
-        self._token_url = settings.token_url
+        self._token_url = settings.auth_url
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -103,7 +103,7 @@ class FhirClient:
         if auth == "bearer":
             return {
                 "Authorization": "Bearer "
-                + _secret_from_environment(self.settings.token_env, "FHIR bearer token")
+                + _secret_from_environment(self.settings.bearer_env, "FHIR bearer token")
             }
         with self._lock:
             if refresh or self._token is None or time.monotonic() > self._token_expires:
