@@ -4,7 +4,8 @@
               └▶ for each routed analyzer: run_inference ─▶ escalate (at once) ─┴▶ build_results
                  ─▶ store_results ─▶ update_worklist ─▶ send_oru
 
-Escalation of a Critical finding never waits for priors, result objects or the EMR. Every
+Escalation of a Critical finding never waits for priors, result objects or the EMR; the SR
+and the EMR message never wait for the overlays. Every
 step records its outcome per study (``study_steps``); the Prefect run history is the audit
 trail, and a failed run is rerun from the Prefect UI or with ``pacsflow rerun``.
 """
@@ -20,7 +21,7 @@ from tasks.emr import send_oru
 from tasks.escalation import escalate
 from tasks.inference import run_inference
 from tasks.priors import fetch_priors
-from tasks.results import build_results, store_results
+from tasks.results import build_overlays, build_results, store_overlays, store_results
 from tasks.runtime import get_runtime
 from tasks.steps import peer_task_options
 from tasks.study import load_study
@@ -46,9 +47,9 @@ async def process_study(study_instance_uid: str) -> dict[str, Any]:
     runtime = get_runtime()
     store = runtime.store
     # Retry policy from the site's settings, on the one task here that talks to the PACS.
-    store_results_with_retries = store_results.with_options(
-        **peer_task_options(runtime.settings.retries)
-    )
+    retries = peer_task_options(runtime.settings.retries)
+    store_results_with_retries = store_results.with_options(**retries)
+    store_overlays_with_retries = store_overlays.with_options(**retries)
     context = load_study(study_instance_uid)
     if not context.analyzers:
         store.record_step(
@@ -73,10 +74,12 @@ async def process_study(study_instance_uid: str) -> dict[str, Any]:
             # each analyzer's Critical findings go out before the next analyzer runs
             escalated += escalate(context, [analysis])
         prior = prior_future.result()
-        objects = [ref for analysis in analyses for ref in build_results(context, analysis, prior)]
-        stored = store_results_with_retries(context, objects)
+        reports = [ref for analysis in analyses for ref in build_results(context, analysis, prior)]
+        stored = store_results_with_retries(context, reports)
         tier = update_worklist(context, analyses, results_stored=True)
         messages = [send_oru(context, analysis) for analysis in analyses]
+        overlays = [ref for analysis in analyses for ref in build_overlays(context, analysis)]
+        stored += store_overlays_with_retries(context, overlays)
     except BaseException:
         store.set_study_state(study_instance_uid, context.generation, "failed")
         raise

@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from integrations.db.outbox import OutboxStore
 from integrations.db.worklist import WorklistStore
+from integrations.emr.enqueue import patient_key_for
 from integrations.escalation.channels import outbox_priority
 from integrations.hl7.priority import PriorityUpdate, build_priority_update
 from models.results import UrgencyTier
@@ -82,8 +83,10 @@ def send_priority_update(
         message_type=message_type,
         payload=payload,
         study_instance_uid=study.study_instance_uid,
-        patient_key=f"{study.issuer_of_patient_id}|{study.patient_id}",
-        **outbox_priority(outbox, tier),
+        patient_key=patient_key_for(
+            runtime.database, runtime.settings, study.patient_id, study.issuer_of_patient_id
+        ),
+        priority=outbox_priority(tier),
     )
     WorklistStore(runtime.database).record_priority_sent(
         study.study_instance_uid, control_id, tier.value

@@ -2,7 +2,8 @@
 
 Starts, in this order: the embedded PostgreSQL when ``[database] url`` is empty, the Prefect
 server when ``PREFECT_API_URL`` is not set, then as supervised child processes the DICOM node,
-the warm workers and the Runner for the other flow deployments. Stops them all on Ctrl-C.
+the HL7 ADT listener and the EMR sender (when enabled), the warm workers, the escalation
+service and the Runner for the other flow deployments. Stops them all on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ def running_site(settings: Settings) -> Iterator[Site]:
             wait_for_prefect(api_url, supervisor)
         env["PREFECT_API_URL"] = api_url
         supervisor.add("node", pacsflow_command("node"), env)
+        if settings.hl7.enabled:  # ADT in: patient, ward and ordering physician for results
+            supervisor.add("hl7-listener", pacsflow_command("hl7-listener"), env)
+        if settings.emr.enabled or settings.fhir.enabled:  # ORU and FHIR out, from the outboxes
+            supervisor.add("emr-sender", pacsflow_command("emr-sender"), env)
         for index in range(settings.worker.count):
             name = f"worker-{index + 1}"
             supervisor.add(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydicom import Dataset
 
@@ -105,6 +105,7 @@ def build_result_objects(
     generation: int = 1,
     prior: PriorComparison | PriorReference | None = None,
     now: datetime.datetime | None = None,
+    part: Literal["all", "report", "overlays"] = "all",
 ) -> ResultSet:
     """The SR and the overlays the profile's carriers ask for, for ``analysis`` of one study.
 
@@ -115,6 +116,9 @@ def build_result_objects(
     ``prior``: the outcome of prior comparison (a PriorComparison), or just the reference to
     the prior the flow found (then the SR names the prior without measurements), written into
     the SR. ``now``: the creation time stamped on every object (defaults to the current time).
+    ``part``: ``report`` builds the SR alone (the flow stores it first, so findings reach the
+    PACS without waiting for overlays), ``overlays`` the other carriers alone, ``all`` both.
+    UIDs do not depend on ``part``.
     """
     if (profile is None) == (settings is None):
         raise TypeError("pass exactly one of profile (the [results] section) or settings")
@@ -128,13 +132,17 @@ def build_result_objects(
     study_instance_uid_of(sources)
     now = now or datetime.datetime.now()
     common = {"profile": profile, "generation": generation, "now": now}
-    objects = [
-        ResultObject(
-            ResultKind.SR,
-            build_measurement_report(analysis, sources, prior=comparison, **common),  # type: ignore[arg-type]
+    objects: list[ResultObject] = []
+    if part in ("all", "report"):
+        objects.append(
+            ResultObject(
+                ResultKind.SR,
+                build_measurement_report(analysis, sources, prior=comparison, **common),  # type: ignore[arg-type]
+            )
         )
-    ]
     skipped: list[SkippedCarrier] = []
+    if part == "report":
+        return ResultSet(tuple(objects), tuple(skipped))
     if not analysis.heatmaps:
         skipped.extend(
             SkippedCarrier(ResultKind(carrier), "the analysis has no heatmaps")

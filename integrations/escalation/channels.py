@@ -9,7 +9,6 @@ retry; :class:`PeerRejectedError` (other HTTP 4xx, SMTP 5xx) is not, the sender 
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import smtplib
@@ -27,6 +26,7 @@ import httpx
 from integrations.db.connection import Database
 from integrations.db.outbox import OutboxStore
 from integrations.db.store import StudyStore
+from integrations.emr.enqueue import patient_key_for
 from integrations.errors import (
     ConfigError,
     PeerBusyError,
@@ -264,8 +264,10 @@ class Hl7AlertChannel:
 
     name = "hl7"
 
-    def __init__(self, settings: EscalationSettings, database: Database) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self.site_settings = settings
+        self.settings = settings.escalation
+        self.database = database
         self.outbox = OutboxStore(database)
         self.studies = StudyStore(database)
 
@@ -286,24 +288,24 @@ class Hl7AlertChannel:
         )
         control_id = alert_control_id(notification)
         issuer = study.issuer_of_patient_id if study else ""
-        extra = outbox_priority(self.outbox, UrgencyTier.CRITICAL)
         queued = self.outbox.enqueue(
             message_control_id=control_id,
             message_type=ALERT_MESSAGE_TYPE,
             payload=payload,
             study_instance_uid=notification.study_instance_uid,
-            patient_key=f"{issuer}|{notification.patient_id}",
-            **extra,
+            # the patient's one ordered queue (MRN rules, A40 merges), shared with the results
+            patient_key=patient_key_for(
+                self.database, self.site_settings, notification.patient_id, issuer
+            ),
+            priority=outbox_priority(UrgencyTier.CRITICAL),
         )
         return f"queued {control_id}" if queued else f"already queued {control_id}"
 
 
-def outbox_priority(outbox: OutboxStore, tier: UrgencyTier) -> dict[str, int]:
-    """``priority=`` for the HL7 outbox when it takes one (higher goes first; Critical 2,
-    Urgent 1, Routine 0, as the EMR results use), else nothing."""
-    if "priority" in inspect.signature(outbox.enqueue).parameters:
-        return {"priority": 2 - tier.rank}
-    return {}
+def outbox_priority(tier: UrgencyTier) -> int:
+    """HL7 outbox priority of a message about a study of ``tier`` (higher goes first;
+    Critical 2, Urgent 1, Routine 0, as the EMR results use)."""
+    return 2 - tier.rank
 
 
 def refuse_secrets_in_file(settings: Settings) -> None:
@@ -364,5 +366,5 @@ def build_channels(
     if "sms" in used:
         channels["sms"] = SmsChannel(escalation)
     if "hl7" in used:
-        channels["hl7"] = Hl7AlertChannel(escalation, database)
+        channels["hl7"] = Hl7AlertChannel(settings, database)
     return channels

@@ -33,6 +33,7 @@ def site_env(settings_factory, node_port, prefect_api_url, tmp_path):
         "PACSFLOW_NODE__ALLOWED_CALLERS": '["MODALITY"]',
         "PACSFLOW_WORKER__COUNT": "0",
         "PACSFLOW_ESCALATION__LISTEN_PORT": str(free_port()),
+        "PACSFLOW_HL7__PORT": str(free_port()),
         "PREFECT_API_URL": prefect_api_url,
     }
 
@@ -57,6 +58,8 @@ def test_serve_starts_the_site_and_ctrl_c_stops_every_child(
         assert any("deployments.cli node" in c for c in commands)
         assert any("deployments.cli runner --with-process-study" in c for c in commands)
         assert any("deployments.cli escalation-service" in c for c in commands)
+        assert any("deployments.cli hl7-listener" in c for c in commands)
+        assert any("deployments.cli emr-sender" in c for c in commands)
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
         _gone, alive = psutil.wait_procs(children, timeout=10)
