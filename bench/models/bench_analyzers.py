@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
+
+import models  # noqa: F401 - sets OMP_WAIT_POLICY before torch is first imported
 
 ANALYZERS = ("chest-xray", "msk-fracture", "brain-mri-tumor", "head-ct-ich")
 TARGETS_CPU = {"chest-xray": 1.0, "brain-mri-tumor": 30.0, "head-ct-ich": 10.0}
@@ -79,6 +80,8 @@ def read(encoded: list[bytes]) -> list[Any]:
 
 def network_seconds(analyzer: Any, datasets: list[Any]) -> float:
     """The network alone on this study's prepared inputs (the in-run reference)."""
+    import torch
+
     from models.analyzers.brain_mri_tumor import BrainMriTumorAnalyzer
     from models.analyzers.head_ct_ich import HeadCtHemorrhageAnalyzer
 
@@ -132,6 +135,7 @@ def bench_one(registry: Any, name: str, studies: int, warmup: int) -> dict[str, 
 
 def densenet121_package(models_dir: Path) -> None:
     """A chest-xray-d121 package: random DenseNet-121 weights through the converter."""
+    import torch
     import torchvision
     from torch import nn
 
@@ -166,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="write the results here as well")
     args = parser.parse_args(argv)
+
+    import torch
 
     from models.demo import ensure_demo_packages
     from models.package_registry import PackageRegistry
