@@ -214,6 +214,9 @@ def load_package(
     network.load_state_dict(state, strict=True)
     network.eval()
     network.to(device)
+    if device.type == "cuda":  # NHWC lets cuDNN use tensor cores for float16 convolutions
+        network.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # input sizes are fixed per package
     for parameter in network.parameters():
         parameter.requires_grad_(False)
     return LoadedPackage(path=path, manifest=manifest, network=network, device=device)

@@ -114,14 +114,17 @@ class InputSpec(_Strict):
 
     ``windowing``: ``dicom`` uses the image's own VOI LUT or window (radiographs);
     ``fixed`` applies ``windows`` in modality units, one channel each (CT);
-    ``percentile`` scales each series between two intensity percentiles (MR).
+    ``percentile`` scales each series between two intensity percentiles;
+    ``tissue_median`` divides a series by 2.5 times the median of its tissue voxels (those
+    above a tenth of the 99.5th percentile), which puts soft tissue near 0.4 whatever the
+    scanner's scaling and however many air slices the series has (MR).
     ``context_slices``: slices on each side fed as extra channels (2.5D); 0 for 2D.
     ``value_range``: the [0, 1] display range is mapped linearly onto this interval.
     """
 
     size: tuple[Annotated[int, Field(ge=16, le=2048)], Annotated[int, Field(ge=16, le=2048)]]
     channels: Annotated[list[str], Field(min_length=1)]
-    windowing: Literal["dicom", "fixed", "percentile"]
+    windowing: Literal["dicom", "fixed", "percentile", "tissue_median"]
     windows: list[WindowSpec] = []
     percentiles: tuple[float, float] = (0.5, 99.5)
     context_slices: Annotated[int, Field(ge=0, le=8)] = 0

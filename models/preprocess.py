@@ -281,6 +281,16 @@ def percentile_scale(values: np.ndarray, percentiles: tuple[float, float]) -> np
     return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
+def tissue_median_scale(values: np.ndarray) -> np.ndarray:
+    """Divide by 2.5 x the median of tissue voxels (above 10 % of the 99.5th percentile)."""
+    ceiling = float(np.percentile(values, 99.5))
+    tissue = values[values > 0.1 * ceiling]
+    reference = float(np.median(tissue)) if tissue.size else ceiling
+    if reference <= 0:
+        return np.zeros_like(values, dtype=np.float32)
+    return np.clip(values / (2.5 * reference), 0.0, 1.0).astype(np.float32)
+
+
 def window_channels(values: np.ndarray, windows: Sequence[tuple[float, float]]) -> np.ndarray:
     """One [0, 1] channel per (center, width) window in modality units: shape (C, rows, cols)."""
     return np.stack(

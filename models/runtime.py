@@ -68,6 +68,8 @@ def predict_logits(
         for start in range(0, inputs.shape[0], batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(inputs[start : start + batch_size]))
             batch = batch.to(device, non_blocking=True)
+            if device.type == "cuda":
+                batch = batch.contiguous(memory_format=torch.channels_last)
             outputs.append(network(batch).float().cpu())
     if not outputs:
         return np.zeros((0, 0), dtype=np.float32)

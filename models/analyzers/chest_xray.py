@@ -12,25 +12,16 @@ probable image, at that image's full resolution.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import ClassVar
 
 import numpy as np
 from pydicom import Dataset
 
 from models.analyzers.base import BaseAnalyzer, Skipped, label_probabilities
-from models.package import InputSpec
-from models.preprocess import (
-    Geometry,
-    NotAnalysable,
-    decode_frames,
-    describe,
-    display_values,
-    fit,
-    image_reference,
-    to_value_range,
-)
-from models.results import AnalysisResult, Heatmap, ImageReference
+from models.analyzers.radiograph import PreparedImage, prepare_radiograph
+from models.preprocess import NotAnalysable, describe, image_reference
+from models.results import AnalysisResult, Heatmap
 
 CORE_LABELS = (
     "Atelectasis",
@@ -106,24 +97,6 @@ def view_problem(dataset: Dataset, allowed: Sequence[str]) -> str | None:
         f"{describe(image_reference(dataset))}: {kind} view (View Position {view}) is not "
         f"analysed; the model reads frontal views ({', '.join(allowed)})"
     )
-
-
-@dataclass(frozen=True)
-class PreparedImage:
-    reference: ImageReference
-    inputs: np.ndarray  # C x H x W, in the manifest's value range
-    geometry: Geometry
-
-
-def prepare_radiograph(dataset: Dataset, spec: InputSpec) -> list[PreparedImage]:
-    """Every frame of a radiograph as network input (VOI, MONOCHROME1, crop, resize)."""
-    prepared = []
-    for frame in decode_frames(dataset):
-        shown = display_values(frame)
-        resized, geometry = fit(shown, spec.size, spec.crop)
-        inputs = to_value_range(resized, spec.value_range)[None]
-        prepared.append(PreparedImage(frame.reference, inputs, geometry))
-    return prepared
 
 
 class ChestXrayAnalyzer(BaseAnalyzer):

@@ -66,6 +66,7 @@ def _build_lock(models_dir: Path) -> Iterator[None]:
 def _install(source: Path, target: Path) -> None:
     """Copy a package folder into place atomically (temporary sibling, then rename)."""
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; workers may run as another user
     try:
         for item in source.iterdir():
             if item.is_file():
@@ -129,7 +130,8 @@ def ensure_demo_packages(
     """Make sure a package exists for each name (default: all four); return their paths.
 
     A package already in ``models_dir`` is kept as it is, unless it is a demo package from an
-    older recipe revision (then it is replaced). Otherwise the committed demo package is
+    older recipe revision (then it is replaced). Names without a demo recipe are left to the
+    registry, which names them if they have no package. Otherwise the committed demo package is
     copied in; if there is none for the current recipe, it is trained (minutes) unless
     ``train_if_needed`` is false, in which case :class:`PackageError` says so.
     """
@@ -140,6 +142,12 @@ def ensure_demo_packages(
         declared = _declared_names(models_dir)
         for name in wanted:
             existing = declared.get(name)
+            if name not in RECIPES:  # a site package with no demo: the registry reports it
+                if existing is not None:
+                    paths.append(existing)
+                else:
+                    log.warning("no package and no demo recipe for %r in %s", name, models_dir)
+                continue
             if existing is not None:
                 try:
                     keep = not read_manifest(existing).is_demo or _is_current_demo(existing, name)

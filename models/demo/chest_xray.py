@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.analyzers.chest_xray import prepare_radiograph
+from models.analyzers.radiograph import prepare_radiograph
 from models.codes import CHEST_LABEL_CODES
-from models.demo.common import DemoBuild, demo_manifest_text, generate, label_entries
+from models.demo.common import DemoBuild, demo_manifest_text, generate, label_entries, mask_grid
 from models.networks import build_network
 from models.package import ArchitectureSpec, InputSpec
 from models.phantoms.chest import CHEST_FINDINGS, chest_xray_study, random_chest_findings
@@ -28,7 +28,7 @@ from models.training import (
 )
 
 NAME = "chest-xray"
-REVISION = "r1"
+REVISION = "r7"
 LABELS = CHEST_FINDINGS
 TIERS = {
     "Tension Pneumothorax": "Critical",
@@ -42,7 +42,7 @@ TIERS = {
 ARCHITECTURE = {
     "family": "densenet",
     "growth_rate": 12,
-    "block_config": [2, 2, 2],
+    "block_config": [2, 4],
     "num_init_features": 16,
     "bn_size": 4,
     "in_channels": 1,
@@ -63,17 +63,18 @@ VIEWS = ("PA", "AP")
 DESCRIPTION = "Chest radiograph, 18 findings plus tension pneumothorax (small DenseNet)"
 RENDER_SIZE = 256
 SPLITS = {"train": (1_000_000, 2000), "validation": (2_000_000, 300), "test": (3_000_000, 300)}
-CONFIG = TrainingConfig(epochs=10, batch_size=32, learning_rate=4e-3, seed=7)
+CELLS = 16  # final feature map of [2, 4] blocks at 128 px: 128 / 8
+CONFIG = TrainingConfig(epochs=12, batch_size=32, learning_rate=4e-3, seed=7)
 
 
 def label_definitions(thresholds: dict[str, float] | None = None) -> list[dict[str, Any]]:
     return label_entries(LABELS, CHEST_LABEL_CODES, TIERS, thresholds or dict.fromkeys(LABELS, 0.5))
 
 
-def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inputs (float16) and 0/1 targets for the studies seeded ``first`` to ``last - 1``."""
     spec = InputSpec.model_validate(INPUT)
-    inputs, targets = [], []
+    inputs, targets, masks = [], [], []
     for seed in range(first, last):
         rng = np.random.default_rng(seed)
         findings = random_chest_findings(rng)
@@ -89,19 +90,27 @@ def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
         prepared = prepare_radiograph(study.datasets[0], spec)[0]
         inputs.append(prepared.inputs.astype(np.float16))
         targets.append([1.0 if label in study.labels else 0.0 for label in LABELS])
-    return np.stack(inputs), np.asarray(targets, dtype=np.float32)
+        uid = str(study.datasets[0].SOPInstanceUID)
+        masks.append(
+            [mask_grid(study.mask(label, uid), prepared.geometry, CELLS) for label in LABELS]
+        )
+    return (
+        np.stack(inputs),
+        np.asarray(targets, dtype=np.float32),
+        np.asarray(masks, dtype=np.uint8),
+    )
 
 
 def build(scale: float = 1.0, seed: int = 0, workers: int | None = None) -> DemoBuild:
     """Train the demo chest network; ``scale`` < 1 shrinks data and epochs (tests)."""
 
-    def split(name: str) -> tuple[np.ndarray, np.ndarray]:
+    def split(name: str) -> tuple[np.ndarray, ...]:
         start, count = SPLITS[name]
         return generate(samples, start + seed * 10_000, max(16, int(count * scale)), workers)
 
-    train_x, train_y = split("train")
-    validation_x, validation_y = split("validation")
-    test_x, test_y = split("test")
+    train_x, train_y, train_masks = split("train")
+    validation_x, validation_y, _ = split("validation")
+    test_x, test_y, _ = split("test")
     torch.manual_seed(CONFIG.seed + seed)  # the initial weights are part of the recipe
     network = build_network(ArchitectureSpec.model_validate(ARCHITECTURE))
     config = TrainingConfig(
@@ -109,8 +118,9 @@ def build(scale: float = 1.0, seed: int = 0, workers: int | None = None) -> Demo
         batch_size=CONFIG.batch_size,
         learning_rate=CONFIG.learning_rate,
         seed=CONFIG.seed + seed,
+        attention_weight=CONFIG.attention_weight,
     )
-    report = train_network(network, train_x, train_y, config)
+    report = train_network(network, train_x, train_y, config, masks=train_masks)
     thresholds = choose_thresholds(
         predict_probabilities(network, validation_x), validation_y, LABELS
     )
@@ -137,6 +147,7 @@ def build(scale: float = 1.0, seed: int = 0, workers: int | None = None) -> Demo
                 "test": len(test_x),
             },
             "epochs": config.epochs,
+            "attention_guidance": f"CAM share outside the lesion masks, weight {config.attention_weight}",
             "seconds": round(report.seconds, 1),
             "final_loss": round(report.final_loss, 4),
             "held_out": metrics,

@@ -320,15 +320,16 @@ def _draw_frontal(size: int, rng: np.random.Generator, findings: frozenset[str])
             lateral = (x - _side_center(side)) * _lateral_sign(side) > -0.06
             apex = 0.13
             limit = rng.uniform(0.42, 0.62)
-            depth = rng.uniform(0.045, 0.085) * np.sqrt(
-                np.clip(1 - (y - apex) / (limit - apex), 0, 1)
-            )
+            depth = rng.uniform(0.06, 0.1) * np.sqrt(np.clip(1 - (y - apex) / (limit - apex), 0, 1))
             region = lung & (depth_pixels < depth) & (lateral | (y < apex + 0.08))
         ring = ndimage.binary_dilation(region, iterations=max(1, size // 256)) & lung & ~region
         pleural_line += ring * 0.13
         markings = np.where(region, 0.0, markings)
         image = np.where(region, image - 0.06, image)
-        masks["Pneumothorax"] = region
+        # the visceral pleural line is the edge of the finding: part of what a reader marks
+        masks["Pneumothorax"] = region | ring
+        if "Tension Pneumothorax" in findings:
+            masks["Tension Pneumothorax"] = region | ring
 
     if "Effusion" in findings:
         side = side_of["Effusion"]

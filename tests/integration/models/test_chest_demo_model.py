@@ -19,7 +19,7 @@ from models.package_registry import PackageRegistry
 from models.phantoms.chest import chest_xray_study
 
 HELD_OUT = 9_100_000
-PNEUMOTHORAX_MIN_AUC = 0.80
+PNEUMOTHORAX_MIN_AUC = 0.90
 DISTRACTORS = ("Effusion", "Mass", "Consolidation", "Cardiomegaly", "Hernia", "Edema", "Nodule")
 
 
