@@ -174,11 +174,15 @@ def step_breakdown(database, quiet: float) -> list[tuple[str, float]]:
                     "claimed -> first step (Prefect)",
                     (steps[0]["started_at"] - study["started_at"]).total_seconds(),
                 )
+            previous = None
             for step in steps:
-                add(
-                    f"step {step['step'].split(':')[0]}",
-                    (step["finished_at"] - step["started_at"]).total_seconds(),
-                )
+                name = step["step"].split(":")[0]
+                add(f"step {name}", (step["finished_at"] - step["started_at"]).total_seconds())
+                if name == "fetch_priors":  # runs beside the others
+                    continue
+                if previous is not None:
+                    add(f"  gap before {name}", (step["started_at"] - previous).total_seconds())
+                previous = step["finished_at"]
     if not studies:
         print("no completed studies found for the breakdown")
     return [(name, statistics.median(values)) for name, values in stages.items()]
@@ -191,7 +195,7 @@ def wait_for_result(
     while time.monotonic() < deadline:
         with database.connection() as conn:
             row = conn.execute(
-                "SELECT s.last_received_at, s.state, max(r.stored_at) AS stored,"
+                "SELECT s.last_received_at, s.state, max(r.stored_at) FILTER (WHERE r.kind = 'sr') AS stored,"
                 " (SELECT sum(inference_seconds) FROM analyses a WHERE a.study_instance_uid = s.study_instance_uid) AS inference"
                 " FROM studies s LEFT JOIN result_objects r USING (study_instance_uid)"
                 " WHERE s.study_instance_uid = %s GROUP BY s.study_instance_uid",

@@ -72,18 +72,17 @@ class Supervisor:
             child.next_start = now + delay
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGINT to every child (Prefect workers ignore SIGTERM), then SIGKILL after ``timeout``."""
+        """Stop children in reverse start order, each before the next: the Prefect server,
+        started first, goes last, so the others finish their runs against a live API.
+        SIGINT (Prefect workers ignore SIGTERM), then SIGKILL after ``timeout``."""
         for child in reversed(self.children):
-            if child.process and child.process.poll() is None:
-                child.process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + timeout
-        for child in reversed(self.children):
-            if child.process is None:
+            process = child.process
+            if process is None or process.poll() is not None:
                 continue
-            remaining = max(0.1, deadline - time.monotonic())
+            process.send_signal(signal.SIGINT)
             try:
-                child.process.wait(remaining)
+                process.wait(timeout)
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop in time; killing it", child.name)
-                child.process.kill()
-                child.process.wait()
+                process.kill()
+                process.wait()

@@ -11,11 +11,13 @@ load per study.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
 import threading
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -26,6 +28,20 @@ from integrations.dicom.routing import route_study
 from integrations.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def named_at_creation() -> Any:
+    """process-study for runs the worker created with their name: no rename call per run.
+
+    Runs started elsewhere (the Prefect UI, ``prefect deployment run``) keep the flow's
+    ``flow_run_name`` function, which looks the accession and modality up.
+    """
+    from flows.process_study import process_study
+
+    flow = process_study.with_options()
+    flow.flow_run_name = None
+    return flow
 
 
 class StudyCloser:
@@ -105,8 +121,6 @@ class WarmWorker:
         from prefect.flow_engine import run_flow_async
         from prefect.states import Pending
 
-        from flows.process_study import process_study
-
         lease = self.settings.worker.lease_seconds
         item = await asyncio.to_thread(self.store.claim, self.name, lease)
         if item is None:
@@ -114,13 +128,17 @@ class WarmWorker:
         parameters = {"study_instance_uid": item.study_instance_uid}
         keep_lease = asyncio.create_task(self._extend_lease(item.id, lease))
         try:
+            study = await asyncio.to_thread(self.store.study, item.study_instance_uid)
             async with get_client() as client:
                 flow_run = await client.create_flow_run_from_deployment(
-                    await self.deployment_id(), parameters=parameters, state=Pending()
+                    await self.deployment_id(),
+                    parameters=parameters,
+                    state=Pending(),
+                    name=study.display_name if study else item.study_instance_uid,
                 )
             await asyncio.to_thread(self.store.attach_flow_run, item.id, str(flow_run.id))
             state = await run_flow_async(
-                process_study, flow_run=flow_run, parameters=parameters, return_type="state"
+                named_at_creation(), flow_run=flow_run, parameters=parameters, return_type="state"
             )
             succeeded = bool(state.is_completed())
             error = None if succeeded else f"{state.type.value}: {state.message}"
@@ -188,6 +206,15 @@ class WarmWorker:
 
     async def run_forever(self, stop: asyncio.Event, idle_poll_seconds: float = 1.0) -> None:
         """Drain the queue; wake on NOTIFY from the closer, poll as a fallback."""
+        from prefect.context import SyncClientContext
+
+        # One Prefect API client for every task of every run: without it each sync task run
+        # builds its own client, and with it a TLS context from the CA bundle (about 50 ms
+        # per task here, most of the orchestration overhead of a study).
+        with SyncClientContext.get_or_create():
+            await self._serve(stop, idle_poll_seconds)
+
+    async def _serve(self, stop: asyncio.Event, idle_poll_seconds: float) -> None:
         await self.deployment_id()
         async with await psycopg.AsyncConnection.connect(
             self.store.database.url, autocommit=True

@@ -43,7 +43,7 @@ def save_analysis(folder: Path, result: AnalysisResult) -> Path:
             f"heatmap_{i}": heatmap.values.astype(np.float32)
             for i, heatmap in enumerate(result.heatmaps)
         }
-        _atomic_write(folder / f"{name}.npz", lambda handle: np.savez_compressed(handle, **arrays))  # type: ignore[arg-type]
+        _atomic_write(folder / f"{name}.npz", lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
     payload = json.dumps(result.to_json(), indent=1, sort_keys=True).encode("utf-8")
     _atomic_write(json_path, lambda handle: handle.write(payload))
     return json_path

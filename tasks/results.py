@@ -122,12 +122,13 @@ def _store(step: str, context: StudyContext, objects: list[ResultObjectRef]) -> 
         if not objects:
             detail["stored"] = 0
             return 0
-        datasets = [dcmread(ref.path) for ref in objects]
-        runtime.pacs.store(datasets, study_instance_uid=context.study_instance_uid)
+        runtime.pacs.store_files(
+            [Path(ref.path) for ref in objects], study_instance_uid=context.study_instance_uid
+        )
         AnalysisStore(runtime.database).mark_stored([ref.sop_instance_uid for ref in objects])
-        detail["stored"] = len(datasets)
+        detail["stored"] = len(objects)
         detail["pacs"] = runtime.pacs.peer.label
-        return len(datasets)
+        return len(objects)
 
 
 @task(name="store_results", cache_policy=NO_CACHE, persist_result=False, **peer_task_options())

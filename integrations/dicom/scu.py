@@ -9,13 +9,16 @@ Failures map onto the error tree: no connection, an aborted association or a tim
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydicom import Dataset
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, Association
+from pynetdicom import AE, Association, _config
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
@@ -162,6 +165,31 @@ class DicomClient:
                 codes.append(code)
         return codes
 
+    def store_files(self, paths: Sequence[Path], *, study_instance_uid: str = "") -> list[int]:
+        """C-STORE files in DICOM File Format as they are on disk, in one association.
+
+        The encoded dataset is streamed from the file (no decode, no re-encode): a result
+        object is encoded once, when it is built.
+        """
+        if not paths:
+            return []
+        metas = [read_file_meta_info(path) for path in paths]
+        wanted = sorted({(str(m.MediaStorageSOPClassUID), str(m.TransferSyntaxUID)) for m in metas})
+        if len(wanted) > MAX_CONTEXTS:
+            raise ValueError("too many distinct SOP classes for one association")
+        contexts = [build_context(sop_class, [syntax]) for sop_class, syntax in wanted]
+        codes: list[int] = []
+        with self._associate(contexts, study_instance_uid) as assoc, _streaming_from_files():
+            for path in paths:
+                response = assoc.send_c_store(path)
+                self._check_alive(assoc, "C-STORE", study_instance_uid)
+                code = int(getattr(response, "Status", -1))
+                if code != status.SUCCESS and not status.is_warning(code):
+                    comment = str(getattr(response, "ErrorComment", "") or "")
+                    self._raise_for_status("C-STORE", code, study_instance_uid, comment)
+                codes.append(code)
+        return codes
+
     def find(self, query: Dataset, *, study_instance_uid: str = "") -> list[Dataset]:
         """Study Root C-FIND; returns the matches (identifiers)."""
         matches: list[Dataset] = []
@@ -208,6 +236,21 @@ class DicomClient:
             failed=int(getattr(last, "NumberOfFailedSuboperations", 0) or 0),
             warning=int(getattr(last, "NumberOfWarningSuboperations", 0) or 0),
         )
+
+
+_streaming_lock = threading.Lock()
+
+
+@contextmanager
+def _streaming_from_files() -> Iterator[None]:
+    """pynetdicom sends a file's bytes undecoded only while this process-wide flag is set."""
+    with _streaming_lock:
+        previous = _config.STORE_SEND_CHUNKED_DATASET
+        _config.STORE_SEND_CHUNKED_DATASET = True
+        try:
+            yield
+        finally:
+            _config.STORE_SEND_CHUNKED_DATASET = previous
 
 
 def _transfer_syntax(dataset: Dataset) -> str:

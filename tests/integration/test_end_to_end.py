@@ -203,11 +203,15 @@ def test_run_started_from_the_prefect_deployment_is_executed_by_the_warm_worker(
         deployment = httpx.get(
             f"{prefect_api_url}/deployments/name/process-study/process-study", timeout=10
         ).json()
-        created = httpx.post(
-            f"{prefect_api_url}/deployments/{deployment['id']}/create_flow_run",
-            json={"parameters": {"study_instance_uid": study.study_instance_uid}},
-            timeout=10,
-        )
+        for _attempt in range(5):  # the test server's SQLite answers 503 when busy
+            created = httpx.post(
+                f"{prefect_api_url}/deployments/{deployment['id']}/create_flow_run",
+                json={"parameters": {"study_instance_uid": study.study_instance_uid}},
+                timeout=10,
+            )
+            if created.status_code != 503:
+                break
+            time.sleep(1)
         created.raise_for_status()
         wait_for(lambda: len(completed_runs(prefect_api_url, study.study_instance_uid)) == 2)
         assert site.store.study(study.study_instance_uid).state == "done"
