@@ -28,6 +28,16 @@ class DeploymentSpec:
 
 DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(PROCESS_STUDY, "process-study", "Analyse one closed study (rerun from here)"),
+    DeploymentSpec(
+        "flows.evaluate_model:evaluate_model",
+        "evaluate-model",
+        "Validate a model package on a labelled local cohort (JSON + HTML report)",
+    ),
+    DeploymentSpec(
+        "flows.train_demo_models:train_demo_models",
+        "train-demo-models",
+        "Rebuild the demo model packages from generated images (not for clinical use)",
+    ),
 )
 
 

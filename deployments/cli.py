@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -32,7 +33,10 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pacsflow", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="pacsflow",
+        description="pacsflow: the PACS AI integration engine (DICOM node, one Prefect flow run per study)",
+    )
     parser.add_argument(
         "--config",
         help="TOML configuration file (default: $PACSFLOW_CONFIG, else ./pacsflow.toml)",
@@ -45,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(verbose: bool) -> None:
+    level = "DEBUG" if verbose else os.environ.get("PACSFLOW_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     # pynetdicom logs every PDU at INFO; keep its warnings only unless debugging.

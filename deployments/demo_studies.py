@@ -28,26 +28,13 @@ class DemoStudy:
 
 
 def demo_studies() -> list[DemoStudy]:
-    from models.phantoms.chest import chest_xray_study
+    """One study per analyzer and then some: normal and Critical chest, wrist fracture, brain
+    tumour on a 200-slice MRI, subdural hemorrhage on head CT."""
+    from models.phantoms import demo_studies as phantoms
 
-    return [
-        DemoStudy(
-            "XR chest PA",
-            chest_xray_study(
-                9001, ["Tension Pneumothorax"], patient_id="DEMO-0001", accession_number="DEMO0001"
-            ),
-        ),
-        DemoStudy(
-            "XR chest PA",
-            chest_xray_study(
-                9002,
-                ["Effusion", "Cardiomegaly"],
-                patient_id="DEMO-0002",
-                accession_number="DEMO0002",
-            ),
-        ),
-        DemoStudy(
-            "XR chest PA",
-            chest_xray_study(9003, [], patient_id="DEMO-0003", accession_number="DEMO0003"),
-        ),
-    ]
+    studies = []
+    for phantom in phantoms():
+        first = phantom.datasets[0]
+        description = str(first.get("StudyDescription", "") or first.get("Modality", ""))
+        studies.append(DemoStudy(f"{description} ({len(phantom.datasets)} images)", phantom))
+    return studies

@@ -1,11 +1,12 @@
 """``pacsflow demo``: the whole site on embedded defaults, a local Orthanc as the PACS (I/O).
 
-What it does, in order: builds the demo model packages when missing (trained on generated
-images; not for clinical use), starts Orthanc with the node registered as a modality, starts
-``pacsflow serve`` (embedded PostgreSQL, Prefect server and UI, node, warm worker), uploads
-generated demo studies to Orthanc and has Orthanc send them to the node, waits until the
-results are back in Orthanc, prints a table, and keeps running until Ctrl-C (``--once`` stops
-after the table).
+What it does, in order: installs the demo model packages when missing (trained on generated
+images; not for clinical use), starts Orthanc with the node registered as a modality, a demo
+EMR (MLLP) and a demo on-call inbox (SMTP), starts ``pacsflow serve`` (embedded PostgreSQL,
+Prefect server and UI, node, warm worker, EMR sender, escalation service), uploads generated
+demo studies to Orthanc and has Orthanc send them to the node, waits until the results are
+back in Orthanc, prints a table, and keeps running until Ctrl-C (``--once`` stops after the
+table).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deployments.commands.serve import running_site, stop_event, wait_until_stopped
+from deployments.demo_peers import DemoEmr, DemoInbox
 from deployments.demo_studies import DemoStudy
 from deployments.orthanc import (
     Modality,
@@ -58,6 +61,9 @@ class Outcome:
     close_to_stored_seconds: float | None = None
     inference_seconds: float | None = None
     result_objects: int = 0
+    closed_at: float | None = None  # epoch seconds
+    emr_seconds: float | None = None  # close -> ORU acknowledged by the EMR
+    paged_seconds: float | None = None  # close -> on-call mail received
 
 
 def start_orthanc(settings: Settings, http_port: int) -> OrthancProcess:
@@ -104,6 +110,8 @@ def collect(settings: Settings, outcomes: list[Outcome]) -> bool:
                 if study is None:
                     continue
                 outcome.state = study["state"]
+                if study["closed_at"]:
+                    outcome.closed_at = study["closed_at"].timestamp()
                 analyses = conn.execute(
                     "SELECT tier, summary, inference_seconds FROM analyses WHERE study_instance_uid = %s",
                     (uid,),
@@ -128,14 +136,37 @@ def collect(settings: Settings, outcomes: list[Outcome]) -> bool:
     return all(outcome.state in ("done", "failed", "unrouted") for outcome in outcomes)
 
 
-def _findings_text(analyses: list[dict[str, Any]]) -> str:
+def note_deliveries(outcomes: list[Outcome], emr: DemoEmr | None, inbox: DemoInbox | None) -> None:
+    """When each study's ORU reached the demo EMR and its page reached the demo inbox."""
+    for outcome in outcomes:
+        accession = outcome.study.accession_number
+        if outcome.closed_at is None or not accession:
+            continue
+        if emr is not None:
+            results = [m for m in emr.recorder.matching(accession) if m.kind == "ORU^R01"]
+            if results:
+                outcome.emr_seconds = min(m.at for m in results) - outcome.closed_at
+        if inbox is not None:
+            pages = inbox.recorder.matching(accession)
+            if pages:
+                outcome.paged_seconds = min(m.at for m in pages) - outcome.closed_at
+
+
+def _findings_text(analyses: list[dict[str, Any]], most: int = 3) -> str:
+    """The most urgent, most probable positive findings, then how many more."""
     parts = []
     for analysis in analyses:
         summary = analysis["summary"] or {}
         if summary.get("status") == "not_analysable":
             parts.append(f"not analysable: {summary.get('reason')}")
-        for finding in summary.get("positive", []):
-            parts.append(f"{finding['label']} {finding['probability']:.2f}")
+        positives = summary.get("positive", [])
+        ranked = sorted(
+            positives,
+            key=lambda f: (["Critical", "Urgent", "Routine"].index(f["tier"]), -f["probability"]),
+        )
+        parts.extend(f"{f['label']} {f['probability']:.2f}" for f in ranked[:most])
+        if len(ranked) > most:
+            parts.append(f"+{len(ranked) - most} more")
     return ", ".join(parts) or "no finding"
 
 
@@ -146,35 +177,52 @@ def print_table(outcomes: list[Outcome], site_ui: str, orthanc_url: str) -> None
     for column in (
         "accession",
         "study",
-        "expected",
-        "findings",
+        "drawn in phantom",
+        "AI findings",
         "urgency",
-        "state",
-        "close→stored",
-        "inference",
-        "objects",
+        "results in PACS",
+        "ORU in EMR",
+        "paged",
     ):
         table.add_column(column)
     for outcome in outcomes:
+        stored = (
+            f"+{outcome.close_to_stored_seconds:.1f} s ({outcome.result_objects} objects)"
+            if outcome.close_to_stored_seconds is not None
+            else outcome.state
+        )
         table.add_row(
             outcome.study.accession_number,
             outcome.study.description,
             ", ".join(sorted(outcome.study.phantom.labels)) or "normal",
             outcome.findings,
             outcome.tier,
-            outcome.state,
-            f"{outcome.close_to_stored_seconds:.2f} s"
-            if outcome.close_to_stored_seconds is not None
-            else "",
-            f"{outcome.inference_seconds:.2f} s" if outcome.inference_seconds is not None else "",
-            str(outcome.result_objects),
+            stored,
+            f"+{outcome.emr_seconds:.1f} s" if outcome.emr_seconds is not None else "",
+            f"+{outcome.paged_seconds:.1f} s" if outcome.paged_seconds is not None else "",
         )
-    console = Console()
+    console = Console(width=max(160, Console().width))
     console.print(table)
     console.print(f"Prefect UI (one flow run per study): {site_ui}")
     console.print(
         f"Orthanc (the demo PACS, results as new series): {orthanc_url}/app/explorer.html"
     )
+
+
+def start_demo_peers(settings: Settings) -> tuple[DemoEmr | None, DemoInbox | None]:
+    """The demo's EMR and on-call inbox, where the demo configuration points EMR and escalation."""
+    emr = inbox = None
+    if settings.emr.enabled:
+        emr = DemoEmr(settings.emr.host, settings.emr.port)
+        emr.start()
+    if settings.escalation.teams:
+        try:
+            inbox = DemoInbox(settings.escalation.smtp_host, settings.escalation.smtp_port)
+        except ImportError:
+            log.warning("aiosmtpd is not installed: no demo inbox, pages will be retried")
+        else:
+            inbox.start()
+    return emr, inbox
 
 
 def prepare_models(settings: Settings) -> None:
@@ -194,7 +242,11 @@ def run(args: argparse.Namespace) -> int:
             "the demo needs Orthanc as its PACS: run `make demo` as root, or apt-get install orthanc"
         )
     prepare_models(settings)
+    # The site's processes log warnings only, so the results table stays readable.
+    os.environ.setdefault("PACSFLOW_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     stop = stop_event()
+    emr, inbox = start_demo_peers(settings)
     orthanc_process = start_orthanc(settings, args.orthanc_http_port)
     orthanc = OrthancClient(orthanc_process.url)
     try:
@@ -212,14 +264,24 @@ def run(args: argparse.Namespace) -> int:
             ):
                 site.supervisor.check()
                 time.sleep(1.0)
-            print_table(outcomes, site.prefect_ui_url, orthanc_process.url)
+            time.sleep(settings.emr.poll_seconds + 1.0)  # let the last ORU and page arrive
+            note_deliveries(outcomes, emr, inbox)
             failed = [o for o in outcomes if o.state != "done"]
-            if not args.once:
+            if args.once:
+                ui_url = site.prefect_ui_url
+            else:
+                print_table(outcomes, site.prefect_ui_url, orthanc_process.url)
                 print(
                     "pacsflow keeps running; send more studies from Orthanc. Ctrl-C stops everything."
                 )
                 wait_until_stopped(site, stop)
-            return 1 if failed else 0
+                return 1 if failed else 0
+        # --once: everything has stopped, the table is the last thing on the screen
+        print_table(outcomes, ui_url + " (stopped with --once)", orthanc_process.url)
+        return 1 if failed else 0
     finally:
         orthanc.close()
         orthanc_process.stop()
+        for peer in (emr, inbox):
+            if peer is not None:
+                peer.stop()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import httpx
 import psycopg
 
+from deployments.catalog import runner_deployments
 from deployments.supervisor import Supervisor, pacsflow_command
 from integrations.db.connection import database_url
 from integrations.db.schema import migrate
@@ -112,8 +113,10 @@ def running_site(settings: Settings) -> Iterator[Site]:
         # Re-sends, backups and acknowledgements of Critical escalations (first sends come
         # from the workers themselves).
         supervisor.add("escalation-service", pacsflow_command("escalation-service"), env)
-        runner_args = ["runner"] if settings.worker.count else ["runner", "--with-process-study"]
-        supervisor.add("runner", pacsflow_command(*runner_args), env)
+        with_process_study = settings.worker.count == 0  # no warm worker: the Runner takes it
+        if runner_deployments(include_process_study=with_process_study):
+            runner_args = ["runner", "--with-process-study"] if with_process_study else ["runner"]
+            supervisor.add("runner", pacsflow_command(*runner_args), env)
         yield Site(settings, supervisor, env, api_url, embedded)
     finally:
         supervisor.stop()
