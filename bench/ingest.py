@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import DCMTK_ENV, REPO_ROOT, node_process, scratch_database, wait_for_echo
@@ -54,21 +55,29 @@ def send(files: list[Path], port: int, called: str) -> float:
     return elapsed
 
 
-def storescp_rate(files: list[Path], work: Path, repeats: int) -> list[float]:
+def reference_rate(
+    files: list[Path],
+    work: Path,
+    repeats: int,
+    called: str,
+    command: Callable[[int, Path], list[str]],
+) -> list[float]:
+    """images/s of a reference receiver started by ``command(port, out_dir)``, per repeat."""
     rates = []
     for attempt in range(repeats):
-        out = work / f"storescp-{attempt}"
+        out = work / f"{called.lower()}-{attempt}"
         out.mkdir()
         port = free_port()
         process = subprocess.Popen(
-            ["storescp", "-aet", "STORESCP", "-od", str(out), str(port)],
+            command(port, out),
+            cwd=REPO_ROOT,
             env=DCMTK_ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
-            wait_for_echo(port, "STORESCP", process)
-            rates.append(len(files) / send(files, port, "STORESCP"))
+            wait_for_echo(port, called, process)
+            rates.append(len(files) / send(files, port, called))
         finally:
             process.terminate()
             process.wait(10)
@@ -76,26 +85,12 @@ def storescp_rate(files: list[Path], work: Path, repeats: int) -> list[float]:
     return rates
 
 
-def plain_pynetdicom_rate(files: list[Path], work: Path, repeats: int) -> list[float]:
-    rates = []
-    for attempt in range(repeats):
-        out = work / f"plain-{attempt}"
-        out.mkdir()
-        port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bench.plain_scp", str(port), str(out)],
-            cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_echo(port, "PLAINSCP", process)
-            rates.append(len(files) / send(files, port, "PLAINSCP"))
-        finally:
-            process.terminate()
-            process.wait(10)
-        shutil.rmtree(out)
-    return rates
+def storescp(port: int, out: Path) -> list[str]:
+    return ["storescp", "-aet", "STORESCP", "-od", str(out), str(port)]
+
+
+def plain_pynetdicom(port: int, out: Path) -> list[str]:
+    return [sys.executable, "-m", "bench.plain_scp", str(port), str(out)]
 
 
 def node_rate(files: list[Path], work: Path, repeats: int, fsync: bool) -> list[float]:
@@ -127,8 +122,8 @@ def main() -> None:
         print(
             f"{len(files)} images, {size_kb:.1f} KB each, storescu -> receiver, {args.repeats} repeats"
         )
-        reference = storescp_rate(files, work, args.repeats)
-        plain = plain_pynetdicom_rate(files, work, args.repeats)
+        reference = reference_rate(files, work, args.repeats, "STORESCP", storescp)
+        plain = reference_rate(files, work, args.repeats, "PLAINSCP", plain_pynetdicom)
         node = node_rate(files, work, args.repeats, fsync=True)
         print(
             f"dcmtk storescp (no fsync, no database)  : {statistics.median(reference):7.1f} images/s  {[round(r) for r in reference]}"

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from collections.abc import Sequence
 
 from integrations.db.connection import open_database
-from integrations.errors import ConfigError, PacsflowError
 from integrations.escalation.channels import build_channels
 from integrations.escalation.engine import EscalationEngine
 from integrations.escalation.service import EscalationService
@@ -55,28 +52,3 @@ def run(args: argparse.Namespace) -> int:
     finally:
         database.close()
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from deployments.cli import configure_logging
-
-    parser = argparse.ArgumentParser(
-        prog="pacsflow escalation-service", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--config", help="TOML configuration file")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    configure_logging(args.verbose)
-    try:
-        return run(args)
-    except ConfigError as error:
-        print(f"pacsflow: configuration error: {error}", file=sys.stderr)
-        return 2
-    except PacsflowError as error:
-        print(f"pacsflow: {error}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

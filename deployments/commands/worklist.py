@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +13,6 @@ from rich.table import Table
 
 from integrations.db.connection import open_database
 from integrations.db.worklist import WorklistStore
-from integrations.errors import ConfigError, PacsflowError
 from integrations.settings import load_settings
 
 TIER_STYLE = {"Critical": "bold white on red", "Urgent": "bold yellow", "Routine": "green"}
@@ -135,28 +133,3 @@ def run(args: argparse.Namespace) -> int:
         return 0
     console.print(table(rows, names=args.names, now=datetime.now(UTC)))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pacsflow worklist", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="TOML configuration file")
-    add_arguments(parser)
-    return guarded(run, parser.parse_args(argv))
-
-
-def guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a command's handler with the CLI's exit statuses (2: configuration, 1: other)."""
-    try:
-        return int(handler(args) or 0)
-    except ConfigError as error:
-        print(f"pacsflow: configuration error: {error}", file=sys.stderr)
-        return 2
-    except PacsflowError as error:
-        print(f"pacsflow: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
