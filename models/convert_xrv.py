@@ -35,31 +35,14 @@ from typing import Any
 import torch
 
 from integrations.errors import PackageError
-from models.analyzers.chest_xray import CORE_LABELS
 from models.codes import CHEST_LABEL_CODES
 from models.demo.chest_xray import TIERS
+from models.labels import CHEST_CORE_LABELS
 from models.loading import write_package
 
-XRV_PATHOLOGIES = (
-    "Atelectasis",
-    "Consolidation",
-    "Infiltration",
-    "Pneumothorax",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Effusion",
-    "Pneumonia",
-    "Pleural_Thickening",
-    "Cardiomegaly",
-    "Nodule",
-    "Mass",
-    "Hernia",
-    "Lung Lesion",
-    "Fracture",
-    "Lung Opacity",
-    "Enlarged Cardiomediastinum",
-)
+# torchxrayvision's output order is pacsflow's core chest order; one name is spelt differently.
+XRV_SPELLING = {"Pleural Thickening": "Pleural_Thickening"}
+XRV_PATHOLOGIES = tuple(XRV_SPELLING.get(label, label) for label in CHEST_CORE_LABELS)
 XRV_INPUT = {
     "size": [224, 224],
     "channels": ["image"],
@@ -184,7 +167,9 @@ def convert_torchxrayvision(
             "source": source,
             "uncalibrated_labels": uncalibrated,
             "missing_core_labels": [
-                label for label in CORE_LABELS if label not in {entry["name"] for entry in labels}
+                label
+                for label in CHEST_CORE_LABELS
+                if label not in {entry["name"] for entry in labels}
             ],
         },
     }

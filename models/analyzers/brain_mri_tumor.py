@@ -17,10 +17,10 @@ from pydicom import Dataset
 
 from models.analyzers.base import BaseAnalyzer, Skipped, label_probabilities
 from models.analyzers.volume import PreparedSeries, prepare_series, series_problem, top_k_mean
+from models.labels import BRAIN_TUMOR as TUMOR
 from models.preprocess import NotAnalysable, group_by_series, image_reference
 from models.results import AnalysisResult, Heatmap
 
-TUMOR = "Brain tumor"
 TOP_K = 3
 MAX_REFERENCED_SLICES = 12
 HEATMAP_SLICES = 3

@@ -20,30 +20,9 @@ from pydicom import Dataset
 
 from models.analyzers.base import BaseAnalyzer, Skipped, label_probabilities
 from models.analyzers.radiograph import PreparedImage, prepare_radiograph
+from models.labels import CHEST_CORE_LABELS
 from models.preprocess import NotAnalysable, describe, image_reference
 from models.results import AnalysisResult, Heatmap
-
-CORE_LABELS = (
-    "Atelectasis",
-    "Consolidation",
-    "Infiltration",
-    "Pneumothorax",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Effusion",
-    "Pneumonia",
-    "Pleural Thickening",
-    "Cardiomegaly",
-    "Nodule",
-    "Mass",
-    "Hernia",
-    "Lung Lesion",
-    "Fracture",
-    "Lung Opacity",
-    "Enlarged Cardiomediastinum",
-)
-TENSION_PNEUMOTHORAX = "Tension Pneumothorax"
 
 FRONTAL_VIEWS = ("PA", "AP")
 _VIEW_WORDS = {
@@ -101,7 +80,7 @@ def view_problem(dataset: Dataset, allowed: Sequence[str]) -> str | None:
 
 class ChestXrayAnalyzer(BaseAnalyzer):
     kind: ClassVar[str] = "chest-xray"
-    required_labels: ClassVar[tuple[str, ...]] = CORE_LABELS
+    required_labels: ClassVar[tuple[str, ...]] = CHEST_CORE_LABELS
 
     def select(self, datasets: Sequence[Dataset]) -> tuple[list[PreparedImage], list[Skipped]]:
         images: list[PreparedImage] = []

@@ -31,18 +31,11 @@ from models.analyzers.volume import (
     top_k_mean,
 )
 from models.codes import MILLILITER, VOLUME
+from models.labels import ANY_HEMORRHAGE as ANY
+from models.labels import HEMORRHAGE_SUBTYPES as SUBTYPES
 from models.preprocess import NotAnalysable, group_by_series, image_reference
 from models.results import AnalysisResult, Finding, Heatmap, Measurement
 
-ANY = "Intracranial hemorrhage"
-SUBTYPES = (
-    "Epidural hemorrhage",
-    "Subdural hemorrhage",
-    "Subarachnoid hemorrhage",
-    "Intraparenchymal hemorrhage",
-    "Intraventricular hemorrhage",
-)
-MIXED = "Mixed intracranial hemorrhage"
 TOP_K = 2
 MINIMUM_SLICES = 3
 MAX_REFERENCED_SLICES = 12

@@ -18,10 +18,10 @@ from pydicom import Dataset
 
 from models.analyzers.base import BaseAnalyzer, Skipped, label_probabilities
 from models.analyzers.radiograph import PreparedImage, prepare_radiograph
+from models.labels import FRACTURE
 from models.preprocess import NotAnalysable, describe, image_reference
 from models.results import AnalysisResult, Heatmap
 
-FRACTURE = "Fracture"
 MAX_HEATMAPS = 4
 
 

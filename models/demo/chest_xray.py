@@ -16,9 +16,10 @@ import torch
 from models.analyzers.radiograph import prepare_radiograph
 from models.codes import CHEST_LABEL_CODES
 from models.demo.common import DemoBuild, demo_manifest_text, generate, label_entries, mask_grid
+from models.labels import CHEST_LABELS
 from models.networks import build_network
 from models.package import ArchitectureSpec, InputSpec
-from models.phantoms.chest import CHEST_FINDINGS, chest_xray_study, random_chest_findings
+from models.phantoms.chest import chest_xray_study, random_chest_findings
 from models.training import (
     TrainingConfig,
     choose_thresholds,
@@ -29,7 +30,7 @@ from models.training import (
 
 NAME = "chest-xray"
 REVISION = "r7"
-LABELS = CHEST_FINDINGS
+LABELS = CHEST_LABELS
 TIERS = {
     "Tension Pneumothorax": "Critical",
     "Pneumothorax": "Urgent",
