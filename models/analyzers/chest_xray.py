@@ -18,7 +18,12 @@ from typing import ClassVar
 import numpy as np
 from pydicom import Dataset
 
-from models.analyzers.base import BaseAnalyzer, Skipped, label_probabilities
+from models.analyzers.base import (
+    BaseAnalyzer,
+    Skipped,
+    label_probabilities,
+    nothing_to_analyse,
+)
 from models.analyzers.radiograph import PreparedImage, prepare_radiograph
 from models.labels import CHEST_CORE_LABELS
 from models.preprocess import NotAnalysable, describe, image_reference
@@ -100,8 +105,7 @@ class ChestXrayAnalyzer(BaseAnalyzer):
     def _analyze(self, datasets: list[Dataset]) -> AnalysisResult:
         images, skipped = self.select(datasets)
         if not images:
-            reasons = "; ".join(item.reason for item in skipped) or "no images were given"
-            raise NotAnalysable(f"no frontal chest radiograph to analyse: {reasons}")
+            raise nothing_to_analyse("frontal chest radiograph", skipped)
         inputs = np.stack([image.inputs for image in images])
         per_label = label_probabilities(self.manifest, self.logits(inputs))
 
@@ -129,14 +133,11 @@ class ChestXrayAnalyzer(BaseAnalyzer):
                         values=images[index].geometry.to_image(maps[label.name][0]),
                     )
                 )
-        return AnalysisResult(
-            analyzer=self.name,
-            model=self.identity,
-            status="analysed",
-            findings=tuple(findings),
-            heatmaps=tuple(heatmaps),
-            analysed_images=tuple(image.reference for image in images),
-            extra={
+        return self.analysed(
+            findings,
+            heatmaps,
+            [image.reference for image in images],
+            {
                 "images": [
                     {
                         "image": asdict(image.reference),
