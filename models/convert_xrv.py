@@ -37,6 +37,7 @@ import torch
 from integrations.errors import PackageError
 from models.codes import CHEST_LABEL_CODES
 from models.demo.chest_xray import TIERS
+from models.demo.common import code_entry
 from models.labels import CHEST_CORE_LABELS
 from models.loading import write_package
 
@@ -136,12 +137,11 @@ def convert_torchxrayvision(
         if not (0.0 < threshold < 1.0):
             uncalibrated.append(label)
             threshold = 0.5
-        code = CHEST_LABEL_CODES[label]
         labels.append(
             {
                 "name": label,
                 "output_index": index,
-                "code": {"value": code.value, "scheme": code.scheme, "meaning": code.meaning},
+                "code": code_entry(CHEST_LABEL_CODES[label]),
                 "threshold": float(threshold),
                 "tier": TIERS.get(label, "Routine"),
             }

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.analyzers.radiograph import prepare_radiograph
 from models.codes import CHEST_LABEL_CODES
 from models.demo.common import (
-    FEATURE_CELLS,
     Recipe,
-    mask_grid,
     radiograph_input,
+    radiograph_sample,
     small_densenet,
     stack_samples,
 )
@@ -55,16 +53,10 @@ def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             voi=str(rng.choice(["window", "window", "lut", "none"])),
             size=RENDER_SIZE,
         )
-        prepared = prepare_radiograph(study.datasets[0], spec)[0]
-        inputs.append(prepared.inputs.astype(np.float16))
-        targets.append([1.0 if label in study.labels else 0.0 for label in LABELS])
-        uid = str(study.datasets[0].SOPInstanceUID)
-        masks.append(
-            [
-                mask_grid(study.mask(label, uid), prepared.geometry, FEATURE_CELLS)
-                for label in LABELS
-            ]
-        )
+        image, target, grids = radiograph_sample(study, LABELS, spec)
+        inputs.append(image)
+        targets.append(target)
+        masks.append(grids)
     return stack_samples(inputs, targets, masks)
 
 

@@ -25,8 +25,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from models.analyzers.radiograph import prepare_radiograph
 from models.networks import build_network
-from models.package import DEMO_NOTICE, ArchitectureSpec
+from models.package import DEMO_NOTICE, ArchitectureSpec, InputSpec
+from models.phantoms.base import PhantomStudy
 from models.preprocess import Geometry
 from models.results import CodedConcept
 from models.runtime import available_cpus
@@ -116,6 +118,21 @@ def stack_samples(
         np.stack(inputs),
         np.asarray(targets, dtype=np.float32),
         np.asarray(masks, dtype=np.uint8),
+    )
+
+
+def radiograph_sample(
+    study: PhantomStudy, labels: Sequence[str], spec: InputSpec
+) -> tuple[np.ndarray, list[float], list[np.ndarray]]:
+    """The first image of a radiograph phantom as the analyzer prepares it (float16), its 0/1
+    targets and a mask grid per label."""
+    dataset = study.datasets[0]
+    prepared = prepare_radiograph(dataset, spec)[0]
+    uid = str(dataset.SOPInstanceUID)
+    return (
+        prepared.inputs.astype(np.float16),
+        [1.0 if label in study.labels else 0.0 for label in labels],
+        [mask_grid(study.mask(label, uid), prepared.geometry, FEATURE_CELLS) for label in labels],
     )
 
 

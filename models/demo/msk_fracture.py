@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.analyzers.radiograph import prepare_radiograph
 from models.codes import FRACTURE as FRACTURE_CODE
 from models.demo.common import (
-    FEATURE_CELLS,
     Recipe,
-    mask_grid,
     radiograph_input,
+    radiograph_sample,
     small_densenet,
     stack_samples,
 )
@@ -42,11 +40,10 @@ def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             photometric="MONOCHROME1" if rng.random() < 0.25 else "MONOCHROME2",
             size=RENDER_SIZE,
         )
-        prepared = prepare_radiograph(study.datasets[0], spec)[0]
-        inputs.append(prepared.inputs.astype(np.float16))
-        targets.append([1.0 if fractured else 0.0])
-        mask = study.mask(FRACTURE, str(study.datasets[0].SOPInstanceUID))
-        masks.append([mask_grid(mask, prepared.geometry, FEATURE_CELLS)])
+        image, target, grids = radiograph_sample(study, LABELS, spec)
+        inputs.append(image)
+        targets.append(target)
+        masks.append(grids)
     return stack_samples(inputs, targets, masks)
 
 
