@@ -35,31 +35,15 @@ from typing import Any
 import torch
 
 from integrations.errors import PackageError
-from models.analyzers.chest_xray import CORE_LABELS
 from models.codes import CHEST_LABEL_CODES
 from models.demo.chest_xray import TIERS
+from models.demo.common import code_entry
+from models.labels import CHEST_CORE_LABELS
 from models.loading import write_package
 
-XRV_PATHOLOGIES = (
-    "Atelectasis",
-    "Consolidation",
-    "Infiltration",
-    "Pneumothorax",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Effusion",
-    "Pneumonia",
-    "Pleural_Thickening",
-    "Cardiomegaly",
-    "Nodule",
-    "Mass",
-    "Hernia",
-    "Lung Lesion",
-    "Fracture",
-    "Lung Opacity",
-    "Enlarged Cardiomediastinum",
-)
+# torchxrayvision's output order is pacsflow's core chest order; one name is spelt differently.
+XRV_SPELLING = {"Pleural Thickening": "Pleural_Thickening"}
+XRV_PATHOLOGIES = tuple(XRV_SPELLING.get(label, label) for label in CHEST_CORE_LABELS)
 XRV_INPUT = {
     "size": [224, 224],
     "channels": ["image"],
@@ -153,12 +137,11 @@ def convert_torchxrayvision(
         if not (0.0 < threshold < 1.0):
             uncalibrated.append(label)
             threshold = 0.5
-        code = CHEST_LABEL_CODES[label]
         labels.append(
             {
                 "name": label,
                 "output_index": index,
-                "code": {"value": code.value, "scheme": code.scheme, "meaning": code.meaning},
+                "code": code_entry(CHEST_LABEL_CODES[label]),
                 "threshold": float(threshold),
                 "tier": TIERS.get(label, "Routine"),
             }
@@ -184,7 +167,9 @@ def convert_torchxrayvision(
             "source": source,
             "uncalibrated_labels": uncalibrated,
             "missing_core_labels": [
-                label for label in CORE_LABELS if label not in {entry["name"] for entry in labels}
+                label
+                for label in CHEST_CORE_LABELS
+                if label not in {entry["name"] for entry in labels}
             ],
         },
     }

@@ -26,9 +26,9 @@ TinyFactory = Callable[..., Path]
 
 def tiny_manifest(name: str, thresholds: dict[str, float] | None = None) -> dict[str, Any]:
     """The demo recipe's manifest for ``name`` with every label at 0.5 unless overridden."""
-    module = recipe(name)
+    found = recipe(name)
     labels = []
-    for entry in module.label_definitions():
+    for entry in found.label_definitions():
         entry = dict(entry)
         entry["threshold"] = (thresholds or {}).get(entry["name"], 0.5)
         labels.append(entry)
@@ -38,11 +38,11 @@ def tiny_manifest(name: str, thresholds: dict[str, float] | None = None) -> dict
         "analyzer": name,
         "intended_use": "unit tests only",
         "clinical_use": False,
-        "modalities": list(module.MODALITIES),
-        "body_parts": list(module.BODY_PARTS),
-        "views": list(getattr(module, "VIEWS", [])),
-        "architecture": copy.deepcopy(module.ARCHITECTURE),
-        "input": copy.deepcopy(module.INPUT),
+        "modalities": list(found.modalities),
+        "body_parts": list(found.body_parts),
+        "views": list(found.views),
+        "architecture": copy.deepcopy(found.architecture),
+        "input": copy.deepcopy(found.input),
         "labels": labels,
         "training": {"source": "random-init", "seed": 0},
     }

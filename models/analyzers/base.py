@@ -21,7 +21,14 @@ from models.gradcam import GradCAM
 from models.loading import LoadedPackage
 from models.package import LabelSpec, Manifest
 from models.preprocess import NotAnalysable, describe
-from models.results import AnalysisResult, Finding, ImageReference, Measurement, ModelIdentity
+from models.results import (
+    AnalysisResult,
+    Finding,
+    Heatmap,
+    ImageReference,
+    Measurement,
+    ModelIdentity,
+)
 from models.runtime import predict_logits, sigmoid
 
 
@@ -89,6 +96,24 @@ class BaseAnalyzer:
             extra=dict(extra or {}),
         )
 
+    def analysed(
+        self,
+        findings: Sequence[Finding],
+        heatmaps: Sequence[Heatmap],
+        images: Sequence[ImageReference],
+        extra: Mapping[str, Any],
+    ) -> AnalysisResult:
+        """The result of a study that was analysed (``images``: every image the model read)."""
+        return AnalysisResult(
+            analyzer=self.name,
+            model=self.identity,
+            status="analysed",
+            findings=tuple(findings),
+            heatmaps=tuple(heatmaps),
+            analysed_images=tuple(images),
+            extra=dict(extra),
+        )
+
     def header_problem(self, dataset: Dataset) -> str | None:
         """Why the manifest's intended modality / body part excludes this instance, if it does."""
         modality = str(dataset.get("Modality", "")).upper()
@@ -140,6 +165,12 @@ class BaseAnalyzer:
             images=tuple(images),
             measurements=tuple(measurements),
         )
+
+
+def nothing_to_analyse(what: str, skipped: Sequence[Skipped]) -> NotAnalysable:
+    """The refusal when every image was skipped: ``no {what} to analyse: {the reasons}``."""
+    reasons = "; ".join(item.reason for item in skipped) or "no images were given"
+    return NotAnalysable(f"no {what} to analyse: {reasons}")
 
 
 def _reference(dataset: Dataset) -> ImageReference:

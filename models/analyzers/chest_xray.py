@@ -18,32 +18,16 @@ from typing import ClassVar
 import numpy as np
 from pydicom import Dataset
 
-from models.analyzers.base import BaseAnalyzer, Skipped, label_probabilities
+from models.analyzers.base import (
+    BaseAnalyzer,
+    Skipped,
+    label_probabilities,
+    nothing_to_analyse,
+)
 from models.analyzers.radiograph import PreparedImage, prepare_radiograph
+from models.labels import CHEST_CORE_LABELS
 from models.preprocess import NotAnalysable, describe, image_reference
 from models.results import AnalysisResult, Heatmap
-
-CORE_LABELS = (
-    "Atelectasis",
-    "Consolidation",
-    "Infiltration",
-    "Pneumothorax",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Effusion",
-    "Pneumonia",
-    "Pleural Thickening",
-    "Cardiomegaly",
-    "Nodule",
-    "Mass",
-    "Hernia",
-    "Lung Lesion",
-    "Fracture",
-    "Lung Opacity",
-    "Enlarged Cardiomediastinum",
-)
-TENSION_PNEUMOTHORAX = "Tension Pneumothorax"
 
 FRONTAL_VIEWS = ("PA", "AP")
 _VIEW_WORDS = {
@@ -101,7 +85,7 @@ def view_problem(dataset: Dataset, allowed: Sequence[str]) -> str | None:
 
 class ChestXrayAnalyzer(BaseAnalyzer):
     kind: ClassVar[str] = "chest-xray"
-    required_labels: ClassVar[tuple[str, ...]] = CORE_LABELS
+    required_labels: ClassVar[tuple[str, ...]] = CHEST_CORE_LABELS
 
     def select(self, datasets: Sequence[Dataset]) -> tuple[list[PreparedImage], list[Skipped]]:
         images: list[PreparedImage] = []
@@ -121,8 +105,7 @@ class ChestXrayAnalyzer(BaseAnalyzer):
     def _analyze(self, datasets: list[Dataset]) -> AnalysisResult:
         images, skipped = self.select(datasets)
         if not images:
-            reasons = "; ".join(item.reason for item in skipped) or "no images were given"
-            raise NotAnalysable(f"no frontal chest radiograph to analyse: {reasons}")
+            raise nothing_to_analyse("frontal chest radiograph", skipped)
         inputs = np.stack([image.inputs for image in images])
         per_label = label_probabilities(self.manifest, self.logits(inputs))
 
@@ -150,14 +133,11 @@ class ChestXrayAnalyzer(BaseAnalyzer):
                         values=images[index].geometry.to_image(maps[label.name][0]),
                     )
                 )
-        return AnalysisResult(
-            analyzer=self.name,
-            model=self.identity,
-            status="analysed",
-            findings=tuple(findings),
-            heatmaps=tuple(heatmaps),
-            analysed_images=tuple(image.reference for image in images),
-            extra={
+        return self.analysed(
+            findings,
+            heatmaps,
+            [image.reference for image in images],
+            {
                 "images": [
                     {
                         "image": asdict(image.reference),

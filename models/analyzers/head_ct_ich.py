@@ -16,36 +16,24 @@ can read 50-100 HU) is not modelled by the phantoms; on real scans it adds a thi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
 from pydicom import Dataset
 from scipy import ndimage
 
-from models.analyzers.base import BaseAnalyzer, Skipped, label_probabilities
-from models.analyzers.volume import (
-    PreparedSeries,
-    prepare_series,
-    series_label,
-    series_problem,
-    top_k_mean,
-)
+from models.analyzers.base import label_probabilities
+from models.analyzers.series import SeriesAnalyzer, rank_slices, series_summary
+from models.analyzers.volume import PreparedSeries, prepare_series, series_label, top_k_mean
 from models.codes import MILLILITER, VOLUME
-from models.preprocess import NotAnalysable, group_by_series, image_reference
+from models.labels import ANY_HEMORRHAGE as ANY
+from models.labels import HEMORRHAGE_SUBTYPES as SUBTYPES
+from models.preprocess import NotAnalysable
 from models.results import AnalysisResult, Finding, Heatmap, Measurement
 
-ANY = "Intracranial hemorrhage"
-SUBTYPES = (
-    "Epidural hemorrhage",
-    "Subdural hemorrhage",
-    "Subarachnoid hemorrhage",
-    "Intraparenchymal hemorrhage",
-    "Intraventricular hemorrhage",
-)
-MIXED = "Mixed intracranial hemorrhage"
 TOP_K = 2
 MINIMUM_SLICES = 3
-MAX_REFERENCED_SLICES = 12
 ANY_HEATMAP_SLICES = 3
 BLOOD_HU = (50.0, 100.0)
 MINIMUM_COMPONENT_VOXELS = 8
@@ -72,40 +60,28 @@ def hemorrhage_volume_ml(
     return total * pixel_spacing[0] * pixel_spacing[1] * slice_spacing / 1000.0
 
 
-class HeadCtHemorrhageAnalyzer(BaseAnalyzer):
+class HeadCtHemorrhageAnalyzer(SeriesAnalyzer):
     kind: ClassVar[str] = "head-ct-ich"
     required_labels: ClassVar[tuple[str, ...]] = (ANY, *SUBTYPES)
+    minimum_slices: ClassVar[int] = MINIMUM_SLICES
+    series_name: ClassVar[str] = "axial non-contrast head CT series"
 
-    def prepare(self, datasets: list[Dataset]) -> tuple[list[PreparedSeries], list[Skipped]]:
-        prepared: list[PreparedSeries] = []
-        skipped: list[Skipped] = []
-        for members in group_by_series(datasets).values():
-            first = members[0]
-            problem = self.header_problem(first) or series_problem(members, MINIMUM_SLICES)
-            if problem is None and str(first.get("ContrastBolusAgent", "") or "").strip():
-                problem = (
-                    f"{series_label(members)} is contrast-enhanced; the model reads non-contrast CT"
-                )
-            if problem is None:
-                try:
-                    series = prepare_series(members, self.manifest.input, keep_hounsfield=True)
-                    if series.frames[0].pixel_spacing is None:
-                        raise NotAnalysable(
-                            f"{series_label(members)} has no Pixel Spacing: the haemorrhage volume "
-                            "cannot be measured"
-                        )
-                    prepared.append(series)
-                    continue
-                except NotAnalysable as reason:
-                    problem = reason.reason
-            skipped.append(Skipped(image_reference(first), problem))
-        return prepared, skipped
+    def series_header_problem(self, members: Sequence[Dataset]) -> str | None:
+        if str(members[0].get("ContrastBolusAgent", "") or "").strip():
+            return f"{series_label(members)} is contrast-enhanced; the model reads non-contrast CT"
+        return None
+
+    def prepare_one(self, members: list[Dataset]) -> PreparedSeries:
+        series = prepare_series(members, self.manifest.input, keep_hounsfield=True)
+        if series.frames[0].pixel_spacing is None:
+            raise NotAnalysable(
+                f"{series_label(members)} has no Pixel Spacing: the haemorrhage volume "
+                "cannot be measured"
+            )
+        return series
 
     def _analyze(self, datasets: list[Dataset]) -> AnalysisResult:
-        series, skipped = self.prepare(datasets)
-        if not series:
-            reasons = "; ".join(item.reason for item in skipped) or "no images were given"
-            raise NotAnalysable(f"no axial non-contrast head CT series to analyse: {reasons}")
+        series, skipped = self.usable_series(datasets)
         any_label = self.manifest.label(ANY)
         evaluated = []
         for item in series:
@@ -134,8 +110,7 @@ class HeadCtHemorrhageAnalyzer(BaseAnalyzer):
         for label in self.manifest.labels:
             probability = per_series[label.name]
             source = per_slice.get(label.name, per_slice[ANY])
-            ranked = [int(i) for i in np.argsort(-source)]
-            above = [i for i in ranked if source[i] >= label.threshold][:MAX_REFERENCED_SLICES]
+            ranked, referenced = rank_slices(source, label.threshold, TOP_K)
             measurements = []
             present = probability >= label.threshold
             if label.name == ANY and present:
@@ -144,34 +119,21 @@ class HeadCtHemorrhageAnalyzer(BaseAnalyzer):
                 self.finding(
                     label,
                     probability,
-                    [best.frames[i].reference for i in (above or ranked[:TOP_K])],
+                    [best.frames[i].reference for i in referenced],
                     measurements,
                 )
             )
             if present and label.output_index is not None:
                 count = ANY_HEATMAP_SLICES if label.name == ANY else 1
-                for index in ranked[:count]:
-                    maps = self.gradcam(best.inputs[index : index + 1], [label])
-                    heatmaps.append(
-                        Heatmap(
-                            label.name,
-                            best.frames[index].reference,
-                            best.geometry.to_image(maps[label.name][0]),
-                        )
-                    )
-        return AnalysisResult(
-            analyzer=self.name,
-            model=self.identity,
-            status="analysed",
-            findings=tuple(findings),
-            heatmaps=tuple(heatmaps),
-            analysed_images=tuple(frame.reference for item in series for frame in item.frames),
-            extra={
+                heatmaps.extend(self.slice_heatmaps(best, label, ranked[:count]))
+        return self.analysed(
+            findings,
+            heatmaps,
+            [frame.reference for item in series for frame in item.frames],
+            {
                 "series": [
                     {
-                        "series_instance_uid": item.series_instance_uid,
-                        "slices": len(item.frames),
-                        "slice_spacing_mm": round(item.stack.spacing, 3),
+                        **series_summary(item),
                         "probabilities": {
                             name: round(p, 6) for name, p in series_probabilities.items()
                         },

@@ -16,12 +16,17 @@ from typing import ClassVar
 import numpy as np
 from pydicom import Dataset
 
-from models.analyzers.base import BaseAnalyzer, Skipped, label_probabilities
+from models.analyzers.base import (
+    BaseAnalyzer,
+    Skipped,
+    label_probabilities,
+    nothing_to_analyse,
+)
 from models.analyzers.radiograph import PreparedImage, prepare_radiograph
+from models.labels import FRACTURE
 from models.preprocess import NotAnalysable, describe, image_reference
 from models.results import AnalysisResult, Heatmap
 
-FRACTURE = "Fracture"
 MAX_HEATMAPS = 4
 
 
@@ -59,8 +64,7 @@ class MskFractureAnalyzer(BaseAnalyzer):
     def _analyze(self, datasets: list[Dataset]) -> AnalysisResult:
         selected, skipped = self.select(datasets)
         if not selected:
-            reasons = "; ".join(item.reason for item in skipped) or "no images were given"
-            raise NotAnalysable(f"no extremity or spine radiograph to analyse: {reasons}")
+            raise nothing_to_analyse("extremity or spine radiograph", skipped)
         images = [image for image, _, _ in selected]
         inputs = np.stack([image.inputs for image in images])
         label = self.manifest.label(FRACTURE)
@@ -82,14 +86,11 @@ class MskFractureAnalyzer(BaseAnalyzer):
                     values=images[index].geometry.to_image(maps[FRACTURE][0]),
                 )
             )
-        return AnalysisResult(
-            analyzer=self.name,
-            model=self.identity,
-            status="analysed",
-            findings=(finding,),
-            heatmaps=tuple(heatmaps),
-            analysed_images=tuple(image.reference for image in images),
-            extra={
+        return self.analysed(
+            [finding],
+            heatmaps,
+            [image.reference for image in images],
+            {
                 "images": [
                     {
                         "image": asdict(image.reference),

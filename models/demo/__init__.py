@@ -1,7 +1,8 @@
 """Demo model packages: trained on generated images, installed when missing (I/O).
 
-Each analyzer has a recipe (``models.demo.<analyzer>``) that generates labelled phantom
-studies, trains a small network and measures it on a held-out generated set. The packages
+Each analyzer has a recipe (``models.demo.<analyzer>.RECIPE``, a
+:class:`~models.demo.common.Recipe`) that generates labelled phantom studies, trains a small
+network and measures it on a held-out generated set. The packages
 the recipes produced are committed under ``models/demo/packages`` (small: well under 1 MB
 each), so :func:`ensure_demo_packages` only copies them into the models directory and verifies
 their checksum: ``make demo`` and the tests never wait for training. The ``train-demo-models``
@@ -24,9 +25,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import ModuleType
 
 from integrations.errors import PackageError
+from models.demo.common import Recipe
 from models.loading import inspect_package, is_package, read_manifest, write_package
 
 log = logging.getLogger(__name__)
@@ -40,15 +41,16 @@ RECIPES: dict[str, str] = {
 BUNDLED_DIR = Path(__file__).parent / "packages"
 
 
-def recipe(name: str) -> ModuleType:
+def recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise PackageError(f"no demo recipe for {name!r}; known: {', '.join(RECIPES)}")
-    return importlib.import_module(RECIPES[name])
+    found: Recipe = importlib.import_module(RECIPES[name]).RECIPE
+    return found
 
 
 def current_recipe_prefix(name: str) -> str:
-    module = recipe(name)
-    return f"{module.NAME}/{module.REVISION}/"
+    found = recipe(name)
+    return f"{found.name}/{found.revision}/"
 
 
 @contextlib.contextmanager
@@ -92,9 +94,8 @@ def build_demo_package(
     workers: int | None = None,
 ) -> Path:
     """Train ``name``'s demo network from its recipe and write the package to ``output_dir/name``."""
-    module = recipe(name)
     log.info("training demo package %s (scale %s, seed %s)", name, scale, seed)
-    build = module.build(scale=scale, seed=seed, workers=workers)
+    build = recipe(name).build(scale=scale, seed=seed, workers=workers)
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.build.", dir=output_dir))
     try:

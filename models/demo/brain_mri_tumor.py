@@ -8,42 +8,17 @@ validation from 2_000_000, held-out test from 3_000_000.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-import torch
 
 from models.analyzers.volume import prepare_series
 from models.codes import BRAIN_NEOPLASM
-from models.demo.common import DemoBuild, demo_manifest_text, generate, label_entries, mask_grid
-from models.networks import build_network
-from models.package import ArchitectureSpec, InputSpec
-from models.phantoms.brain import LABEL, brain_mri_study
-from models.training import (
-    TrainingConfig,
-    choose_thresholds,
-    held_out_metrics,
-    predict_probabilities,
-    train_network,
-)
+from models.demo.common import FEATURE_CELLS, Recipe, mask_grid, small_densenet, stack_samples
+from models.labels import BRAIN_TUMOR
+from models.package import InputSpec
+from models.phantoms.brain import brain_mri_study
+from models.training import TrainingConfig
 
-NAME = "brain-mri-tumor"
-REVISION = "r5"
-LABELS = (LABEL,)
-TIERS = {LABEL: "Urgent"}
-MODALITIES = ("MR",)
-BODY_PARTS = ("BRAIN", "HEAD")
-DESCRIPTION = "Brain MRI (post-contrast T1), tumour per slice aggregated per study (small DenseNet)"
-ARCHITECTURE = {
-    "family": "densenet",
-    "growth_rate": 12,
-    "block_config": [2, 4],
-    "num_init_features": 16,
-    "bn_size": 4,
-    "in_channels": 3,
-    "num_outputs": len(LABELS),
-    "gradcam_layer": "features.norm5",
-}
+LABELS = (BRAIN_TUMOR,)
 INPUT = {
     "size": [128, 128],
     "channels": ["previous slice", "slice", "next slice"],
@@ -56,15 +31,6 @@ INPUT = {
 SLAB = 12
 PER_SLAB = 4
 MIN_PIXELS = 20
-SPLITS = {"train": (1_000_000, 400), "validation": (2_000_000, 60), "test": (3_000_000, 80)}
-CELLS = 16  # final feature map of [2, 4] blocks at 128 px: 128 / 8
-CONFIG = TrainingConfig(epochs=10, batch_size=32, learning_rate=4e-3, seed=13)
-
-
-def label_definitions(thresholds: dict[str, float] | None = None) -> list[dict[str, Any]]:
-    return label_entries(
-        LABELS, {LABEL: BRAIN_NEOPLASM}, TIERS, thresholds or dict.fromkeys(LABELS, 0.5)
-    )
 
 
 def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,7 +52,7 @@ def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         areas = np.array(
             [
                 int(m.sum())
-                if (m := study.mask(LABEL, frame.reference.sop_instance_uid)) is not None
+                if (m := study.mask(BRAIN_TUMOR, frame.reference.sop_instance_uid)) is not None
                 else 0
                 for frame in prepared.frames
             ]
@@ -98,64 +64,29 @@ def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         for index in candidates:
             inputs.append(prepared.inputs[index].astype(np.float16))
             targets.append([1.0 if areas[index] >= MIN_PIXELS else 0.0])
-            mask = study.mask(LABEL, prepared.frames[index].reference.sop_instance_uid)
-            masks.append([mask_grid(mask, prepared.geometry, CELLS)])
-    return (
-        np.stack(inputs),
-        np.asarray(targets, dtype=np.float32),
-        np.asarray(masks, dtype=np.uint8),
-    )
+            mask = study.mask(BRAIN_TUMOR, prepared.frames[index].reference.sop_instance_uid)
+            masks.append([mask_grid(mask, prepared.geometry, FEATURE_CELLS)])
+    return stack_samples(inputs, targets, masks)
 
 
-def build(scale: float = 1.0, seed: int = 0, workers: int | None = None) -> DemoBuild:
-    def split(name: str) -> tuple[np.ndarray, ...]:
-        start, count = SPLITS[name]
-        return generate(samples, start + seed * 10_000, max(8, int(count * scale)), workers)
-
-    train_x, train_y, train_masks = split("train")
-    validation_x, validation_y, _ = split("validation")
-    test_x, test_y, _ = split("test")
-    torch.manual_seed(CONFIG.seed + seed)
-    network = build_network(ArchitectureSpec.model_validate(ARCHITECTURE))
-    config = TrainingConfig(
-        epochs=max(1, round(CONFIG.epochs * min(1.0, scale * 4))),
-        batch_size=CONFIG.batch_size,
-        learning_rate=CONFIG.learning_rate,
-        seed=CONFIG.seed + seed,
-        attention_weight=CONFIG.attention_weight,
-    )
-    report = train_network(network, train_x, train_y, config, masks=train_masks)
-    thresholds = choose_thresholds(
-        predict_probabilities(network, validation_x), validation_y, LABELS
-    )
-    metrics = held_out_metrics(predict_probabilities(network, test_x), test_y, LABELS, thresholds)
-    manifest = {
-        "name": NAME,
-        "version": f"0.1.0-demo.{REVISION}",
-        "analyzer": NAME,
-        "description": DESCRIPTION,
-        **demo_manifest_text("brain MRI"),
-        "modalities": list(MODALITIES),
-        "body_parts": list(BODY_PARTS),
-        "views": [],
-        "architecture": ARCHITECTURE,
-        "input": INPUT,
-        "labels": label_definitions(thresholds),
-        "training": {
-            "source": "generated",
-            "recipe": f"{NAME}/{REVISION}/scale={scale}/seed={seed}",
-            "generator": "models.phantoms.brain",
-            "unit": "slice (2.5D); study = mean of the top 3 slices",
-            "samples": {
-                "train": len(train_x),
-                "validation": len(validation_x),
-                "test": len(test_x),
-            },
-            "epochs": config.epochs,
-            "attention_guidance": f"CAM share outside the lesion masks, weight {config.attention_weight}",
-            "seconds": round(report.seconds, 1),
-            "final_loss": round(report.final_loss, 4),
-            "held_out": metrics,
-        },
-    }
-    return DemoBuild(manifest, network.state_dict(), {"metrics": metrics})
+RECIPE = Recipe(
+    name="brain-mri-tumor",
+    revision="r5",
+    description="Brain MRI (post-contrast T1), tumour per slice aggregated per study (small DenseNet)",
+    pipeline="brain MRI",
+    generator="models.phantoms.brain",
+    unit="slice (2.5D); study = mean of the top 3 slices",
+    modalities=("MR",),
+    body_parts=("BRAIN", "HEAD"),
+    views=(),
+    labels=LABELS,
+    codes={BRAIN_TUMOR: BRAIN_NEOPLASM},
+    tiers={BRAIN_TUMOR: "Urgent"},
+    architecture=small_densenet(in_channels=3, num_outputs=len(LABELS)),
+    input=INPUT,
+    samples=samples,
+    splits={"train": (1_000_000, 400), "validation": (2_000_000, 60), "test": (3_000_000, 80)},
+    minimum_split=8,
+    config=TrainingConfig(epochs=10, batch_size=32, learning_rate=4e-3, seed=13),
+)
+build = RECIPE.build

@@ -8,49 +8,22 @@ pixels of it. Seeds: training from 1_000_000, validation 2_000_000, held-out tes
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-import torch
 
 from models.analyzers.volume import prepare_series
 from models.codes import HEMORRHAGE_LABEL_CODES
-from models.demo.common import DemoBuild, demo_manifest_text, generate, mask_grid
-from models.networks import build_network
-from models.package import ArchitectureSpec, InputSpec
-from models.phantoms.head_ct import ANY, MIXED, SUBTYPES, head_ct_study
-from models.training import (
-    TrainingConfig,
-    choose_thresholds,
-    held_out_metrics,
-    predict_probabilities,
-    train_network,
-)
+from models.demo.common import FEATURE_CELLS, Recipe, mask_grid, small_densenet, stack_samples
+from models.labels import ANY_HEMORRHAGE, HEMORRHAGE_SUBTYPES, MIXED_HEMORRHAGE
+from models.package import InputSpec
+from models.phantoms.head_ct import head_ct_study
+from models.training import TrainingConfig
 
-NAME = "head-ct-ich"
-REVISION = "r5"
-LABELS = (ANY, *SUBTYPES)  # network outputs, in order
-MODALITIES = ("CT",)
-BODY_PARTS = ("HEAD", "BRAIN")
-DESCRIPTION = (
-    "Non-contrast head CT: intracranial haemorrhage and its five types (plus mixed), "
-    "per series, with an estimated volume (small DenseNet, 2.5D, three windows)"
-)
+LABELS = (ANY_HEMORRHAGE, *HEMORRHAGE_SUBTYPES)  # network outputs, in order
 WINDOWS = [
     {"name": "brain", "center": 40.0, "width": 80.0},
     {"name": "subdural", "center": 80.0, "width": 200.0},
     {"name": "bone", "center": 600.0, "width": 2800.0},
 ]
-ARCHITECTURE = {
-    "family": "densenet",
-    "growth_rate": 12,
-    "block_config": [2, 4],
-    "num_init_features": 24,
-    "bn_size": 4,
-    "in_channels": 9,
-    "num_outputs": len(LABELS),
-    "gradcam_layer": "features.norm5",
-}
 INPUT = {
     "size": [128, 128],
     "channels": [
@@ -66,36 +39,6 @@ INPUT = {
 SLAB = 6
 PER_SLAB = 3
 MIN_PIXELS = 12
-SPLITS = {"train": (1_000_000, 600), "validation": (2_000_000, 80), "test": (3_000_000, 120)}
-CELLS = 16  # final feature map of [2, 4] blocks at 128 px: 128 / 8
-CONFIG = TrainingConfig(epochs=12, batch_size=32, learning_rate=4e-3, seed=17)
-
-
-def label_definitions(thresholds: dict[str, float] | None = None) -> list[dict[str, Any]]:
-    thresholds = thresholds or dict.fromkeys((*LABELS, MIXED), 0.5)
-    entries: list[dict[str, Any]] = []
-    for index, name in enumerate(LABELS):
-        code = HEMORRHAGE_LABEL_CODES[name]
-        entries.append(
-            {
-                "name": name,
-                "output_index": index,
-                "code": {"value": code.value, "scheme": code.scheme, "meaning": code.meaning},
-                "threshold": round(float(thresholds[name]), 4),
-                "tier": "Critical",
-            }
-        )
-    code = HEMORRHAGE_LABEL_CODES[MIXED]
-    entries.append(
-        {
-            "name": MIXED,
-            "derived": {"rule": "at_least_two", "labels": list(SUBTYPES)},
-            "code": {"value": code.value, "scheme": code.scheme, "meaning": code.meaning},
-            "threshold": round(float(thresholds.get(MIXED, 0.5)), 4),
-            "tier": "Critical",
-        }
-    )
-    return entries
 
 
 def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -105,7 +48,10 @@ def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng = np.random.default_rng(seed)
         draw = rng.random()
         count = 0 if draw < 0.3 else (1 if draw < 0.8 else 2)
-        kinds = [str(kind) for kind in rng.choice(np.array(SUBTYPES), size=count, replace=False)]
+        kinds = [
+            str(kind)
+            for kind in rng.choice(np.array(HEMORRHAGE_SUBTYPES), size=count, replace=False)
+        ]
         study = head_ct_study(
             seed,
             kinds,
@@ -121,67 +67,35 @@ def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             for name in LABELS:
                 mask = study.mask(name, uid)
                 row.append(1.0 if mask is not None and int(mask.sum()) >= MIN_PIXELS else 0.0)
-                grids.append(mask_grid(mask, prepared.geometry, CELLS))
+                grids.append(mask_grid(mask, prepared.geometry, FEATURE_CELLS))
             inputs.append(prepared.inputs[int(index)].astype(np.float16))
             targets.append(row)
             masks.append(grids)
-    return (
-        np.stack(inputs),
-        np.asarray(targets, dtype=np.float32),
-        np.asarray(masks, dtype=np.uint8),
-    )
+    return stack_samples(inputs, targets, masks)
 
 
-def build(scale: float = 1.0, seed: int = 0, workers: int | None = None) -> DemoBuild:
-    def split(name: str) -> tuple[np.ndarray, ...]:
-        start, count = SPLITS[name]
-        return generate(samples, start + seed * 10_000, max(8, int(count * scale)), workers)
-
-    train_x, train_y, train_masks = split("train")
-    validation_x, validation_y, _ = split("validation")
-    test_x, test_y, _ = split("test")
-    torch.manual_seed(CONFIG.seed + seed)
-    network = build_network(ArchitectureSpec.model_validate(ARCHITECTURE))
-    config = TrainingConfig(
-        epochs=max(1, round(CONFIG.epochs * min(1.0, scale * 4))),
-        batch_size=CONFIG.batch_size,
-        learning_rate=CONFIG.learning_rate,
-        seed=CONFIG.seed + seed,
-        attention_weight=CONFIG.attention_weight,
-    )
-    report = train_network(network, train_x, train_y, config, masks=train_masks)
-    thresholds = choose_thresholds(
-        predict_probabilities(network, validation_x), validation_y, LABELS
-    )
-    thresholds[MIXED] = 0.5
-    metrics = held_out_metrics(predict_probabilities(network, test_x), test_y, LABELS, thresholds)
-    manifest = {
-        "name": NAME,
-        "version": f"0.1.0-demo.{REVISION}",
-        "analyzer": NAME,
-        "description": DESCRIPTION,
-        **demo_manifest_text("head CT"),
-        "modalities": list(MODALITIES),
-        "body_parts": list(BODY_PARTS),
-        "views": [],
-        "architecture": ARCHITECTURE,
-        "input": INPUT,
-        "labels": label_definitions(thresholds),
-        "training": {
-            "source": "generated",
-            "recipe": f"{NAME}/{REVISION}/scale={scale}/seed={seed}",
-            "generator": "models.phantoms.head_ct",
-            "unit": "slice (2.5D, 3 windows); series = mean of the top 2 slices per label",
-            "samples": {
-                "train": len(train_x),
-                "validation": len(validation_x),
-                "test": len(test_x),
-            },
-            "epochs": config.epochs,
-            "attention_guidance": f"CAM share outside the lesion masks, weight {config.attention_weight}",
-            "seconds": round(report.seconds, 1),
-            "final_loss": round(report.final_loss, 4),
-            "held_out": metrics,
-        },
-    }
-    return DemoBuild(manifest, network.state_dict(), {"metrics": metrics})
+RECIPE = Recipe(
+    name="head-ct-ich",
+    revision="r5",
+    description=(
+        "Non-contrast head CT: intracranial haemorrhage and its five types (plus mixed), "
+        "per series, with an estimated volume (small DenseNet, 2.5D, three windows)"
+    ),
+    pipeline="head CT",
+    generator="models.phantoms.head_ct",
+    unit="slice (2.5D, 3 windows); series = mean of the top 2 slices per label",
+    modalities=("CT",),
+    body_parts=("HEAD", "BRAIN"),
+    views=(),
+    labels=LABELS,
+    codes=HEMORRHAGE_LABEL_CODES,
+    tiers=dict.fromkeys((*LABELS, MIXED_HEMORRHAGE), "Critical"),
+    derived={MIXED_HEMORRHAGE: HEMORRHAGE_SUBTYPES},
+    architecture=small_densenet(in_channels=9, num_outputs=len(LABELS), num_init_features=24),
+    input=INPUT,
+    samples=samples,
+    splits={"train": (1_000_000, 600), "validation": (2_000_000, 80), "test": (3_000_000, 120)},
+    minimum_split=8,
+    config=TrainingConfig(epochs=12, batch_size=32, learning_rate=4e-3, seed=17),
+)
+build = RECIPE.build

@@ -7,61 +7,24 @@ from 1_000_000, validation from 2_000_000, held-out test from 3_000_000.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-import torch
 
-from models.analyzers.radiograph import prepare_radiograph
-from models.codes import FRACTURE
-from models.demo.common import DemoBuild, demo_manifest_text, generate, label_entries, mask_grid
-from models.networks import build_network
-from models.package import ArchitectureSpec, InputSpec
-from models.phantoms.msk import BODY_PARTS as PHANTOM_BODY_PARTS
-from models.phantoms.msk import msk_study
-from models.training import (
-    TrainingConfig,
-    choose_thresholds,
-    held_out_metrics,
-    predict_probabilities,
-    train_network,
+from models.codes import FRACTURE as FRACTURE_CODE
+from models.demo.common import (
+    Recipe,
+    radiograph_input,
+    radiograph_sample,
+    small_densenet,
+    stack_samples,
 )
+from models.labels import FRACTURE
+from models.package import InputSpec
+from models.phantoms.msk import BODY_PARTS, msk_study
+from models.training import TrainingConfig
 
-NAME = "msk-fracture"
-REVISION = "r5"
-LABELS = ("Fracture",)
-TIERS = {"Fracture": "Urgent"}
-MODALITIES = ("CR", "DX")
-BODY_PARTS = PHANTOM_BODY_PARTS
-DESCRIPTION = "Extremity and spine radiographs, fracture per image and per study (small DenseNet)"
-ARCHITECTURE = {
-    "family": "densenet",
-    "growth_rate": 12,
-    "block_config": [2, 4],
-    "num_init_features": 16,
-    "bn_size": 4,
-    "in_channels": 1,
-    "num_outputs": len(LABELS),
-    "gradcam_layer": "features.norm5",
-}
-INPUT = {
-    "size": [128, 128],
-    "channels": ["image"],
-    "windowing": "dicom",
-    "value_range": [-1.0, 1.0],
-    "crop": "center_square",
-    "batch_size": 16,
-}
+LABELS = (FRACTURE,)
+INPUT = radiograph_input()
 RENDER_SIZE = 256
-SPLITS = {"train": (1_000_000, 1600), "validation": (2_000_000, 200), "test": (3_000_000, 300)}
-CELLS = 16  # final feature map of [2, 4] blocks at 128 px: 128 / 8
-CONFIG = TrainingConfig(epochs=10, batch_size=32, learning_rate=4e-3, seed=11)
-
-
-def label_definitions(thresholds: dict[str, float] | None = None) -> list[dict[str, Any]]:
-    return label_entries(
-        LABELS, {"Fracture": FRACTURE}, TIERS, thresholds or dict.fromkeys(LABELS, 0.5)
-    )
 
 
 def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,66 +40,29 @@ def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             photometric="MONOCHROME1" if rng.random() < 0.25 else "MONOCHROME2",
             size=RENDER_SIZE,
         )
-        prepared = prepare_radiograph(study.datasets[0], spec)[0]
-        inputs.append(prepared.inputs.astype(np.float16))
-        targets.append([1.0 if fractured else 0.0])
-        mask = study.mask("Fracture", str(study.datasets[0].SOPInstanceUID))
-        masks.append([mask_grid(mask, prepared.geometry, CELLS)])
-    return (
-        np.stack(inputs),
-        np.asarray(targets, dtype=np.float32),
-        np.asarray(masks, dtype=np.uint8),
-    )
+        image, target, grids = radiograph_sample(study, LABELS, spec)
+        inputs.append(image)
+        targets.append(target)
+        masks.append(grids)
+    return stack_samples(inputs, targets, masks)
 
 
-def build(scale: float = 1.0, seed: int = 0, workers: int | None = None) -> DemoBuild:
-    def split(name: str) -> tuple[np.ndarray, ...]:
-        start, count = SPLITS[name]
-        return generate(samples, start + seed * 10_000, max(16, int(count * scale)), workers)
-
-    train_x, train_y, train_masks = split("train")
-    validation_x, validation_y, _ = split("validation")
-    test_x, test_y, _ = split("test")
-    torch.manual_seed(CONFIG.seed + seed)
-    network = build_network(ArchitectureSpec.model_validate(ARCHITECTURE))
-    config = TrainingConfig(
-        epochs=max(1, round(CONFIG.epochs * min(1.0, scale * 4))),
-        batch_size=CONFIG.batch_size,
-        learning_rate=CONFIG.learning_rate,
-        seed=CONFIG.seed + seed,
-        attention_weight=CONFIG.attention_weight,
-    )
-    report = train_network(network, train_x, train_y, config, masks=train_masks)
-    thresholds = choose_thresholds(
-        predict_probabilities(network, validation_x), validation_y, LABELS
-    )
-    metrics = held_out_metrics(predict_probabilities(network, test_x), test_y, LABELS, thresholds)
-    manifest = {
-        "name": NAME,
-        "version": f"0.1.0-demo.{REVISION}",
-        "analyzer": NAME,
-        "description": DESCRIPTION,
-        **demo_manifest_text("fracture radiograph"),
-        "modalities": list(MODALITIES),
-        "body_parts": list(BODY_PARTS),
-        "views": [],
-        "architecture": ARCHITECTURE,
-        "input": INPUT,
-        "labels": label_definitions(thresholds),
-        "training": {
-            "source": "generated",
-            "recipe": f"{NAME}/{REVISION}/scale={scale}/seed={seed}",
-            "generator": "models.phantoms.msk",
-            "samples": {
-                "train": len(train_x),
-                "validation": len(validation_x),
-                "test": len(test_x),
-            },
-            "epochs": config.epochs,
-            "attention_guidance": f"CAM share outside the lesion masks, weight {config.attention_weight}",
-            "seconds": round(report.seconds, 1),
-            "final_loss": round(report.final_loss, 4),
-            "held_out": metrics,
-        },
-    }
-    return DemoBuild(manifest, network.state_dict(), {"metrics": metrics})
+RECIPE = Recipe(
+    name="msk-fracture",
+    revision="r5",
+    description="Extremity and spine radiographs, fracture per image and per study (small DenseNet)",
+    pipeline="fracture radiograph",
+    generator="models.phantoms.msk",
+    modalities=("CR", "DX"),
+    body_parts=BODY_PARTS,
+    views=(),
+    labels=LABELS,
+    codes={FRACTURE: FRACTURE_CODE},
+    tiers={FRACTURE: "Urgent"},
+    architecture=small_densenet(in_channels=1, num_outputs=len(LABELS)),
+    input=INPUT,
+    samples=samples,
+    splits={"train": (1_000_000, 1600), "validation": (2_000_000, 200), "test": (3_000_000, 300)},
+    config=TrainingConfig(epochs=10, batch_size=32, learning_rate=4e-3, seed=11),
+)
+build = RECIPE.build

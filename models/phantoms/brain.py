@@ -17,6 +17,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from models.labels import BRAIN_TUMOR as LABEL
 from models.phantoms.base import PhantomStudy, phantom_uid, rng_for, study_info
 from models.phantoms.dicom import (
     ENHANCED_MR_IMAGE_STORAGE,
@@ -30,7 +31,6 @@ from models.phantoms.dicom import (
 )
 
 KIND = "brain-mri-tumor"
-LABEL = "Brain tumor"
 BITS_STORED = 12
 MAX_STORED = 2**BITS_STORED - 1
 

@@ -24,6 +24,7 @@ import numpy as np
 from pydicom import Dataset
 from scipy import ndimage
 
+from models.labels import CHEST_LABELS
 from models.phantoms.base import (
     PhantomStudy,
     StudyInfo,
@@ -48,31 +49,8 @@ from models.phantoms.dicom import (
 
 KIND = "chest-xray"
 
-CHEST_FINDINGS = (
-    "Atelectasis",
-    "Consolidation",
-    "Infiltration",
-    "Pneumothorax",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Effusion",
-    "Pneumonia",
-    "Pleural Thickening",
-    "Cardiomegaly",
-    "Nodule",
-    "Mass",
-    "Hernia",
-    "Lung Lesion",
-    "Fracture",
-    "Lung Opacity",
-    "Enlarged Cardiomediastinum",
-    "Tension Pneumothorax",
-)
 # Labels the generator draws directly; the others follow from these.
-DRAWN_FINDINGS = tuple(
-    name for name in CHEST_FINDINGS if name not in ("Lung Lesion", "Lung Opacity")
-)
+DRAWN_FINDINGS = tuple(name for name in CHEST_LABELS if name not in ("Lung Lesion", "Lung Opacity"))
 IMPLICATIONS: dict[str, tuple[str, ...]] = {
     "Tension Pneumothorax": ("Pneumothorax",),
     "Nodule": ("Lung Lesion",),
@@ -601,11 +579,11 @@ def chest_xray_study(
 ) -> PhantomStudy:
     """A chest radiograph study: one image per view, ``findings`` drawn on the frontal ones.
 
-    ``findings`` are label names of :data:`CHEST_FINDINGS`; implied labels (a tension
+    ``findings`` are label names of :data:`CHEST_LABELS`; implied labels (a tension
     pneumothorax is a pneumothorax, a nodule a lung lesion ...) are added to the truth.
     """
     requested = frozenset(findings)
-    unknown = requested - set(CHEST_FINDINGS)
+    unknown = requested - set(CHEST_LABELS)
     if unknown:
         raise ValueError(f"unknown chest findings: {sorted(unknown)}")
     # a generic label asked for on its own is drawn as its most typical concrete finding

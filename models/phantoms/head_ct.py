@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom import Dataset
 
+from models.labels import ANY_HEMORRHAGE as ANY
+from models.labels import HEMORRHAGE_SUBTYPES as SUBTYPES
+from models.labels import MIXED_HEMORRHAGE as MIXED
 from models.phantoms.base import PhantomStudy, StudyInfo, phantom_uid, rng_for, study_info
 from models.phantoms.dicom import (
     CT_IMAGE_STORAGE,
@@ -29,15 +32,6 @@ from models.phantoms.dicom import (
 )
 
 KIND = "head-ct-ich"
-ANY = "Intracranial hemorrhage"
-SUBTYPES = (
-    "Epidural hemorrhage",
-    "Subdural hemorrhage",
-    "Subarachnoid hemorrhage",
-    "Intraparenchymal hemorrhage",
-    "Intraventricular hemorrhage",
-)
-MIXED = "Mixed intracranial hemorrhage"
 INTERCEPT = -1024.0
 BITS_STORED = 12
 

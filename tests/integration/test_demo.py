@@ -12,7 +12,9 @@ from deployments.orthanc import free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_runs_every_study_to_the_pacs_the_emr_and_the_on_call_inbox(database_url, prefect_api_url, tmp_path):
+def test_demo_runs_every_study_to_the_pacs_the_emr_and_the_on_call_inbox(
+    database_url, prefect_api_url, tmp_path
+):
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
@@ -30,7 +32,15 @@ def test_demo_runs_every_study_to_the_pacs_the_emr_and_the_on_call_inbox(databas
         "COLUMNS": "200",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "deployments.cli", "demo", "--once", "--orthanc-http-port", str(free_port())],
+        [
+            sys.executable,
+            "-m",
+            "deployments.cli",
+            "demo",
+            "--once",
+            "--orthanc-http-port",
+            str(free_port()),
+        ],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -17,11 +17,12 @@ import pytest
 from scipy import ndimage
 
 from models.evaluation import roc_auc
+from models.labels import HEMORRHAGE_SUBTYPES as SUBTYPES
 from models.package_registry import PackageRegistry
 from models.phantoms.base import PhantomStudy
 from models.phantoms.brain import brain_mri_study
 from models.phantoms.chest import chest_xray_study
-from models.phantoms.head_ct import SUBTYPES, head_ct_study
+from models.phantoms.head_ct import head_ct_study
 from models.phantoms.msk import msk_study
 from models.results import AnalysisResult
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.analyzers.chest_xray import CORE_LABELS, ChestXrayAnalyzer, view_of
+from models.analyzers.chest_xray import ChestXrayAnalyzer, view_of
+from models.labels import CHEST_LABELS
 from models.package_registry import PackageRegistry
 from models.phantoms.chest import chest_xray_study
 from models.results import UrgencyTier
@@ -17,7 +18,7 @@ NEVER = 0.999
 
 @pytest.fixture
 def analyzer(tiny_package_factory: TinyFactory) -> ChestXrayAnalyzer:
-    thresholds = dict.fromkeys((*CORE_LABELS, "Tension Pneumothorax"), NEVER)
+    thresholds = dict.fromkeys(CHEST_LABELS, NEVER)
     thresholds.update({"Pneumothorax": ALWAYS, "Tension Pneumothorax": ALWAYS})
     path = tiny_package_factory("chest-xray", thresholds=thresholds)
     registry = PackageRegistry(path.parent, "cpu")

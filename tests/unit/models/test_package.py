@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from integrations.errors import PackageError
-from models.analyzers.chest_xray import CORE_LABELS
+from models.labels import CHEST_CORE_LABELS
 from models.loading import inspect_package, load_package, read_manifest, sha256_of
 from models.package import DEMO_NOTICE, parse_manifest
 from tests.fix_models import TinyFactory, tiny_manifest
@@ -61,7 +61,7 @@ def test_invalid_manifest_is_refused_naming_the_field(change, message: str) -> N
 
 def test_written_package_loads_through_the_one_path(tiny_package_factory: TinyFactory) -> None:
     path = tiny_package_factory("chest-xray")
-    package = load_package(path, CPU, CORE_LABELS)
+    package = load_package(path, CPU, CHEST_CORE_LABELS)
     assert package.manifest.name == "chest-xray"
     assert not package.network.training
     weights = (path / "weights.pt").read_bytes()
@@ -109,7 +109,7 @@ def test_a_label_the_analyzer_needs_missing_is_refused(tiny_package_factory: Tin
 
     path = tiny_package_factory("chest-xray", edit=drop_pneumothorax)
     with pytest.raises(PackageError) as refused:
-        load_package(path, CPU, CORE_LABELS)
+        load_package(path, CPU, CHEST_CORE_LABELS)
     assert "labels missing" in str(refused.value) and "Pneumothorax" in str(refused.value)
 
 

@@ -10,7 +10,8 @@ from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
 
 from integrations.dicom.uids import is_valid_uid
-from models.phantoms.chest import CHEST_FINDINGS, chest_xray_study
+from models.labels import CHEST_LABELS
+from models.phantoms.chest import chest_xray_study
 from models.preprocess import decode_frames, display_values
 
 
@@ -59,7 +60,7 @@ def test_implied_labels_and_masks_follow_the_drawing() -> None:
     assert study.mask("Lung Lesion", key).sum() == study.mask("Mass", key).sum()
 
 
-@pytest.mark.parametrize("finding", CHEST_FINDINGS)
+@pytest.mark.parametrize("finding", CHEST_LABELS)
 def test_every_chest_finding_changes_the_image_where_its_mask_is(finding: str) -> None:
     study = chest_xray_study(21, (finding,), size=192)
     normal = chest_xray_study(21, (), size=192)

@@ -9,9 +9,10 @@ from models.analyzers.brain_mri_tumor import BrainMriTumorAnalyzer
 from models.analyzers.head_ct_ich import HeadCtHemorrhageAnalyzer, hemorrhage_volume_ml
 from models.analyzers.msk_fracture import MskFractureAnalyzer
 from models.analyzers.volume import prepare_series
+from models.labels import HEMORRHAGE_SUBTYPES as SUBTYPES
 from models.package_registry import PackageRegistry
 from models.phantoms.brain import brain_mri_study
-from models.phantoms.head_ct import SUBTYPES, head_ct_study
+from models.phantoms.head_ct import head_ct_study
 from models.phantoms.msk import msk_study
 from models.preprocess import decode_frames, sort_slices
 from tests.fix_models import TinyFactory

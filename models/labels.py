@@ -1,0 +1,50 @@
+"""The names of the labels pacsflow's analyzers report (pure constants).
+
+One table per analyzer, shared by the analyzer (the labels a package must provide), the
+phantom generator that draws the findings, the demo recipe that trains on them and the
+torchxrayvision converter. :mod:`models.codes` gives each name its coded concept.
+"""
+
+from __future__ import annotations
+
+# --- chest radiograph: torchxrayvision's 18 pathologies in its output order (there
+# "Pleural_Thickening"), then tension pneumothorax, which only pacsflow-trained packages report
+CHEST_CORE_LABELS = (
+    "Atelectasis",
+    "Consolidation",
+    "Infiltration",
+    "Pneumothorax",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Effusion",
+    "Pneumonia",
+    "Pleural Thickening",
+    "Cardiomegaly",
+    "Nodule",
+    "Mass",
+    "Hernia",
+    "Lung Lesion",
+    "Fracture",
+    "Lung Opacity",
+    "Enlarged Cardiomediastinum",
+)
+TENSION_PNEUMOTHORAX = "Tension Pneumothorax"
+CHEST_LABELS = (*CHEST_CORE_LABELS, TENSION_PNEUMOTHORAX)
+
+# --- musculoskeletal radiograph
+FRACTURE = "Fracture"
+
+# --- brain MRI
+BRAIN_TUMOR = "Brain tumor"
+
+# --- non-contrast head CT: any haemorrhage, five types, and "mixed" (derived: two or more)
+ANY_HEMORRHAGE = "Intracranial hemorrhage"
+HEMORRHAGE_SUBTYPES = (
+    "Epidural hemorrhage",
+    "Subdural hemorrhage",
+    "Subarachnoid hemorrhage",
+    "Intraparenchymal hemorrhage",
+    "Intraventricular hemorrhage",
+)
+MIXED_HEMORRHAGE = "Mixed intracranial hemorrhage"
