@@ -40,21 +40,23 @@ WITH inserted AS (
     INSERT INTO studies AS s (
         study_instance_uid, patient_id, issuer_of_patient_id, patient_name, patient_birth_date,
         patient_sex, accession_number, study_date, study_time, study_description,
-        referring_physician_name, modalities, calling_ae_title, instance_count
+        referring_physician_name, modalities, calling_ae_title, instance_count, state
     )
     SELECT %(study_instance_uid)s, %(patient_id)s, %(issuer_of_patient_id)s, %(patient_name)s,
            %(patient_birth_date)s, %(patient_sex)s, %(accession_number)s, %(study_date)s,
            %(study_time)s, %(study_description)s, %(referring_physician_name)s,
            CASE WHEN %(modality)s = '' THEN '{}'::text[] ELSE ARRAY[%(modality)s]::text[] END,
-           %(calling_ae_title)s, 1
+           %(calling_ae_title)s, 1, CASE WHEN %(as_prior)s THEN 'prior' ELSE 'receiving' END
     FROM inserted
     ON CONFLICT (study_instance_uid) DO UPDATE SET
-        generation = s.generation + CASE WHEN s.state IN ('receiving', 'prior') THEN 0 ELSE 1 END,
-        first_received_at = CASE WHEN s.state IN ('receiving', 'prior') THEN s.first_received_at
-                                 ELSE clock_timestamp() END,
-        closed_at = CASE WHEN s.state IN ('receiving', 'prior') THEN s.closed_at ELSE NULL END,
-        state = CASE WHEN s.state = 'prior' THEN 'prior' ELSE 'receiving' END,
-        last_received_at = clock_timestamp(),
+        generation = s.generation
+            + CASE WHEN %(as_prior)s OR s.state IN ('receiving', 'prior') THEN 0 ELSE 1 END,
+        first_received_at = CASE WHEN %(as_prior)s OR s.state IN ('receiving', 'prior')
+                                 THEN s.first_received_at ELSE clock_timestamp() END,
+        closed_at = CASE WHEN %(as_prior)s OR s.state IN ('receiving', 'prior') THEN s.closed_at
+                         ELSE NULL END,
+        state = CASE WHEN %(as_prior)s OR s.state = 'prior' THEN s.state ELSE 'receiving' END,
+        last_received_at = CASE WHEN %(as_prior)s THEN s.last_received_at ELSE clock_timestamp() END,
         instance_count = s.instance_count + 1,
         modalities = CASE WHEN %(modality)s = '' OR %(modality)s = ANY(s.modalities) THEN s.modalities
                           ELSE array_append(s.modalities, %(modality)s) END,
@@ -119,14 +121,26 @@ class StudyStore:
     # -- ingest -----------------------------------------------------------------------------
 
     def record_instance(
-        self, header: InstanceHeader, *, path: str, size_bytes: int, calling_ae_title: str
+        self,
+        header: InstanceHeader,
+        *,
+        path: str,
+        size_bytes: int,
+        calling_ae_title: str,
+        as_prior: bool = False,
     ) -> RecordOutcome:
-        """Record a stored instance; a SOP Instance UID seen before changes nothing."""
+        """Record a stored instance; a SOP Instance UID seen before changes nothing.
+
+        ``as_prior``: the instance came because this node moved the study here as a prior
+        (C-MOVE sub-operation): it is kept, but never opens, re-opens or processes its study
+        (a study pacsflow analysed before comes back with pacsflow's own SR in it).
+        """
         params = {
             **header.__dict__,
             "path": path,
             "size_bytes": size_bytes,
             "calling_ae_title": calling_ae_title,
+            "as_prior": as_prior,
         }
         with self.database.connection() as conn:
             row = conn.execute(_RECORD_INSTANCE, params).fetchone()

@@ -197,12 +197,18 @@ class DicomNode:
                 status.STORE_OUT_OF_RESOURCES, f"cannot store: {error.strerror}", calling, event
             )
 
+        # A C-STORE sub-operation of a C-MOVE this node asked for carries our AE title as
+        # Move Originator (PS3.7 9.1.1.1): that is a prior coming in, never a study to process.
+        move_originator = str(
+            getattr(request, "MoveOriginatorApplicationEntityTitle", "") or ""
+        ).strip()
         try:
             outcome = self.store.record_instance(
                 header,
                 path=str(spooled.path),
                 size_bytes=spooled.size_bytes,
                 calling_ae_title=calling,
+                as_prior=move_originator == self.settings.ae_title,
             )
         except Exception as error:
             log.error("cannot record instance %s: %s", header.sop_instance_uid, error)

@@ -215,3 +215,54 @@ def test_run_started_from_the_prefect_deployment_is_executed_by_the_warm_worker(
         created.raise_for_status()
         wait_for(lambda: len(completed_runs(prefect_api_url, study.study_instance_uid)) == 2)
         assert site.store.study(study.study_instance_uid).state == "done"
+
+
+HEAD_CT_RULE = {
+    "name": "head-ct",
+    "modality": ["CT"],
+    "body_part": ["HEAD", "BRAIN"],
+    "analyzers": ["head-ct-ich"],
+}
+
+
+def test_a_patients_second_study_is_compared_with_the_first(site_settings, clean_orthanc):
+    """fetch_priors moves the earlier study (with pacsflow's SR) here; the SR's measurements
+    give the interval change, kept with the analysis and named in the step record."""
+    from models.phantoms.head_ct import head_ct_study
+
+    first = head_ct_study(
+        21, ["Subdural hemorrhage"], patient_id="E2E-PRIOR", accession_number="E2E-CT1"
+    )
+    second = head_ct_study(
+        22, ["Subdural hemorrhage"], patient_id="E2E-PRIOR", accession_number="E2E-CT2"
+    )
+    for study, date in ((first, "20260105"), (second, "20261105")):
+        for ds in study.datasets:
+            ds.StudyDate = date
+    settings = site_settings(routing={"rules": [HEAD_CT_RULE]})
+    with running_node(settings) as site, running_worker(settings):
+        upload(clean_orthanc, first.datasets)
+        clean_orthanc.client.send_study("pacsflow", [first.study_instance_uid])
+        wait_for(lambda: orthanc_sr_instances(clean_orthanc, first.study_instance_uid))
+        wait_for(lambda: site.store.study(first.study_instance_uid).state == "done")
+        upload(clean_orthanc, second.datasets)
+        clean_orthanc.client.send_study("pacsflow", [second.study_instance_uid])
+        wait_for(lambda: site.store.study(second.study_instance_uid).state == "done", timeout=120)
+        steps = site.store.steps(second.study_instance_uid)
+        (analysis,) = AnalysisStore(site.database).analyses(second.study_instance_uid)
+        # the prior came back with its SR and stayed a closed, analysed study
+        assert (
+            site.store.study(first.study_instance_uid).state,
+            site.store.study(first.study_instance_uid).generation,
+        ) == ("done", 1)
+    assert steps["fetch_priors"]["detail"]["prior"] == first.study_instance_uid
+    change = analysis["summary"]["interval_change"]
+    assert change["status"] == "compared"
+    assert change["prior_accession_number"] == "E2E-CT1"
+    assert change["prior_study_date"] == "2026-01-05"
+    volumes = [c for c in change["changes"] if c["unit"]["value"] == "mL"]
+    assert volumes and volumes[0]["prior_value"] > 0
+    assert (
+        "Compared with 2026-01-05 (E2E-CT1)"
+        in steps["build_results:head-ct-ich"]["detail"]["interval_change"]
+    )

@@ -8,6 +8,7 @@ import pytest
 from pydicom import Dataset
 
 from deployments.orthanc import free_port
+from integrations.dicom.header import read_header
 from integrations.dicom.scu import DicomClient, Peer
 from integrations.errors import PeerUnavailableError
 from tests.dicom_samples import make_instance
@@ -60,3 +61,46 @@ def test_move_brings_a_study_to_the_node(settings_factory, clean_orthanc, node_p
 def test_unreachable_peer_is_a_transient_error():
     with pytest.raises(PeerUnavailableError, match="cannot associate"):
         client(free_port()).echo()
+
+
+def test_a_moved_prior_never_reopens_a_study_pacsflow_already_analysed(
+    settings_factory, clean_orthanc, node_port
+):
+    """The prior comes back with pacsflow's own SR in it: kept, but the study stays done."""
+    first = make_instance("scu-done", number=1, patient_id="SCU-DONE")
+    our_sr_stand_in = make_instance("scu-done", number=2, patient_id="SCU-DONE")
+    for dataset in (first, our_sr_stand_in):
+        buffer = io.BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        clean_orthanc.client.upload(buffer.getvalue())
+    settings = settings_factory(
+        node={"ae_title": NODE_AE_TITLE, "port": node_port, "allowed_callers": [PACS_AE_TITLE]},
+        study={"quiet_seconds": 60},
+    )
+    with running_node(settings, close_studies=False) as site:
+        # the study as it first arrived from a modality...
+        site.store.record_instance(
+            read_header(_encoded(first)),
+            path="/dev/null",
+            size_bytes=0,
+            calling_ae_title="MODALITY",
+        )
+        with site.database.connection() as conn:  # ...analysed and done
+            conn.execute(
+                "UPDATE studies SET state = 'done' WHERE study_instance_uid = %s",
+                (first.StudyInstanceUID,),
+            )
+        query = Dataset()
+        query.QueryRetrieveLevel = "STUDY"
+        query.StudyInstanceUID = first.StudyInstanceUID
+        outcome = client(clean_orthanc.dicom_port).move(query, NODE_AE_TITLE)
+        assert outcome.failed == 0
+        study = site.store.study(first.StudyInstanceUID)
+        assert study.instance_count == 2  # the SR stand-in was kept
+        assert (study.state, study.generation) == ("done", 1)  # and nothing re-opened
+
+
+def _encoded(dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
