@@ -61,7 +61,7 @@ def start(site, config: Path) -> subprocess.Popen:
         "PACSFLOW_ESCALATION__WEBHOOK_SECRET": "secret-from-the-environment",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "deployments.commands.escalation_service", "--config", str(config)],
+        [sys.executable, "-m", "deployments.cli", "--config", str(config), "escalation-service"],
         cwd=site.tmp_path,
         env=env,
         stdout=subprocess.PIPE,

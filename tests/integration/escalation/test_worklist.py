@@ -28,7 +28,7 @@ def run_worklist_command(site, *args: str) -> subprocess.CompletedProcess:
     }
     env.pop("PACSFLOW_CONFIG", None)
     return subprocess.run(
-        [sys.executable, "-m", "deployments.commands.worklist", *args],
+        [sys.executable, "-m", "deployments.cli", "worklist", *args],
         cwd=site.tmp_path,
         env={**env, "PYTHONPATH": str(REPO)},
         capture_output=True,
