@@ -3,6 +3,10 @@
 The tier is written as soon as inference yields it (the escalate step, before result objects
 are built) and confirmed when the run ends, so a Critical study rises to the top of the list
 within seconds of study close, whatever arrived before it.
+
+A study the node is still receiving, or has closed and queued but not started, has no row
+yet: the list shows it as ``received`` from the studies table, so the node's hot path writes
+nothing extra per instance.
 """
 
 from __future__ import annotations
@@ -14,9 +18,28 @@ from integrations.db.connection import Database
 WORKLIST_ORDER = "w.tier_rank NULLS LAST, w.closed_at NULLS LAST, w.study_instance_uid"
 
 _ROWS = f"""
+WITH listed AS (
+    SELECT * FROM worklist
+    UNION ALL
+    SELECT (jsonb_populate_record(NULL::worklist, jsonb_build_object(
+        'study_instance_uid', s.study_instance_uid,
+        'accession_number', s.accession_number,
+        'patient_id', s.patient_id,
+        'patient_name', s.patient_name,
+        'modality', array_to_string(s.modalities, '/'),
+        'study_description', s.study_description,
+        'generation', s.generation,
+        'status', 'received',
+        'received_at', s.first_received_at,
+        'closed_at', s.closed_at,
+        'updated_at', s.updated_at))).*
+    FROM studies s
+    WHERE s.state IN ('receiving', 'queued')
+      AND NOT EXISTS (SELECT 1 FROM worklist x WHERE x.study_instance_uid = s.study_instance_uid)
+)
 SELECT w.*, e.escalations, e.escalation_state, e.acknowledged_by, e.acknowledged_at,
        e.first_notification_seconds
-FROM worklist w
+FROM listed w
 LEFT JOIN LATERAL (
     SELECT count(*) AS escalations,
            CASE WHEN count(*) = 0 THEN NULL
@@ -167,7 +190,8 @@ class WorklistStore:
     def rows(
         self, limit: int = 200, *, include_read: bool = True, tier: str | None = None
     ) -> list[dict[str, Any]]:
-        """Critical first, then Urgent, Routine, not yet analysed; each by study close time."""
+        """Critical first, then Urgent, Routine, not yet analysed; each by study close time.
+        Studies received but not yet being analysed come last, as ``received``."""
         with self.database.connection() as conn:
             return conn.execute(
                 _ROWS,  # type: ignore[arg-type]

@@ -12,9 +12,12 @@ from pathlib import Path
 from hl7apy.parser import parse_message
 
 from integrations.db.outbox import OutboxStore
+from integrations.db.store import StudyStore
 from integrations.db.worklist import WorklistStore
+from integrations.dicom.header import read_header
 from tasks.escalation import escalate
 from tasks.worklist import update_worklist
+from tests.dicom_samples import make_instance, write
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -114,3 +117,47 @@ def test_a_later_analyzer_never_lowers_the_tier_within_a_run(make_site):
     assert store.get(context.study_instance_uid)["tier"] == "Routine"
     assert store.mark_read(context.study_instance_uid)
     assert store.rows(include_read=False) == []
+
+
+def test_a_study_still_arriving_is_listed_as_received_and_a_prior_is_not(make_site):
+    site = make_site()
+    store = StudyStore(site.database)
+    arriving = make_instance("wl-arriving", accession="A-wl-arriving")
+    prior = make_instance("wl-prior", accession="A-wl-prior")
+    for dataset, as_prior in ((arriving, False), (prior, True)):
+        path = write(dataset, site.tmp_path / "instances" / dataset.AccessionNumber)
+        data = path.read_bytes()
+        store.record_instance(
+            read_header(data),
+            path=str(path),
+            size_bytes=len(data),
+            calling_ae_title="MODALITY",
+            as_prior=as_prior,
+        )
+    analysed = site.closed_study("wl-analysed")
+    escalate.fn(analysed, [site.analysis(analysed, [("Effusion", 0.7)])])
+
+    worklist = WorklistStore(site.database)
+    rows = worklist.rows()
+    assert [row["study_instance_uid"] for row in rows] == [
+        analysed.study_instance_uid,
+        arriving.StudyInstanceUID,
+    ]
+    received = rows[1]
+    assert (received["status"], received["tier"], received["accession_number"]) == (
+        "received",
+        None,
+        "A-wl-arriving",
+    )
+    assert received["received_at"] is not None and received["closed_at"] is None
+    assert worklist.rows(tier="Routine") == [rows[0]]
+    table = run_worklist_command(site)
+    assert table.returncode == 0, table.stderr
+    (line,) = [line for line in table.stdout.splitlines() if "A-wl-arriving" in line]
+    assert "received" in line
+
+    # processing starts: the same study, now a row of its own, analysing
+    worklist.mark_analysing(arriving.StudyInstanceUID)
+    statuses = {row["study_instance_uid"]: row["status"] for row in worklist.rows()}
+    assert statuses[arriving.StudyInstanceUID] == "analysing"
+    assert len(statuses) == 2
