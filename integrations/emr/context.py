@@ -72,6 +72,16 @@ class Location:
     def is_empty(self) -> bool:
         return not any((self.point_of_care, self.room, self.bed, self.facility))
 
+    @property
+    def display(self) -> str:
+        """'ICU, room 12, bed 3' for a person reading a page; '' when nothing is known."""
+        parts = [self.point_of_care or self.description]
+        if self.room:
+            parts.append(f"room {self.room}")
+        if self.bed:
+            parts.append(f"bed {self.bed}")
+        return ", ".join(part for part in parts if part)
+
 
 @dataclass(frozen=True)
 class Provider:

@@ -25,7 +25,9 @@ from pydicom import dcmread
 
 from integrations.db.connection import Database
 from integrations.db.escalations import Acknowledgement, EscalationRecord, EscalationStore
+from integrations.db.patients import PatientStore
 from integrations.db.store import StudyStore
+from integrations.emr.identifiers import MrnRules
 from integrations.errors import ConfigError
 from integrations.escalation.channels import Channel, build_channels
 from integrations.escalation.notification import Notification, ack_link, study_link
@@ -78,7 +80,7 @@ class NotifyOutcome:
     late: bool
 
 
-def patient_location(paths: Sequence[str]) -> str:
+def header_location(paths: Sequence[str]) -> str:
     """The ward from the first readable instance header ('' when none says)."""
     for path in paths[:3]:
         try:
@@ -145,8 +147,19 @@ class EscalationEngine:
             accession_number=study.accession_number,
             modality="/".join(study.modalities),
             patient_id=study.patient_id,
-            patient_location=patient_location(paths),
+            patient_location=self.adt_location(study.patient_id, study.issuer_of_patient_id)
+            or header_location(paths),
         )
+
+    def adt_location(self, patient_id: str, issuer_of_patient_id: str) -> str:
+        """Where the ADT feed says the patient is now: it follows transfers, while the images
+        only say where the patient was scanned. '' when ADT never mentioned the patient, or
+        after discharge."""
+        rules = MrnRules.from_settings(self.settings.mrn)
+        resolved = PatientStore(self.database, rules).resolve(
+            str(rules.dicom_key(patient_id, issuer_of_patient_id))
+        )
+        return resolved.context.location.display if resolved else ""
 
     # -- the first notification, from the flow -------------------------------------------------
 

@@ -17,6 +17,8 @@ from integrations.escalation.notification import (
     verify_signature,
 )
 from tasks.escalation import escalate
+from tests.emr_samples import adt
+from tests.integration.emr.helpers import msa, running_listener
 from tests.integration.escalation.conftest import WEBHOOK_SECRET
 
 DEADLINE_SECONDS = 60.0
@@ -362,3 +364,25 @@ def test_unusable_channels_still_record_the_finding_and_alert(make_site, caplog)
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "PACSFLOW_ESCALATION__WEBHOOK_SECRET" in messages and "no channel" in messages
     assert site.http.requests == [] and site.smtp.mails == []
+
+
+def test_the_ward_comes_from_the_adt_feed_when_it_knows_the_patient(make_site):
+    """The images say where the patient was scanned; ADT says where they are now."""
+    site = make_site()
+    with running_listener(site.settings) as listener:
+        sender = listener.sender()
+        try:
+            for message in (
+                adt("A01", "adt-1", mrn="PF-TEST-1", ward="ED", room="", bed="4"),
+                adt("A02", "adt-2", mrn="PF-TEST-1", ward="ICU", room="12", bed="3"),
+            ):
+                assert msa(sender.send(message))[0] == "AA"
+        finally:
+            sender.close()
+    context = site.closed_study("tension-adt", location="Emergency bay 4")
+    analysis = site.analysis(context, [("Tension Pneumothorax", 0.93)])
+    assert escalate.fn(context, [analysis]) == 1
+    (hook,) = site.http.wait_for("/hooks/surgery")
+    assert hook.json()["patient"]["ward"] == "ICU, room 12, bed 3"
+    (mail,) = site.smtp.wait_for("surg1@hospital.test")
+    assert "ICU, room 12, bed 3" in mail.body
