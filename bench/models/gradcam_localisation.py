@@ -308,13 +308,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed-offset", type=int, default=0, help="0: the test's studies")
     parser.add_argument("--variants", choices=("all", "production"), default="all")
+    parser.add_argument(
+        "--models-dir", type=Path, help="score these packages (default: the committed demo ones)"
+    )
     args = parser.parse_args(argv)
 
     from models.demo import ensure_demo_packages
     from models.package_registry import PackageRegistry
 
-    directory = Path(tempfile.mkdtemp(prefix="gradcam-localisation-"))
-    ensure_demo_packages(directory, train_if_needed=False)
+    directory = args.models_dir or Path(tempfile.mkdtemp(prefix="gradcam-localisation-"))
+    if args.models_dir is None:
+        ensure_demo_packages(directory, train_if_needed=False)
     registry = PackageRegistry(directory, "cpu")
     cohort = list(studies(args.seed_offset))
     chosen = VARIANTS if args.variants == "all" else dict(list(VARIANTS.items())[:1])
