@@ -42,7 +42,6 @@ from integrations.dicom.result_common import (
     by_series,
     finish_series,
     placed_heatmaps,
-    study_instance_uid_of,
 )
 from integrations.dicom.sr import tracking_uid
 from integrations.settings import ResultsSettings
@@ -121,13 +120,7 @@ def build_presentation_states(
     ``sources`` must include the heatmaps' images with their pixel data (for images without a
     VOI window one is derived from the values).
     """
-    context = BuildContext(
-        analysis=analysis,
-        profile=profile,
-        generation=generation,
-        now=now or datetime.datetime.now(),
-        study_instance_uid=study_instance_uid_of(sources),
-    )
+    context = BuildContext.for_study(analysis, sources, profile, generation, now)
     placed = placed_heatmaps(analysis, sources)
     states = []
     for index, (series_uid, items) in enumerate(by_series(placed).items()):

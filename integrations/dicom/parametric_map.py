@@ -27,7 +27,6 @@ from integrations.dicom.result_common import (
     finish_series,
     header_copy,
     placed_heatmaps,
-    study_instance_uid_of,
 )
 from integrations.dicom.segmentation import stack_heatmaps
 from integrations.settings import ResultsSettings
@@ -47,13 +46,7 @@ def build_parametric_maps(
     now: datetime.datetime | None = None,
 ) -> tuple[list[hd.pm.ParametricMap], list[SkippedCarrier]]:
     """Saliency maps per analysed series and label, and the series that cannot have one."""
-    context = BuildContext(
-        analysis=analysis,
-        profile=profile,
-        generation=generation,
-        now=now or datetime.datetime.now(),
-        study_instance_uid=study_instance_uid_of(sources),
-    )
+    context = BuildContext.for_study(analysis, sources, profile, generation, now)
     maps: list[hd.pm.ParametricMap] = []
     skipped: list[SkippedCarrier] = []
     for series_uid, items in by_series(placed_heatmaps(analysis, sources)).items():

@@ -148,6 +148,25 @@ class BuildContext:
         if not is_valid_uid(self.study_instance_uid):
             raise ValueError(f"study_instance_uid is not a UID: {self.study_instance_uid!r}")
 
+    @classmethod
+    def for_study(
+        cls,
+        analysis: AnalysisResult,
+        sources: Sequence[Dataset],
+        profile: ResultsSettings,
+        generation: int,
+        now: datetime.datetime | None,
+    ) -> BuildContext:
+        """The context of a builder's call: the study is the one ``sources`` belong to, the time
+        stamp now unless given."""
+        return cls(
+            analysis=analysis,
+            profile=profile,
+            generation=generation,
+            now=now or datetime.datetime.now(),
+            study_instance_uid=study_instance_uid_of(sources),
+        )
+
     @property
     def model_seed(self) -> str:
         return self.analysis.model.algorithm_uid_seed

@@ -26,7 +26,6 @@ from integrations.dicom.result_common import (
     finish_series,
     header_copy,
     placed_heatmaps,
-    study_instance_uid_of,
 )
 from integrations.settings import ResultsSettings
 from models.results import AnalysisResult
@@ -44,13 +43,7 @@ def build_secondary_captures(
     now: datetime.datetime | None = None,
 ) -> list[SCImage]:
     """One colour Secondary Capture per heatmap of ``analysis``; [] when there are none."""
-    context = BuildContext(
-        analysis=analysis,
-        profile=profile,
-        generation=generation,
-        now=now or datetime.datetime.now(),
-        study_instance_uid=study_instance_uid_of(sources),
-    )
+    context = BuildContext.for_study(analysis, sources, profile, generation, now)
     return [
         _secondary_capture(context, item, index)
         for index, item in enumerate(placed_heatmaps(analysis, sources))

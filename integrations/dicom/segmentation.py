@@ -32,7 +32,6 @@ from integrations.dicom.result_common import (
     frame_count,
     header_copy,
     placed_heatmaps,
-    study_instance_uid_of,
 )
 from integrations.dicom.secondary_capture import patient_orientation
 from integrations.dicom.sr import tracking_uid
@@ -59,13 +58,7 @@ def build_segmentations(
     A multi-frame source without a Frame of Reference cannot be segmented frame by frame
     (highdicom 0.28 refuses it, as the frames would have no position): skipped with that reason.
     """
-    context = BuildContext(
-        analysis=analysis,
-        profile=profile,
-        generation=generation,
-        now=now or datetime.datetime.now(),
-        study_instance_uid=study_instance_uid_of(sources),
-    )
+    context = BuildContext.for_study(analysis, sources, profile, generation, now)
     segmentations: list[hd.seg.Segmentation] = []
     skipped: list[SkippedCarrier] = []
     for series_uid, items in by_series(placed_heatmaps(analysis, sources)).items():

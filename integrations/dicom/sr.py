@@ -61,7 +61,6 @@ from integrations.dicom.result_common import (
     header_copy,
     index_sources,
     source_for,
-    study_instance_uid_of,
 )
 from integrations.dicom.uids import derived_uid
 from integrations.settings import ResultsSettings
@@ -88,13 +87,7 @@ def build_measurement_report(
     evidence (all of them when the study was not analysable). Raises ValueError or TypeError
     naming the argument when the inputs are inconsistent.
     """
-    context = BuildContext(
-        analysis=analysis,
-        profile=profile,
-        generation=generation,
-        now=now or datetime.datetime.now(),
-        study_instance_uid=study_instance_uid_of(sources),
-    )
+    context = BuildContext.for_study(analysis, sources, profile, generation, now)
     if prior is not None and not isinstance(prior, PriorComparison):
         raise TypeError("prior must be a PriorComparison or None")
     _check_findings(analysis)
