@@ -153,17 +153,8 @@ class DicomClient:
             build_context(sop_class, [syntax, ExplicitVRLittleEndian, ImplicitVRLittleEndian])
             for sop_class, syntax in wanted
         ]
-        codes: list[int] = []
         with self._associate(contexts, study_instance_uid) as assoc:
-            for dataset in datasets:
-                response = assoc.send_c_store(dataset)
-                self._check_alive(assoc, "C-STORE", study_instance_uid)
-                code = int(getattr(response, "Status", -1))
-                if code != status.SUCCESS and not status.is_warning(code):
-                    comment = str(getattr(response, "ErrorComment", "") or "")
-                    self._raise_for_status("C-STORE", code, study_instance_uid, comment)
-                codes.append(code)
-        return codes
+            return [self._send_c_store(assoc, item, study_instance_uid) for item in datasets]
 
     def store_files(self, paths: Sequence[Path], *, study_instance_uid: str = "") -> list[int]:
         """C-STORE files in DICOM File Format as they are on disk, in one association.
@@ -178,17 +169,20 @@ class DicomClient:
         if len(wanted) > MAX_CONTEXTS:
             raise ValueError("too many distinct SOP classes for one association")
         contexts = [build_context(sop_class, [syntax]) for sop_class, syntax in wanted]
-        codes: list[int] = []
         with self._associate(contexts, study_instance_uid) as assoc, _streaming_from_files():
-            for path in paths:
-                response = assoc.send_c_store(path)
-                self._check_alive(assoc, "C-STORE", study_instance_uid)
-                code = int(getattr(response, "Status", -1))
-                if code != status.SUCCESS and not status.is_warning(code):
-                    comment = str(getattr(response, "ErrorComment", "") or "")
-                    self._raise_for_status("C-STORE", code, study_instance_uid, comment)
-                codes.append(code)
-        return codes
+            return [self._send_c_store(assoc, path, study_instance_uid) for path in paths]
+
+    def _send_c_store(
+        self, assoc: Association, item: Dataset | Path, study_instance_uid: str
+    ) -> int:
+        """One C-STORE; its status code when success or warning, else the error raised."""
+        response = assoc.send_c_store(item)
+        self._check_alive(assoc, "C-STORE", study_instance_uid)
+        code = int(getattr(response, "Status", -1))
+        if code != status.SUCCESS and not status.is_warning(code):
+            comment = str(getattr(response, "ErrorComment", "") or "")
+            self._raise_for_status("C-STORE", code, study_instance_uid, comment)
+        return code
 
     def find(self, query: Dataset, *, study_instance_uid: str = "") -> list[Dataset]:
         """Study Root C-FIND; returns the matches (identifiers)."""
