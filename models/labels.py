@@ -31,6 +31,19 @@ CHEST_CORE_LABELS = (
 )
 TENSION_PNEUMOTHORAX = "Tension Pneumothorax"
 CHEST_LABELS = (*CHEST_CORE_LABELS, TENSION_PNEUMOTHORAX)
+# Chest findings that are lesions (air, fluid or tissue where it should not be): a heatmap peak
+# can be checked against their masks. Size and shape findings (cardiomegaly, widened
+# mediastinum, emphysema) and diffuse patterns (edema, fibrosis, infiltration) have no such spot.
+CHEST_FOCAL_LABELS = (
+    "Pneumothorax",
+    TENSION_PNEUMOTHORAX,
+    "Effusion",
+    "Mass",
+    "Nodule",
+    "Consolidation",
+    "Hernia",
+    "Fracture",
+)
 
 # --- musculoskeletal radiograph
 FRACTURE = "Fracture"

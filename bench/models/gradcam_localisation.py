@@ -44,18 +44,8 @@ from scipy import ndimage
 from torch import nn
 
 import models  # noqa: F401 - sets OMP_WAIT_POLICY before torch runs
-
-FEATURE_CELLS = 16
-CHEST_FOCAL = (
-    "Pneumothorax",
-    "Tension Pneumothorax",
-    "Effusion",
-    "Mass",
-    "Nodule",
-    "Consolidation",
-    "Hernia",
-    "Fracture",
-)
+from models.demo.common import FEATURE_CELLS
+from models.labels import CHEST_FOCAL_LABELS as CHEST_FOCAL
 
 
 def studies(offset: int) -> Iterator[tuple[str, Any, tuple[str, ...]]]:

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from models.demo.common import FEATURE_CELLS
 from models.evaluation import roc_auc
+from models.labels import CHEST_FOCAL_LABELS as CHEST_FOCAL
 from models.labels import HEMORRHAGE_SUBTYPES as SUBTYPES
 from models.package_registry import PackageRegistry
 from models.phantoms.base import PhantomStudy
@@ -27,20 +29,6 @@ from models.phantoms.msk import msk_study
 from models.results import AnalysisResult
 
 LOCALISATION: dict[str, list[tuple[bool, bool]]] = defaultdict(list)  # (strict, within a cell)
-FEATURE_CELLS = 16  # the demo networks' final feature maps are 16 x 16 over the analysed field
-# Chest findings that are lesions (air, fluid or tissue where it should not be) are localised;
-# size and shape findings (cardiomegaly, widened mediastinum, emphysema) and diffuse patterns
-# (edema, fibrosis, infiltration) have no spot a peak could be checked against.
-CHEST_FOCAL = (
-    "Pneumothorax",
-    "Tension Pneumothorax",
-    "Effusion",
-    "Mass",
-    "Nodule",
-    "Consolidation",
-    "Hernia",
-    "Fracture",
-)
 
 
 def record_localisation(
