@@ -25,7 +25,6 @@ import argparse
 import base64
 import json
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -41,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from tests.fhir_r4 import validate_r4
+from tests.peers.serving import serve_until_terminated
 
 BASE = "/fhir"
 TOKEN_PATH = "/auth/token"
@@ -385,15 +385,7 @@ def main() -> int:
     parser.add_argument("--token-lifetime", type=int, default=300)
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    server = Server(args.port, args.dir, args)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    (args.dir / "ready").write_text("ready")
-    try:
-        server.serve_forever(poll_interval=0.1)
-    finally:
-        server.server_close()
-        (args.dir / "ready").unlink(missing_ok=True)
-    return 0
+    return serve_until_terminated(Server(args.port, args.dir, args), args.dir)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import socket
 import socketserver
 import sys
@@ -28,6 +26,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from tests.peers.serving import serve_until_terminated
 
 START, END = b"\x0b", b"\x1c\x0d"
 
@@ -162,15 +162,7 @@ def main() -> int:
     parser.add_argument("--validate", action="store_true")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    server = Server(args.port, args.dir, args.validate)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    (args.dir / "ready").write_text(str(os.getpid()))
-    try:
-        server.serve_forever(poll_interval=0.1)
-    finally:
-        server.server_close()
-        (args.dir / "ready").unlink(missing_ok=True)
-    return 0
+    return serve_until_terminated(Server(args.port, args.dir, args.validate), args.dir)
 
 
 if __name__ == "__main__":
