@@ -39,13 +39,28 @@ class Modality:
 
 @dataclass
 class OrthancConfig:
+    """Orthanc as sites run it: its own defaults except where a field here says otherwise.
+
+    ``overwrite_instances``: None leaves Orthanc's default (false: a second instance under a
+    known SOP Instance UID is answered with success and the first copy is kept, as most
+    archives do); tests covering an archive that overwrites set True.
+    ``lua_scripts``: scripts Orthanc runs (a site's forwarding rule, for instance).
+    """
+
     storage_dir: Path
     ae_title: str = "ORTHANC"
     dicom_port: int = 4242
     http_port: int = 8042
     modalities: list[Modality] = field(default_factory=list)
+    overwrite_instances: bool | None = None
+    lua_scripts: list[Path] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        optional: dict[str, Any] = {}
+        if self.overwrite_instances is not None:
+            optional["OverwriteInstances"] = self.overwrite_instances
+        if self.lua_scripts:
+            optional["LuaScripts"] = [str(path) for path in self.lua_scripts]
         return {
             "Name": "pacsflow-pacs",
             "StorageDirectory": str(self.storage_dir / "db"),
@@ -62,14 +77,13 @@ class OrthancConfig:
             "DicomCheckModalityHost": False,
             "DicomAlwaysAllowEcho": True,
             "DicomAlwaysAllowStore": True,
-            # Results re-sent by a rerun carry the same SOP Instance UIDs: replace them.
-            "OverwriteInstances": True,
             "StableAge": 2,
             "DicomScuTimeout": 30,
             "DicomModalities": {
                 m.alias: {"AET": m.ae_title, "Host": m.host, "Port": m.port}
                 for m in self.modalities
             },
+            **optional,
         }
 
 

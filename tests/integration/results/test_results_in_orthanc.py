@@ -6,6 +6,7 @@ series, and the stored files are downloaded, verified with dciodvfy, rendered an
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import io
@@ -268,3 +269,31 @@ def test_a_patient_without_priors_gets_no_prior_available(clean_orthanc):
     assert not fetched.available
     assert fetched.reason == "no prior available: no earlier study of this patient"
     assert dataclasses.asdict(fetched.search)["prior"] is None
+
+
+@pytest.mark.parametrize(
+    ("overwrite_instances", "kept"),
+    [(None, "first"), (True, "second")],
+    ids=["orthanc-defaults", "overwrite-instances-true"],
+)
+def test_a_changed_sr_under_a_known_uid_is_kept_first_unless_the_pacs_overwrites(
+    clean_orthanc, start_orthanc, overwrite_instances, kept
+):
+    """Orthanc's default (like most archives) answers success to a second copy under a known
+    SOP Instance UID and keeps the first: a result re-sent with changed content under the same
+    UIDs never reaches the reader. Only an archive set to overwrite shows the second."""
+    pacs = clean_orthanc if overwrite_instances is None else start_orthanc(overwrite_instances=True)
+    lesion = synthetic.Lesion((205.0, 78.0), (16.0, 12.0))
+    image, _ = synthetic.chest_radiograph(lesion=lesion)
+    upload(pacs, image)
+    first = build_result_objects(
+        synthetic.chest_analysis(image, lesion), [image], profile=ResultsSettings(carriers=["sr"])
+    ).sr.dataset
+    second = copy.deepcopy(first)
+    second.SeriesDescription = "changed content, same SOP Instance UID"
+    client = pacs_client(pacs)
+    assert client.store([first]) == [0x0000]
+    assert client.store([second]) == [0x0000]  # success either way
+    stored = decode_dataset(stored_files(pacs, image.StudyInstanceUID)[first.SOPInstanceUID])
+    expected = first if kept == "first" else second
+    assert stored.SeriesDescription == expected.SeriesDescription
