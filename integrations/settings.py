@@ -79,6 +79,10 @@ class NodeSettings(Section):
     network_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     # fsync each received file before answering success; turn off only on battery-backed storage.
     fsync: bool = True
+    # A known SOP Instance UID arriving with different content is always logged and recorded
+    # (node_events, both content hashes); then keep-first answers success and keeps the first
+    # copy (as most archives do), replace swaps the new content in, refuse answers a failure.
+    on_changed_duplicate: Literal["keep-first", "replace", "refuse"] = "keep-first"
 
     def caller_policy(self) -> tuple[AllowedCaller, ...]:
         return tuple(

@@ -23,19 +23,35 @@ from integrations.dicom.routing import Route, SeriesInfo
 
 # One round trip per received instance. The instance row goes in first; only when it is new
 # do the study and series rows get created or touched (a SOP Instance UID seen before changes
-# nothing). A new instance on a closed study re-opens it as a new generation. Foreign keys
-# are checked at the end of the statement, after all three inserts.
+# nothing: the statement hands back the recorded content hash so the node can tell an
+# identical re-send from a changed one). A new instance on a closed study re-opens it as a
+# new generation, unless it is a prior moved here (as_prior) or one of pacsflow's own objects
+# coming back (its SOP Instance UID or Series Instance UID is registered in result_objects):
+# those are kept and never open, re-open or queue their study. Foreign keys are checked at
+# the end of the statement, after all three inserts.
 _RECORD_INSTANCE = """
-WITH inserted AS (
+WITH known AS (
+    SELECT study_instance_uid, series_instance_uid, path, content_sha256
+    FROM instances WHERE sop_instance_uid = %(sop_instance_uid)s
+), flags AS (
+    SELECT EXISTS (SELECT 1 FROM result_objects WHERE sop_instance_uid = %(sop_instance_uid)s)
+           OR EXISTS (SELECT 1 FROM result_objects
+                      WHERE series_instance_uid = %(series_instance_uid)s) AS ours
+), inserted AS (
     INSERT INTO instances (
         sop_instance_uid, series_instance_uid, study_instance_uid, sop_class_uid,
-        transfer_syntax_uid, instance_number, path, size_bytes, calling_ae_title
-    ) VALUES (
-        %(sop_instance_uid)s, %(series_instance_uid)s, %(study_instance_uid)s, %(sop_class_uid)s,
-        %(transfer_syntax_uid)s, %(instance_number)s, %(path)s, %(size_bytes)s, %(calling_ae_title)s
+        transfer_syntax_uid, instance_number, path, size_bytes, calling_ae_title,
+        content_sha256, ours
     )
+    SELECT %(sop_instance_uid)s, %(series_instance_uid)s, %(study_instance_uid)s,
+           %(sop_class_uid)s, %(transfer_syntax_uid)s, %(instance_number)s, %(path)s,
+           %(size_bytes)s, %(calling_ae_title)s, %(content_sha256)s, flags.ours
+    FROM flags
     ON CONFLICT (sop_instance_uid) DO NOTHING
-    RETURNING sop_instance_uid
+    RETURNING sop_instance_uid, ours
+), quiet AS (
+    -- kept without opening, re-opening or delaying the study
+    SELECT %(as_prior)s OR ours AS quiet FROM flags
 ), study AS (
     INSERT INTO studies AS s (
         study_instance_uid, patient_id, issuer_of_patient_id, patient_name, patient_birth_date,
@@ -46,17 +62,20 @@ WITH inserted AS (
            %(patient_birth_date)s, %(patient_sex)s, %(accession_number)s, %(study_date)s,
            %(study_time)s, %(study_description)s, %(referring_physician_name)s,
            CASE WHEN %(modality)s = '' THEN '{}'::text[] ELSE ARRAY[%(modality)s]::text[] END,
-           %(calling_ae_title)s, 1, CASE WHEN %(as_prior)s THEN 'prior' ELSE 'receiving' END
-    FROM inserted
+           %(calling_ae_title)s, 1, CASE WHEN quiet.quiet THEN 'prior' ELSE 'receiving' END
+    FROM inserted, quiet
     ON CONFLICT (study_instance_uid) DO UPDATE SET
         generation = s.generation
-            + CASE WHEN %(as_prior)s OR s.state IN ('receiving', 'prior') THEN 0 ELSE 1 END,
-        first_received_at = CASE WHEN %(as_prior)s OR s.state IN ('receiving', 'prior')
+            + CASE WHEN (SELECT quiet FROM quiet) OR s.state IN ('receiving', 'prior')
+                   THEN 0 ELSE 1 END,
+        first_received_at = CASE WHEN (SELECT quiet FROM quiet) OR s.state IN ('receiving', 'prior')
                                  THEN s.first_received_at ELSE clock_timestamp() END,
-        closed_at = CASE WHEN %(as_prior)s OR s.state IN ('receiving', 'prior') THEN s.closed_at
-                         ELSE NULL END,
-        state = CASE WHEN %(as_prior)s OR s.state = 'prior' THEN s.state ELSE 'receiving' END,
-        last_received_at = CASE WHEN %(as_prior)s THEN s.last_received_at ELSE clock_timestamp() END,
+        closed_at = CASE WHEN (SELECT quiet FROM quiet) OR s.state IN ('receiving', 'prior')
+                         THEN s.closed_at ELSE NULL END,
+        state = CASE WHEN (SELECT quiet FROM quiet) OR s.state = 'prior' THEN s.state
+                     ELSE 'receiving' END,
+        last_received_at = CASE WHEN (SELECT quiet FROM quiet) THEN s.last_received_at
+                                ELSE clock_timestamp() END,
         instance_count = s.instance_count + 1,
         modalities = CASE WHEN %(modality)s = '' OR %(modality)s = ANY(s.modalities) THEN s.modalities
                           ELSE array_append(s.modalities, %(modality)s) END,
@@ -70,11 +89,11 @@ WITH inserted AS (
     INSERT INTO series AS r (
         series_instance_uid, study_instance_uid, modality, body_part_examined,
         series_description, protocol_name, series_number, laterality, view_position,
-        sop_class_uids, instance_count
+        sop_class_uids, instance_count, ours
     )
     SELECT %(series_instance_uid)s, %(study_instance_uid)s, %(modality)s, %(body_part_examined)s,
            %(series_description)s, %(protocol_name)s, %(series_number)s, %(laterality)s,
-           %(view_position)s, ARRAY[%(sop_class_uid)s]::text[], 1
+           %(view_position)s, ARRAY[%(sop_class_uid)s]::text[], 1, inserted.ours
     FROM inserted
     ON CONFLICT (series_instance_uid) DO UPDATE SET
         instance_count = r.instance_count + 1,
@@ -83,8 +102,14 @@ WITH inserted AS (
     RETURNING series_instance_uid
 )
 SELECT (SELECT count(*) FROM inserted) AS new,
+       (SELECT ours FROM flags) AS ours,
+       known.study_instance_uid AS known_study_instance_uid,
+       known.series_instance_uid AS known_series_instance_uid,
+       known.path AS known_path,
+       known.content_sha256 AS known_content_sha256,
        (SELECT count(*) FROM study) AS studies,
        (SELECT count(*) FROM series) AS series
+FROM (SELECT 1) AS one LEFT JOIN known ON true
 """
 
 _CLAIM = """
@@ -108,8 +133,21 @@ DISPATCH_CHANNEL = "pacsflow_dispatch"
 
 
 @dataclass(frozen=True)
+class KnownInstance:
+    """The instance already recorded under a SOP Instance UID that arrived again."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    path: str
+    content_sha256: str | None  # None: recorded before content hashes were kept
+
+
+@dataclass(frozen=True)
 class RecordOutcome:
     new: bool
+    # One of pacsflow's own objects (registered in result_objects) given back by a PACS.
+    ours: bool = False
+    known: KnownInstance | None = None  # set when the SOP Instance UID was known already
 
 
 class StudyStore:
@@ -127,24 +165,72 @@ class StudyStore:
         path: str,
         size_bytes: int,
         calling_ae_title: str,
+        content_sha256: str | None = None,
         as_prior: bool = False,
     ) -> RecordOutcome:
-        """Record a stored instance; a SOP Instance UID seen before changes nothing.
+        """Record a stored instance in one round trip; a SOP Instance UID seen before changes
+        nothing, and the outcome names what was recorded under it (to compare contents).
 
         ``as_prior``: the instance came because this node moved the study here as a prior
         (C-MOVE sub-operation): it is kept, but never opens, re-opens or processes its study
-        (a study pacsflow analysed before comes back with pacsflow's own SR in it).
+        (a study pacsflow analysed before comes back with pacsflow's own SR in it). The same
+        holds, without the flag, for any object pacsflow itself built and sent.
         """
         params = {
             **header.__dict__,
             "path": path,
             "size_bytes": size_bytes,
             "calling_ae_title": calling_ae_title,
+            "content_sha256": content_sha256,
             "as_prior": as_prior,
         }
         with self.database.connection() as conn:
             row = conn.execute(_RECORD_INSTANCE, params).fetchone()
-        return RecordOutcome(new=bool(row and row["new"]))
+        known = None
+        if row["known_path"] is not None:
+            known = KnownInstance(
+                row["known_study_instance_uid"],
+                row["known_series_instance_uid"],
+                row["known_path"],
+                row["known_content_sha256"],
+            )
+        return RecordOutcome(new=bool(row["new"]), ours=bool(row["ours"]), known=known)
+
+    def record_changed_duplicate(
+        self,
+        *,
+        sop_instance_uid: str,
+        study_instance_uid: str,
+        calling_ae_title: str,
+        first_content_sha256: str,
+        received_content_sha256: str,
+        action: str,
+        replaced_by: tuple[str, int] | None = None,
+    ) -> None:
+        """Record a known SOP Instance UID that arrived with other content: a node event
+        with both hashes and, when the new content replaced the first, the instance row's
+        new path, size and hash, in the same transaction."""
+        with self.database.connection() as conn, conn.transaction():
+            conn.execute(
+                "INSERT INTO node_events (kind, detail, calling_ae_title, study_instance_uid,"
+                " sop_instance_uid, first_content_sha256, received_content_sha256)"
+                " VALUES ('changed_duplicate', %s, %s, %s, %s, %s, %s)",
+                (
+                    action,
+                    calling_ae_title,
+                    study_instance_uid,
+                    sop_instance_uid,
+                    first_content_sha256,
+                    received_content_sha256,
+                ),
+            )
+            if replaced_by is not None:
+                path, size_bytes = replaced_by
+                conn.execute(
+                    "UPDATE instances SET path = %s, size_bytes = %s, content_sha256 = %s,"
+                    " received_at = clock_timestamp() WHERE sop_instance_uid = %s",
+                    (path, size_bytes, received_content_sha256, sop_instance_uid),
+                )
 
     def instance_paths(self) -> set[str]:
         with self.database.connection() as conn:
@@ -174,10 +260,13 @@ class StudyStore:
         return now, [StudyActivity(**row) for row in rows]
 
     def series_of(self, study_instance_uid: str) -> list[SeriesInfo]:
+        """The study's series as routing sees them: pacsflow's own result series that a PACS
+        gave back are never inputs."""
         with self.database.connection() as conn:
             rows = conn.execute(
                 "SELECT series_instance_uid, modality, body_part_examined, series_description,"
-                " protocol_name, sop_class_uids FROM series WHERE study_instance_uid = %s"
+                " protocol_name, sop_class_uids FROM series"
+                " WHERE study_instance_uid = %s AND NOT ours"
                 " ORDER BY series_number NULLS LAST, series_instance_uid",
                 (study_instance_uid,),
             ).fetchall()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 
 from integrations.db.store import StudyStore
-from integrations.dicom.header import read_header
-from integrations.dicom.spool import Spool
+from integrations.dicom.header import dataset_offset, read_header
+from integrations.dicom.spool import Spool, content_sha256
 from integrations.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,11 @@ def reconcile_spool(spool: Spool, store: StudyStore) -> int:
             log.error("spool file %s does not match its UIDs; left in place", path)
             continue
         store.record_instance(
-            header, path=str(path), size_bytes=len(data), calling_ae_title="(recovered)"
+            header,
+            path=str(path),
+            size_bytes=len(data),
+            calling_ae_title="(recovered)",
+            content_sha256=content_sha256(data[dataset_offset(data) :]),
         )
         recorded += 1
     if recorded:

@@ -4,6 +4,12 @@ The C-STORE handler does three things and nothing else: land the bytes exactly a
 (no decode), record the instance in PostgreSQL, return a status. Study assembly, routing and
 processing happen elsewhere, after the study closes.
 
+The one round trip that records an instance also says whether it is one of pacsflow's own
+objects given back by the PACS (kept, never re-opening its study) and, for a SOP Instance UID
+seen before, which content was recorded under it. An identical re-send is a silent success; a
+changed one is logged, recorded as a node event with both content hashes, and handled by
+``[node] on_changed_duplicate``.
+
 pynetdicom's defaults are tightened here: every association is checked against the
 allowed-callers policy (AE title, optionally pinned to a host) and the called AE title,
 UIDs in DIMSE messages must conform, the maximum PDU is large, and several associations run
@@ -16,6 +22,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from pydicom import Dataset
@@ -23,13 +30,13 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from integrations.db.store import StudyStore
+from integrations.db.store import KnownInstance, RecordOutcome, StudyStore
 from integrations.dicom import status
 from integrations.dicom.ae import check_association
 from integrations.dicom.file_meta import encode_file_meta
-from integrations.dicom.header import parse_dataset
+from integrations.dicom.header import InstanceHeader, parse_dataset
 from integrations.dicom.reactor import request_handler
-from integrations.dicom.spool import Spool
+from integrations.dicom.spool import Spool, SpooledFile, file_content_sha256
 from integrations.dicom.uids import validate_uid
 from integrations.errors import DatasetError, InvalidUIDError, StoreError
 from integrations.settings import NodeSettings
@@ -55,6 +62,8 @@ class NodeCounters:
 
     stored: int = 0
     duplicates: int = 0
+    changed_duplicates: int = 0
+    own_objects: int = 0
     refused: int = 0
     rejected_associations: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -208,6 +217,7 @@ class DicomNode:
                 path=str(spooled.path),
                 size_bytes=spooled.size_bytes,
                 calling_ae_title=calling,
+                content_sha256=spooled.content_sha256,
                 as_prior=move_originator == self.settings.ae_title,
             )
         except Exception as error:
@@ -218,20 +228,102 @@ class DicomNode:
                 status.STORE_OUT_OF_RESOURCES, "database unavailable", calling, event
             )
 
+        if outcome.known is not None:
+            changed = self._changed_duplicate(header, meta, data, spooled, outcome.known, calling)
+            if changed is not None:
+                return changed
         self.counters.add("stored" if outcome.new else "duplicates")
+        if outcome.new and outcome.ours:
+            self.counters.add("own_objects")
         log.debug(
             "stored %s (study %s) from %s in %.1f ms%s",
             header.sop_instance_uid,
             header.study_instance_uid,
             calling,
             (time.perf_counter() - started) * 1000,
-            "" if outcome.new else " (duplicate)",
+            _note(outcome),
         )
         return status.SUCCESS
 
-    def _refuse(self, code: int, reason: str, calling: str, event: evt.Event) -> Dataset:
+    def _changed_duplicate(
+        self,
+        header: InstanceHeader,
+        meta: bytes,
+        data: bytes,
+        spooled: SpooledFile,
+        known: KnownInstance,
+        calling: str,
+    ) -> Dataset | int | None:
+        """A SOP Instance UID seen before: None when the content is the same (the caller
+        answers success as for any duplicate), else the answer to a changed duplicate."""
+        first = known.content_sha256
+        if first is None:  # recorded before hashes were kept: hash the file we have
+            try:
+                first = file_content_sha256(Path(known.path))
+            except (OSError, DatasetError):
+                first = ""
+        if first == spooled.content_sha256:
+            return None
+        if not spooled.already_present and str(spooled.path) != known.path:
+            # The new content names another study or series, so it landed beside the first.
+            self.spool.discard(spooled.path)
+        policy = self.settings.on_changed_duplicate
+        same_place = (known.study_instance_uid, known.series_instance_uid) == (
+            header.study_instance_uid,
+            header.series_instance_uid,
+        )
+        action = policy
+        if policy == "replace" and not same_place:
+            # Replacing would move the instance to another study or series under one UID.
+            action = "refuse"
+        self.counters.add("changed_duplicates")
+        log.warning(
+            "C-STORE from %s: SOP Instance %s is known with other content (%s); %s",
+            calling,
+            header.sop_instance_uid,
+            "same series" if same_place else "it now names another study or series",
+            CHANGED_DUPLICATE_OUTCOME[action],
+        )
+        replaced_by = None
+        try:
+            if action == "replace":
+                replaced = self.spool.write(
+                    header.study_instance_uid,
+                    header.series_instance_uid,
+                    header.sop_instance_uid,
+                    meta,
+                    data,
+                    replace=True,
+                )
+                replaced_by = (str(replaced.path), replaced.size_bytes)
+            self.store.record_changed_duplicate(
+                sop_instance_uid=header.sop_instance_uid,
+                study_instance_uid=known.study_instance_uid,
+                calling_ae_title=calling,
+                first_content_sha256=first,
+                received_content_sha256=spooled.content_sha256,
+                action=action,
+                replaced_by=replaced_by,
+            )
+        except Exception as error:
+            log.error("cannot handle the changed duplicate %s: %s", header.sop_instance_uid, error)
+            return self._refuse(
+                status.STORE_OUT_OF_RESOURCES, "cannot record a changed duplicate", calling, None
+            )
+        if action == "refuse":
+            response = self._failure(
+                status.STORE_REFUSED_CHANGED_DUPLICATE,
+                "SOP Instance UID known with other content",
+            )
+            response.OffendingElement = [SOP_INSTANCE_UID_TAG]
+            self.counters.add("refused")
+            return response
+        return status.SUCCESS
+
+    def _refuse(self, code: int, reason: str, calling: str, event: evt.Event | None) -> Dataset:
         self.counters.add("refused")
-        sop_instance_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
+        request = event.request if event is not None else None
+        sop_instance_uid = str(getattr(request, "AffectedSOPInstanceUID", "") or "")
         log.warning("C-STORE from %s refused (0x%04X): %s", calling, code, reason)
         try:
             self.store.record_event(
@@ -242,7 +334,27 @@ class DicomNode:
             )
         except Exception:
             log.exception("could not record the refused instance")
+        return self._failure(code, reason)
+
+    @staticmethod
+    def _failure(code: int, reason: str) -> Dataset:
         response = Dataset()
         response.Status = code
         response.ErrorComment = reason[:64]  # LO, at most 64 characters
         return response
+
+
+CHANGED_DUPLICATE_OUTCOME = {
+    "keep-first": "kept the first",
+    "replace": "replaced it",
+    "refuse": "refused",
+}
+
+# (0008,0018) SOP Instance UID, as Offending Element (0000,0901) of a refused changed duplicate.
+SOP_INSTANCE_UID_TAG = 0x00080018
+
+
+def _note(outcome: RecordOutcome) -> str:
+    if not outcome.new:
+        return " (duplicate)"
+    return " (pacsflow's own object, given back)" if outcome.ours else ""

@@ -4,16 +4,22 @@ Layout: ``<root>/<study UID>/<series UID>/<SOP instance UID>.dcm``. Every path c
 a UID checked by :func:`validate_uid` first, so nothing a peer sends can name a path outside
 the spool. A file appears under its final name only complete (temporary file, fsync, rename),
 so a crash leaves either the whole instance or nothing.
+
+Each write also gives the SHA-256 of the dataset bytes (file meta excluded, since the meta
+names the sender): two arrivals under one SOP Instance UID are the same content exactly
+when their hashes are equal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from integrations.dicom.header import dataset_offset
 from integrations.dicom.uids import validate_uid
 
 SUFFIX = ".dcm"
@@ -25,6 +31,18 @@ class SpooledFile:
     path: Path
     size_bytes: int
     already_present: bool
+    content_sha256: str  # of the dataset as received this time
+
+
+def content_sha256(dataset: bytes) -> str:
+    """The content hash pacsflow records per instance: SHA-256 of the encoded dataset."""
+    return hashlib.sha256(dataset).hexdigest()
+
+
+def file_content_sha256(path: Path) -> str:
+    """The content hash of a spooled file (its dataset after the file meta)."""
+    data = path.read_bytes()
+    return content_sha256(data[dataset_offset(data) :])
 
 
 class Spool:
@@ -49,12 +67,17 @@ class Spool:
         study_instance_uid: str,
         series_instance_uid: str,
         sop_instance_uid: str,
-        *parts: bytes,
+        meta: bytes,
+        dataset: bytes,
+        *,
+        replace: bool = False,
     ) -> SpooledFile:
-        """Store the concatenated ``parts`` durably; an instance already on disk is kept."""
+        """Store file meta + dataset durably; an instance already on disk is kept unless
+        ``replace``, which swaps the new content in atomically (readers see old or new)."""
+        digest = content_sha256(dataset)
         final = self.path_for(study_instance_uid, series_instance_uid, sop_instance_uid)
-        if final.exists():
-            return SpooledFile(final, final.stat().st_size, already_present=True)
+        if not replace and final.exists():
+            return SpooledFile(final, final.stat().st_size, True, digest)
         folder = final.parent
         created = False
         if folder not in self._known_folders:
@@ -63,8 +86,8 @@ class Spool:
         temporary = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         try:
             with open(temporary, "wb") as handle:
-                for part in parts:
-                    handle.write(part)
+                handle.write(meta)
+                handle.write(dataset)
                 if self.fsync:
                     handle.flush()
                     os.fsync(handle.fileno())
@@ -78,7 +101,12 @@ class Spool:
                 _fsync_directory(folder.parent)
                 _fsync_directory(self.root)
         self._known_folders.add(folder)
-        return SpooledFile(final, sum(len(part) for part in parts), already_present=False)
+        return SpooledFile(final, len(meta) + len(dataset), False, digest)
+
+    def discard(self, path: Path) -> None:
+        """Remove a file this node wrote but did not keep (a changed duplicate refused or
+        kept-first that arrived under another series)."""
+        path.unlink(missing_ok=True)
 
     def files(self) -> Iterator[Path]:
         """Every complete instance file in the spool (for reconciliation after a crash)."""

@@ -8,12 +8,19 @@ SUCCESS = 0x0000
 STORE_OUT_OF_RESOURCES = 0xA700  # Refused: Out of Resources
 STORE_DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900  # Error: Data Set does not match SOP Class
 STORE_CANNOT_UNDERSTAND = 0xC000  # Error: Cannot understand
+# Error: Cannot understand (Cxxx), pacsflow's sub-code for a known SOP Instance UID that
+# arrived with other content under [node] on_changed_duplicate = "refuse". PS3.4 lists no
+# "duplicate" failure for C-STORE (0x0111 Duplicate SOP Instance is an N-CREATE status), and
+# the A7xx "out of resources" class would tell the sender to retry the same bytes forever.
+# C100 is outside the C0xx and C2xx codes pynetdicom itself answers with; the Error Comment
+# and the Offending Element (0008,0018) say why.
+STORE_REFUSED_CHANGED_DUPLICATE = 0xC100
 STORE_COERCION_OF_DATA_ELEMENTS = 0xB000  # Warning: Coercion of Data Elements
 STORE_ELEMENTS_DISCARDED = 0xB006  # Warning: Elements Discarded
 
 # General (PS3.7 Annex C)
 PROCESSING_FAILURE = 0x0110  # Failure: Processing failure
-DUPLICATE_SOP_INSTANCE = 0x0111  # Failure: Duplicate SOP Instance (we answer success instead)
+DUPLICATE_SOP_INSTANCE = 0x0111  # Failure: Duplicate SOP Instance (N-CREATE; not for C-STORE)
 INVALID_ARGUMENT_VALUE = 0x0115  # Failure: Invalid argument value
 
 # C-FIND / C-MOVE pending (PS3.4 C.4)
