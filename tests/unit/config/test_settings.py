@@ -55,6 +55,7 @@ def test_environment_overrides_a_key_and_keeps_the_rest(config, monkeypatch):
         ("PACSFLOW_STUDY__QUIET_SECONDS", "-1", "study.quiet_seconds"),
         ("PACSFLOW_DATABASE__URL", "mysql://x", "database.url"),
         ("PACSFLOW_NODE__AE_TITEL", "X", "node.ae_titel"),
+        ("PACSFLOW_NODE__ON_CHANGED_DUPLICATE", "overwrite", "node.on_changed_duplicate"),
     ],
 )
 def test_a_wrong_value_names_the_key(config, monkeypatch, env, value, named):
@@ -83,3 +84,9 @@ def test_settings_environment_reproduces_the_settings_in_a_child(config, monkeyp
         monkeypatch.setenv(name, value)
     child = load_settings()
     assert child.model_dump(exclude={"config_path"}) == parent.model_dump(exclude={"config_path"})
+
+
+def test_a_changed_duplicate_keeps_the_first_unless_the_site_says_otherwise(config, monkeypatch):
+    assert load_settings(config).node.on_changed_duplicate == "keep-first"
+    monkeypatch.setenv("PACSFLOW_NODE__ON_CHANGED_DUPLICATE", "refuse")
+    assert load_settings(config).node.on_changed_duplicate == "refuse"
