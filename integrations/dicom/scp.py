@@ -229,7 +229,9 @@ class DicomNode:
             )
 
         if outcome.known is not None:
-            changed = self._changed_duplicate(header, meta, data, spooled, outcome.known, calling)
+            changed = self._changed_duplicate(
+                header, meta, data, spooled, outcome.known, calling, event
+            )
             if changed is not None:
                 return changed
         self.counters.add("stored" if outcome.new else "duplicates")
@@ -253,6 +255,7 @@ class DicomNode:
         spooled: SpooledFile,
         known: KnownInstance,
         calling: str,
+        event: evt.Event,
     ) -> Dataset | int | None:
         """A SOP Instance UID seen before: None when the content is the same (the caller
         answers success as for any duplicate), else the answer to a changed duplicate."""
@@ -308,7 +311,7 @@ class DicomNode:
         except Exception as error:
             log.error("cannot handle the changed duplicate %s: %s", header.sop_instance_uid, error)
             return self._refuse(
-                status.STORE_OUT_OF_RESOURCES, "cannot record a changed duplicate", calling, None
+                status.STORE_OUT_OF_RESOURCES, "cannot record a changed duplicate", calling, event
             )
         if action == "refuse":
             response = self._failure(
@@ -320,10 +323,9 @@ class DicomNode:
             return response
         return status.SUCCESS
 
-    def _refuse(self, code: int, reason: str, calling: str, event: evt.Event | None) -> Dataset:
+    def _refuse(self, code: int, reason: str, calling: str, event: evt.Event) -> Dataset:
         self.counters.add("refused")
-        request = event.request if event is not None else None
-        sop_instance_uid = str(getattr(request, "AffectedSOPInstanceUID", "") or "")
+        sop_instance_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
         log.warning("C-STORE from %s refused (0x%04X): %s", calling, code, reason)
         try:
             self.store.record_event(

@@ -18,6 +18,7 @@ from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation  # type:
 
 from integrations.db.analyses import AnalysisStore
 from integrations.dicom import status
+from integrations.dicom.header import dataset_offset
 from integrations.dicom.spool import file_content_sha256
 from tests.dicom_samples import make_instance, write
 from tests.fix_dcmtk import storescu
@@ -296,3 +297,31 @@ def test_replace_keeps_an_instance_in_its_study_and_refuses_moving_it(node_setti
         assert spooled == [stored_path(site, first)]
     assert response.Status == status.STORE_REFUSED_CHANGED_DUPLICATE
     assert event["detail"] == "refuse"
+
+
+def test_a_file_recorded_after_a_crash_gets_its_content_hash(node_settings, database):
+    """Spool files a crash left without a row are recorded at start with their hash, so a
+    later changed re-send of them is seen too."""
+    from integrations.db.store import StudyStore
+    from integrations.dicom.file_meta import encode_file_meta
+    from integrations.dicom.recovery import reconcile_spool
+    from integrations.dicom.spool import Spool
+
+    settings = node_settings()
+    image = make_instance("crashed-1")
+    path = write(image, settings.node.spool_dir / "unused")
+    data = path.read_bytes()
+    path.unlink()
+    spool = Spool(settings.node.spool_dir, fsync=False)
+    spooled = spool.write(
+        image.StudyInstanceUID,
+        image.SeriesInstanceUID,
+        image.SOPInstanceUID,
+        encode_file_meta(image.SOPClassUID, image.SOPInstanceUID, "1.2.840.10008.1.2.1", "X"),
+        data[dataset_offset(data) :],
+    )
+    store = StudyStore(database)
+    assert reconcile_spool(spool, store) == 1
+    with database.connection() as conn:
+        (row,) = conn.execute("SELECT content_sha256 FROM instances").fetchall()
+    assert row["content_sha256"] == spooled.content_sha256 == file_content_sha256(spooled.path)
