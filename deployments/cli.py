@@ -29,6 +29,8 @@ COMMANDS = (
     "deployments.commands.hl7_listener",
     "deployments.commands.emr_sender",
     "deployments.commands.emr_outbox",
+    "deployments.commands.results_sender",
+    "deployments.commands.results_outbox",
 )
 
 

@@ -2,7 +2,7 @@
 
     load_study ─▶ fetch_priors (concurrently) ───────────────────────────────────┐
               └▶ for each routed analyzer: run_inference ─▶ escalate (at once) ─┴▶ build_results
-                 ─▶ store_results ─▶ update_worklist ─▶ send_oru
+                 ─▶ store_results (queued) ─▶ update_worklist ─▶ send_oru
 
 Escalation of a Critical finding never waits for priors, result objects or the EMR; the SR
 and the EMR message never wait for the overlays. Every
@@ -23,7 +23,6 @@ from tasks.inference import run_inference
 from tasks.priors import fetch_priors
 from tasks.results import build_overlays, build_results, store_overlays, store_results
 from tasks.runtime import get_runtime
-from tasks.steps import peer_task_options
 from tasks.study import load_study
 from tasks.worklist import update_worklist
 
@@ -46,10 +45,6 @@ async def process_study(study_instance_uid: str) -> dict[str, Any]:
     """Analyse one closed study and deliver its results to the PACS, worklist and EMR."""
     runtime = get_runtime()
     store = runtime.store
-    # Retry policy from the site's settings, on the one task here that talks to the PACS.
-    retries = peer_task_options(runtime.settings.retries)
-    store_results_with_retries = store_results.with_options(**retries)
-    store_overlays_with_retries = store_overlays.with_options(**retries)
     context = load_study(study_instance_uid)
     if not context.analyzers:
         store.record_step(
@@ -75,11 +70,12 @@ async def process_study(study_instance_uid: str) -> dict[str, Any]:
             escalated += escalate(context, [analysis])
         prior = prior_future.result()
         reports = [ref for analysis in analyses for ref in build_results(context, analysis, prior)]
-        stored = store_results_with_retries(context, reports)
-        tier = update_worklist(context, analyses, results_stored=True)
+        # queued for the PACS, not sent: the results sender delivers and marks the worklist
+        queued = store_results(context, reports)
+        tier = update_worklist(context, analyses, results_stored=False)
         messages = [send_oru(context, analysis) for analysis in analyses]
         overlays = [ref for analysis in analyses for ref in build_overlays(context, analysis)]
-        stored += store_overlays_with_retries(context, overlays)
+        queued += store_overlays(context, overlays)
     except BaseException:
         store.set_study_state(study_instance_uid, context.generation, "failed")
         raise
@@ -91,7 +87,7 @@ async def process_study(study_instance_uid: str) -> dict[str, Any]:
         "tier": tier,
         "analyzers": [analysis.analyzer for analysis in analyses],
         "escalations_opened": escalated,
-        "result_objects_stored": stored,
+        "result_objects_queued": queued,
         "hl7_messages": len(messages),
         "prior": prior.study_instance_uid if prior.available else prior.reason,
     }

@@ -268,6 +268,19 @@ class ResultsSettings(Section):
     # Secondary Capture blending: heatmap values below the floor stay transparent.
     overlay_opacity: Annotated[float, Field(gt=0, le=1)] = 0.45
     overlay_floor: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    # Delivery through the results outbox (``pacsflow results-sender``): the backoff after
+    # each failed attempt (the last value repeats, spread by +/- retry_jitter), how long a
+    # result is retried before it is marked failed (with an alert), and the age of the oldest
+    # undelivered result that raises an alert to ``alert_team`` (an [escalation] team; empty:
+    # the alert is logged at CRITICAL only).
+    retry_delays_seconds: list[Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: [5.0, 15.0, 30.0, 60.0, 120.0, 300.0], min_length=1
+    )
+    retry_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
+    give_up_after_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 72.0
+    alert_after_minutes: Annotated[float, Field(gt=0)] = 15.0
+    alert_team: str = ""
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
 
     @field_validator("carriers")
     @classmethod
@@ -295,6 +308,9 @@ class PriorsSettings(Section):
     same_body_part: bool = True
     # At most this many C-FIND matches are considered (newest first).
     max_candidates: Annotated[int, Field(ge=1, le=1000)] = 20
+    # Connect and association wait for the prior search: a PACS that is down or drops packets
+    # costs the run at most about this long, then the run goes on with "no prior".
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
 
 
 def _check_matcher(labels: list[str], codes: list[str], label_pattern: str | None) -> None:

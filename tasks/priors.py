@@ -67,7 +67,7 @@ def fetch_priors(context: StudyContext) -> PriorRef:
             )
 
         outcome = fetch_prior(
-            runtime.pacs,
+            runtime.pacs_for_priors,
             current,
             settings.priors,
             destination_ae_title=settings.node.ae_title,

@@ -1,29 +1,36 @@
-"""Result objects: the SR first, then the overlays, each built and then C-STOREd (I/O).
+"""Result objects: the SR first, then the overlays, each built and then queued for the PACS (I/O).
 
-The SR carries the findings; it is built (without pixel data) and stored before the overlays
+The SR carries the findings; it is built (without pixel data) and queued before the overlays
 (GSPS, Secondary Capture, SEG, Parametric Map), so the PACS has the report as soon as
-possible and an overlay problem never holds it back. Building is separate from storing, so a
-PACS outage retries only the network part. Result objects have deterministic UIDs (study,
+possible and an overlay problem never holds it back. The "store" steps only queue the files
+in the results outbox; ``pacsflow results-sender`` delivers them (SR first, with retries for
+as long as the site allows), so a PACS outage never holds the run or the worker. Result objects have deterministic UIDs (study,
 analyzer, model version, kind, generation): a rerun replaces instead of duplicating.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 from pydicom import dcmread
 
 from integrations.db.analyses import AnalysisStore
+from integrations.db.results_outbox import PACS_DESTINATION, Part, QueuedObject, ResultsOutbox
 from integrations.dicom.priors import latest_report
 from integrations.dicom.result_objects import ResultObject, build_result_objects
+from integrations.dicom.result_sender import pacs_peer
 from integrations.result_files import load_analysis, save_dataset, study_results_dir
 from models.interval_change import PriorComparison, compare_with_prior
 from models.results import AnalysisResult
 from tasks.context import AnalysisRef, PriorRef, ResultObjectRef, StudyContext
 from tasks.runtime import get_runtime
-from tasks.steps import peer_task_options, recorded_step
+from tasks.steps import recorded_step
+
+log = logging.getLogger(__name__)
 
 
 def interval_change(result: AnalysisResult, prior: PriorRef) -> PriorComparison | None:
@@ -116,28 +123,45 @@ def build_overlays(context: StudyContext, analysis: AnalysisRef) -> list[ResultO
         return refs
 
 
-def _store(step: str, context: StudyContext, objects: list[ResultObjectRef]) -> int:
+def _run_log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The task run's log (shown in the Prefect UI); the module's log outside a run."""
+    try:
+        return get_run_logger()  # type: ignore[return-value]
+    except MissingContextError:
+        return log
+
+
+def _enqueue(step: str, context: StudyContext, objects: list[ResultObjectRef], part: Part) -> int:
+    """Queue the objects for the PACS in the results outbox; the results sender delivers.
+
+    No peer I/O here: a PACS that is down never holds the run (or the worker)."""
     runtime = get_runtime()
     with recorded_step(step, context) as detail:
-        if not objects:
-            detail["stored"] = 0
-            return 0
-        runtime.pacs.store_files(
-            [Path(ref.path) for ref in objects], study_instance_uid=context.study_instance_uid
+        queued = [QueuedObject.from_file(ref.path, ref.kind) for ref in objects]
+        added = ResultsOutbox(runtime.database).enqueue(
+            destination=PACS_DESTINATION,
+            study_instance_uid=context.study_instance_uid,
+            generation=context.generation,
+            part=part,
+            objects=queued,
+            give_up_after_hours=runtime.settings.results.give_up_after_hours,
         )
-        AnalysisStore(runtime.database).mark_stored([ref.sop_instance_uid for ref in objects])
-        detail["stored"] = len(objects)
-        detail["pacs"] = runtime.pacs.peer.label
-        return len(objects)
+        peer = pacs_peer(runtime.settings).label
+        detail.update(queued=len(queued), pacs=peer, kinds=[ref.kind for ref in objects])
+        if added < len(queued):
+            detail["already_waiting"] = len(queued) - added
+        if queued:
+            _run_log().info("queued %d objects for PACS %s", len(queued), peer)
+        return len(queued)
 
 
-@task(name="store_results", cache_policy=NO_CACHE, persist_result=False, **peer_task_options())
+@task(name="store_results", cache_policy=NO_CACHE, persist_result=False)
 def store_results(context: StudyContext, objects: list[ResultObjectRef]) -> int:
-    """C-STORE the SRs to the PACS (retried on transient failures)."""
-    return _store("store_results", context, objects)
+    """Queue the SRs for the PACS (delivered by the results sender, before the overlays)."""
+    return _enqueue("store_results", context, objects, "report")
 
 
-@task(name="store_overlays", cache_policy=NO_CACHE, persist_result=False, **peer_task_options())
+@task(name="store_overlays", cache_policy=NO_CACHE, persist_result=False)
 def store_overlays(context: StudyContext, objects: list[ResultObjectRef]) -> int:
-    """C-STORE the overlays to the PACS (retried on transient failures)."""
-    return _store("store_overlays", context, objects)
+    """Queue the overlays for the PACS (delivered by the results sender, after the SR)."""
+    return _enqueue("store_overlays", context, objects, "overlay")

@@ -40,6 +40,22 @@ class Runtime:
             )
         )
 
+    @property
+    def pacs_for_priors(self) -> DicomClient:
+        """The PACS as the prior search calls it: a short wait to connect and associate, so a
+        PACS that is down costs the run ``[priors] timeout_seconds``, then "no prior"."""
+        pacs = self.settings.pacs
+        return DicomClient(
+            Peer(
+                ae_title=pacs.ae_title,
+                host=pacs.host,
+                port=pacs.port,
+                calling_ae_title=self.settings.node.ae_title,
+                timeout_seconds=pacs.timeout_seconds,
+                connect_timeout_seconds=self.settings.priors.timeout_seconds,
+            )
+        )
+
     def close(self) -> None:
         self.database.close()
 

@@ -1,4 +1,5 @@
-"""The pieces of a pacsflow site run in the test process: node, closer, warm worker (I/O)."""
+"""The pieces of a pacsflow site run in the test process: node, closer, warm worker, results
+sender (I/O)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from flows.dispatch import StudyCloser, WarmWorker
 from integrations.db.connection import Database, open_database
 from integrations.db.store import StudyStore
+from integrations.dicom.result_sender import ResultsSender
 from integrations.dicom.scp import DicomNode
 from integrations.dicom.spool import Spool
 from integrations.settings import Settings
@@ -80,3 +82,20 @@ def running_worker(settings: Settings) -> Iterator[WarmWorker]:
         loop.call_soon_threadsafe(stop.set)
         thread.join(30)
         reset_runtime()
+
+
+@contextmanager
+def running_results_sender(settings: Settings, **options: object) -> Iterator[ResultsSender]:
+    """The results sender draining the results outbox to the PACS in a background thread."""
+    database = open_database(settings)
+    sender = ResultsSender(database, settings, **options)  # type: ignore[arg-type]
+    sender.outbox.release_all_leases()
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run_forever, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield sender
+    finally:
+        stop.set()
+        thread.join(30)
+        database.close()

@@ -2,7 +2,8 @@
 
 Starts, in this order: the embedded PostgreSQL when ``[database] url`` is empty, the Prefect
 server when ``PREFECT_API_URL`` is not set, then as supervised child processes the DICOM node,
-the HL7 ADT listener and the EMR sender (when enabled), the warm workers, the escalation
+the results sender (SR and overlays to the PACS), the HL7 ADT listener and the EMR sender (when
+enabled), the warm workers, the escalation
 service and the Runner for the other flow deployments. Stops them all on Ctrl-C.
 """
 
@@ -101,6 +102,8 @@ def running_site(settings: Settings) -> Iterator[Site]:
             wait_for_prefect(api_url, supervisor)
         env["PREFECT_API_URL"] = api_url
         supervisor.add("node", pacsflow_command("node"), env)
+        # SR and overlays to the PACS, from the results outbox the workers fill
+        supervisor.add("results-sender", pacsflow_command("results-sender"), env)
         if settings.hl7.enabled:  # ADT in: patient, ward and ordering physician for results
             supervisor.add("hl7-listener", pacsflow_command("hl7-listener"), env)
         if settings.emr.enabled or settings.fhir.enabled:  # ORU and FHIR out, from the outboxes

@@ -40,8 +40,8 @@ UPDATE {table} AS o SET
 WHERE o.id = (
     SELECT id FROM (
         SELECT id, next_attempt_at, leased_until,
-               row_number() OVER (PARTITION BY patient_key ORDER BY id) AS position,
-               max(priority) OVER (PARTITION BY patient_key) AS queue_priority
+               row_number() OVER (PARTITION BY {partition} ORDER BY {order}) AS position,
+               max(priority) OVER (PARTITION BY {partition}) AS queue_priority
         FROM {table} WHERE state = 'pending'
     ) AS pending
     WHERE position = 1
@@ -74,41 +74,42 @@ class OutboxItem:
     claimed_at: datetime
 
 
-class _Outbox:
+class LeasedQueue:
+    """A table of deliveries drained in order per queue, with leases, backoff and outcomes.
+
+    Each row belongs to one queue (``partition``: the patient for the EMR outboxes, the
+    destination and study for the results outbox); only a queue's first pending row
+    (``order``) may be claimed, the queue holding the highest ``priority`` first. The table
+    has the columns ``id, state, priority, attempts, next_attempt_at, leased_until,
+    last_attempt_at, last_error, sent_at, failed_at, created_at``.
+    """
+
     table = ""
-    key_column = ""
+    partition = "patient_key"
+    order = "id"
+    channel = OUTBOX_CHANNEL  # NOTIFY'd when something is queued, so a sender wakes at once
 
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def claim(self, lease_seconds: float) -> OutboxItem | None:
-        """Lease the next message to send (see the module docstring for the order).
+    def _claim_row(self, lease_seconds: float) -> dict[str, Any] | None:
+        """Lease the next row to send (see the class docstring for the order).
 
         The lease is committed without waiting for the WAL flush: losing it in a database
         crash only forgets an attempt count, never a message.
         """
         with self.database.connection() as conn, conn.transaction():
             conn.execute("SET LOCAL synchronous_commit TO OFF")
-            row = conn.execute(
-                _CLAIM.format(table=self.table),  # type: ignore[arg-type]
+            row: dict[str, Any] | None = conn.execute(
+                _CLAIM.format(  # type: ignore[arg-type]
+                    table=self.table, partition=self.partition, order=self.order
+                ),
                 {"lease": lease_seconds},
             ).fetchone()
-        if row is None:
-            return None
-        return OutboxItem(
-            id=row["id"],
-            key=row[self.key_column],
-            study_instance_uid=row["study_instance_uid"],
-            patient_key=row["patient_key"],
-            document=row["document"],
-            payload=row["payload"],
-            rendered_revision=row["rendered_revision"],
-            clinical_context=row["clinical_context"],
-            priority=row["priority"],
-            attempts=row["attempts"],
-            created_at=row["created_at"],
-            claimed_at=row["claimed_at"],
-        )
+        return row
+
+    def claim(self, lease_seconds: float) -> Any:
+        raise NotImplementedError
 
     def _update(
         self, item_id: int, assignments: str, params: dict[str, Any], *, durable: bool = True
@@ -120,19 +121,6 @@ class _Outbox:
                 f"UPDATE {self.table} SET {assignments} WHERE id = %(id)s",  # type: ignore[arg-type]
                 {**params, "id": item_id},
             )
-
-    def payload_value(self, payload: Any) -> Any:
-        """The payload as the driver stores it in this table's payload column."""
-        return payload
-
-    def defer(self, item_id: int, until: datetime) -> None:
-        """Put a claimed message back without counting the attempt (waiting for ADT context)."""
-        self._update(
-            item_id,
-            "attempts = attempts - 1, leased_until = NULL, next_attempt_at = %(until)s",
-            {"until": until},
-            durable=False,
-        )
 
     def schedule_retry(self, item_id: int, delay_seconds: float, error: str, **status: Any) -> None:
         self._update(
@@ -187,18 +175,6 @@ class _Outbox:
             return None
         return max(0.0, float(row["wait"]))
 
-    def retry_failed(self, ids: list[int] | None = None) -> int:
-        """Send failed messages again (all of them, or those ``ids``); returns how many."""
-        condition = "state = 'failed'" + (" AND id = ANY(%(ids)s)" if ids else "")
-        with self.database.connection() as conn:
-            cursor = conn.execute(
-                f"UPDATE {self.table} SET state = 'pending', failed_at = NULL,"  # type: ignore[arg-type]
-                f" next_attempt_at = clock_timestamp() WHERE {condition}",
-                {"ids": ids or []},
-            )
-            conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
-            return cursor.rowcount
-
     def rows(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         condition = "WHERE state = %(state)s" if state else ""
         with self.database.connection() as conn:
@@ -220,6 +196,57 @@ class _Outbox:
                 f"SELECT * FROM {self.table} WHERE study_instance_uid = %s ORDER BY id",  # type: ignore[arg-type]
                 (study_instance_uid,),
             ).fetchall()
+
+
+class _Outbox(LeasedQueue):
+    """An EMR outbox: one ordered queue per patient."""
+
+    key_column = ""
+
+    def claim(self, lease_seconds: float) -> OutboxItem | None:
+        """Lease the next message to send (see the module docstring for the order)."""
+        row = self._claim_row(lease_seconds)
+        if row is None:
+            return None
+        return OutboxItem(
+            id=row["id"],
+            key=row[self.key_column],
+            study_instance_uid=row["study_instance_uid"],
+            patient_key=row["patient_key"],
+            document=row["document"],
+            payload=row["payload"],
+            rendered_revision=row["rendered_revision"],
+            clinical_context=row["clinical_context"],
+            priority=row["priority"],
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            claimed_at=row["claimed_at"],
+        )
+
+    def payload_value(self, payload: Any) -> Any:
+        """The payload as the driver stores it in this table's payload column."""
+        return payload
+
+    def defer(self, item_id: int, until: datetime) -> None:
+        """Put a claimed message back without counting the attempt (waiting for ADT context)."""
+        self._update(
+            item_id,
+            "attempts = attempts - 1, leased_until = NULL, next_attempt_at = %(until)s",
+            {"until": until},
+            durable=False,
+        )
+
+    def retry_failed(self, ids: list[int] | None = None) -> int:
+        """Send failed messages again (all of them, or those ``ids``); returns how many."""
+        condition = "state = 'failed'" + (" AND id = ANY(%(ids)s)" if ids else "")
+        with self.database.connection() as conn:
+            cursor = conn.execute(
+                f"UPDATE {self.table} SET state = 'pending', failed_at = NULL,"  # type: ignore[arg-type]
+                f" next_attempt_at = clock_timestamp() WHERE {condition}",
+                {"ids": ids or []},
+            )
+            conn.execute(f"NOTIFY {self.channel}")
+            return cursor.rowcount
 
 
 class OutboxStore(_Outbox):

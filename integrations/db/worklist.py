@@ -159,6 +159,16 @@ class WorklistStore:
                 ),
             )
 
+    def mark_results_stored(self, study_instance_uid: str) -> None:
+        """The study's report reached the PACS (the results sender says so, not the run)."""
+        with self.database.connection() as conn:
+            conn.execute(
+                "UPDATE worklist SET status = CASE WHEN status <> 'read' THEN 'results stored'"
+                " ELSE status END, results_stored_at = clock_timestamp(),"
+                " updated_at = clock_timestamp() WHERE study_instance_uid = %s",
+                (study_instance_uid,),
+            )
+
     def record_priority_sent(
         self, study_instance_uid: str, message_control_id: str, tier: str
     ) -> None:

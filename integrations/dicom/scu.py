@@ -48,6 +48,9 @@ class Peer:
     port: int
     calling_ae_title: str
     timeout_seconds: float = 30.0
+    # TCP connect and association negotiation; None: ``timeout_seconds``. A short one makes a
+    # peer that is down or drops packets cost seconds, not the DIMSE timeout.
+    connect_timeout_seconds: float | None = None
 
     @property
     def label(self) -> str:
@@ -69,10 +72,11 @@ class DicomClient:
 
     def _ae(self) -> AE:
         ae = AE(ae_title=self.peer.calling_ae_title)
-        ae.acse_timeout = self.peer.timeout_seconds
+        connect = self.peer.connect_timeout_seconds or self.peer.timeout_seconds
+        ae.acse_timeout = connect
         ae.dimse_timeout = self.peer.timeout_seconds
         ae.network_timeout = self.peer.timeout_seconds
-        ae.connection_timeout = self.peer.timeout_seconds
+        ae.connection_timeout = connect
         return ae
 
     @contextmanager

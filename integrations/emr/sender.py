@@ -26,8 +26,8 @@ from typing import Any
 import psycopg
 
 from integrations.db.connection import Database
-from integrations.db.outbox import OutboxItem, _Outbox
-from integrations.db.patients import OUTBOX_CHANNEL, PatientStore, ResolvedContext
+from integrations.db.outbox import LeasedQueue, OutboxItem, _Outbox
+from integrations.db.patients import PatientStore, ResolvedContext
 from integrations.emr.retry import Disposition, Outcome, RetrySchedule
 
 log = logging.getLogger(__name__)
@@ -35,52 +35,43 @@ log = logging.getLogger(__name__)
 STATE_WRITE_RETRY_SECONDS = 60.0
 
 
-class OutboxSender:
-    """The common loop; subclasses say how to render and how to deliver."""
+class QueueSender:
+    """The loop every sender shares: claim the next due row of a :class:`LeasedQueue`, handle
+    it (``process``), and sleep until something is queued, a retry falls due or
+    ``poll_seconds`` pass. ``periodic`` runs once per turn of the loop (alerts, clean-up)."""
 
-    name = "outbox"
+    name = "queue"
 
     def __init__(
         self,
         database: Database,
-        outbox: _Outbox,
-        patients: PatientStore,
-        schedule: RetrySchedule,
+        outbox: LeasedQueue,
         *,
         lease_seconds: float,
         poll_seconds: float = 1.0,
-        context_wait_seconds: float = 0.0,
     ) -> None:
         self.database = database
         self.outbox = outbox
-        self.patients = patients
-        self.schedule = schedule
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
-        self.context_wait_seconds = context_wait_seconds
         self._listener: psycopg.Connection[Any] | None = None
 
-    # -- to implement -------------------------------------------------------------------------
-
-    def render(self, item: OutboxItem, resolved: ResolvedContext | None) -> Any:
-        """The payload for a document row."""
+    def process(self, item: Any) -> None:
         raise NotImplementedError
 
-    def deliver(self, item: OutboxItem, payload: Any) -> tuple[Outcome, bool]:
-        """Send once; returns the outcome and whether the payload reached the peer."""
-        raise NotImplementedError
+    def periodic(self) -> None:
+        """Called on every turn of the loop; subclasses keep their own pace."""
 
     def close(self) -> None:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
 
-    # -- the loop -----------------------------------------------------------------------------
-
     def run_forever(self, stop: threading.Event) -> None:
         log.info("%s sender started", self.name)
         while not stop.is_set():
             try:
+                self.periodic()
                 if self.step():
                     continue
                 self._wait(stop)
@@ -106,6 +97,69 @@ class OutboxSender:
             return False
         self.process(item)
         return True
+
+    def _persist(self, write: Any) -> None:
+        """Record an outcome, insisting for a while: after a delivery, losing the 'sent' would
+        only cost a duplicate (same control ID), but insisting usually avoids even that."""
+        deadline = time.monotonic() + STATE_WRITE_RETRY_SECONDS
+        while True:
+            try:
+                write()
+                return
+            except psycopg.Error:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _wait(self, stop: threading.Event) -> None:
+        due = self.outbox.seconds_until_due()
+        timeout = self.poll_seconds if due is None else min(self.poll_seconds, max(due, 0.01))
+        if self._listener is None:
+            try:
+                self._listener = psycopg.connect(self.database.url, autocommit=True)
+                self._listener.execute(f"LISTEN {self.outbox.channel}")
+            except psycopg.Error:
+                self._listener = None
+                stop.wait(timeout)
+                return
+        try:
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:
+            self.close()
+
+
+class OutboxSender(QueueSender):
+    """The EMR outboxes' loop; subclasses say how to render and how to deliver."""
+
+    name = "outbox"
+    outbox: _Outbox
+
+    def __init__(
+        self,
+        database: Database,
+        outbox: _Outbox,
+        patients: PatientStore,
+        schedule: RetrySchedule,
+        *,
+        lease_seconds: float,
+        poll_seconds: float = 1.0,
+        context_wait_seconds: float = 0.0,
+    ) -> None:
+        super().__init__(database, outbox, lease_seconds=lease_seconds, poll_seconds=poll_seconds)
+        self.patients = patients
+        self.schedule = schedule
+        self.context_wait_seconds = context_wait_seconds
+
+    # -- to implement -------------------------------------------------------------------------
+
+    def render(self, item: OutboxItem, resolved: ResolvedContext | None) -> Any:
+        """The payload for a document row."""
+        raise NotImplementedError
+
+    def deliver(self, item: OutboxItem, payload: Any) -> tuple[Outcome, bool]:
+        """Send once; returns the outcome and whether the payload reached the peer."""
+        raise NotImplementedError
 
     def process(self, item: OutboxItem) -> None:
         payload = item.payload
@@ -161,33 +215,3 @@ class OutboxSender:
                 outcome.detail,
                 delay,
             )
-
-    def _persist(self, write: Any) -> None:
-        """Record an outcome, insisting for a while: after a delivery, losing the 'sent' would
-        only cost a duplicate (same control ID), but insisting usually avoids even that."""
-        deadline = time.monotonic() + STATE_WRITE_RETRY_SECONDS
-        while True:
-            try:
-                write()
-                return
-            except psycopg.Error:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-
-    def _wait(self, stop: threading.Event) -> None:
-        due = self.outbox.seconds_until_due()
-        timeout = self.poll_seconds if due is None else min(self.poll_seconds, max(due, 0.01))
-        if self._listener is None:
-            try:
-                self._listener = psycopg.connect(self.database.url, autocommit=True)
-                self._listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
-            except psycopg.Error:
-                self._listener = None
-                stop.wait(timeout)
-                return
-        try:
-            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-                pass
-        except psycopg.Error:
-            self.close()

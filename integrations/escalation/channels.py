@@ -38,6 +38,7 @@ from integrations.escalation.notification import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    Message,
     Notification,
     sign,
 )
@@ -67,11 +68,11 @@ class Target:
 class Channel(Protocol):
     name: str
 
-    def targets(self, notification: Notification) -> list[Target]:
+    def targets(self, notification: Message) -> list[Target]:
         """Where this channel would deliver the notification (empty: nothing to do here)."""
         ...
 
-    def send(self, notification: Notification, target: Target) -> str:
+    def send(self, notification: Message, target: Target) -> str:
         """Deliver to one target; return a short detail, raise from the error tree."""
         ...
 
@@ -95,11 +96,11 @@ class WebhookChannel:
         self.secret = secret
         self.client = client
 
-    def targets(self, notification: Notification) -> list[Target]:
+    def targets(self, notification: Message) -> list[Target]:
         url = self.url_for_team(notification.team_id)
         return [Target(url)] if url else []
 
-    def send(self, notification: Notification, target: Target) -> str:
+    def send(self, notification: Message, target: Target) -> str:
         body = json.dumps(notification.to_json(), sort_keys=True, separators=(",", ":")).encode()
         timestamp = int(time.time())
         headers = {
@@ -130,12 +131,12 @@ class PagerChannel:
         self.token = token
         self.client = client
 
-    def targets(self, notification: Notification) -> list[Target]:
+    def targets(self, notification: Message) -> list[Target]:
         if not self.url:
             return []
         return [Target(r.person.pager, r) for r in notification.recipients if r.person.pager]
 
-    def send(self, notification: Notification, target: Target) -> str:
+    def send(self, notification: Message, target: Target) -> str:
         assert target.recipient is not None
         personal = notification.for_recipient(target.recipient)
         payload = {
@@ -168,7 +169,7 @@ class _SmtpChannel:
     def __init__(self, settings: EscalationSettings) -> None:
         self.settings = settings
 
-    def targets(self, notification: Notification) -> list[Target]:
+    def targets(self, notification: Message) -> list[Target]:
         if not self.settings.smtp_host:
             return []
         return [
@@ -177,10 +178,10 @@ class _SmtpChannel:
             if getattr(r.person, self.address_field)
         ]
 
-    def message(self, notification: Notification, target: Target) -> EmailMessage:
+    def message(self, notification: Message, target: Target) -> EmailMessage:
         raise NotImplementedError
 
-    def send(self, notification: Notification, target: Target) -> str:
+    def send(self, notification: Message, target: Target) -> str:
         message = self.message(notification, target)
         settings = self.settings
         try:
@@ -212,7 +213,7 @@ class _SmtpChannel:
             raise PeerRejectedError(f"SMTP refused {refused}", peer="smtp")
         return f"accepted by {settings.smtp_host}:{settings.smtp_port}"
 
-    def _base(self, notification: Notification, target: Target) -> EmailMessage:
+    def _base(self, notification: Message, target: Target) -> EmailMessage:
         assert target.recipient is not None
         message = EmailMessage()
         message["From"] = self.settings.smtp_from
@@ -234,7 +235,7 @@ class EmailChannel(_SmtpChannel):
     name = "email"
     address_field = "email"
 
-    def message(self, notification: Notification, target: Target) -> EmailMessage:
+    def message(self, notification: Message, target: Target) -> EmailMessage:
         assert target.recipient is not None
         personal = notification.for_recipient(target.recipient)
         message = self._base(notification, target)
@@ -249,7 +250,7 @@ class SmsChannel(_SmtpChannel):
     name = "sms"
     address_field = "sms_email"
 
-    def message(self, notification: Notification, target: Target) -> EmailMessage:
+    def message(self, notification: Message, target: Target) -> EmailMessage:
         assert target.recipient is not None
         personal = notification.for_recipient(target.recipient)
         message = self._base(notification, target)
@@ -271,10 +272,13 @@ class Hl7AlertChannel:
         self.outbox = OutboxStore(database)
         self.studies = StudyStore(database)
 
-    def targets(self, notification: Notification) -> list[Target]:
+    def targets(self, notification: Message) -> list[Target]:
+        if not isinstance(notification, Notification):
+            return []  # the EMR inbox is for clinicians' findings, not the site's operations
         return [Target(f"{self.settings.hl7_receiving_application} inbox")]
 
-    def send(self, notification: Notification, target: Target) -> str:
+    def send(self, notification: Message, target: Target) -> str:
+        assert isinstance(notification, Notification)
         study = self.studies.study(notification.study_instance_uid)
         payload = build_alert(
             notification,

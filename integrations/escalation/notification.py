@@ -162,6 +162,68 @@ class Notification:
         }
 
 
+OPERATIONAL_EVENT_TYPE = "pacsflow.operational_alert"
+
+
+@dataclass(frozen=True)
+class OperationalAlert:
+    """A message to the people who run the site (a late or failed result delivery, ...),
+    sent over a team's channels like a notification, with nothing to acknowledge and no
+    patient data: counts, ages, peers and Study Instance UIDs only."""
+
+    idempotency_key: str
+    team_id: str
+    team_name: str
+    recipients: tuple[Recipient, ...]
+    title: str
+    lines: tuple[str, ...]
+    facts: dict[str, Any]
+    issued_at: datetime
+    level: int = 0
+    round: int = 0
+    ack_link: str = ""
+    ack_token: str = ""
+    study_link: str = ""
+
+    @property
+    def delivery_id(self) -> str:
+        return self.idempotency_key
+
+    @property
+    def resend(self) -> bool:
+        return False
+
+    def subject(self) -> str:
+        return f"pacsflow ALERT: {self.title}"
+
+    def short_text(self) -> str:
+        text = self.subject()
+        return text if len(text) <= SHORT_TEXT_LIMIT else text[: SHORT_TEXT_LIMIT - 1] + "…"
+
+    def for_recipient(self, recipient: Recipient) -> OperationalAlert:
+        return replace(self, recipients=(recipient,))
+
+    def email_body(self) -> str:
+        return "\n".join([self.title, "", *self.lines]) + "\n"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": OPERATIONAL_EVENT_TYPE,
+            "idempotency_key": self.idempotency_key,
+            "delivery_id": self.delivery_id,
+            "team": {"id": self.team_id, "name": self.team_name},
+            "recipients": [{"id": r.person_id, "name": r.person.name} for r in self.recipients],
+            "title": self.title,
+            "text": list(self.lines),
+            "facts": self.facts,
+            "issued_at": self.issued_at.isoformat(),
+        }
+
+
+# What a channel can carry: a Critical finding's notification, or an operational alert.
+Message = Notification | OperationalAlert
+
+
 def study_link(template: str, study_instance_uid: str, accession_number: str) -> str:
     """The viewer link: ``{study_instance_uid}`` and ``{accession_number}`` replaced, quoted.
 

@@ -21,7 +21,7 @@ from typing import Literal
 
 from integrations.errors import PacsflowError, is_transient
 from integrations.escalation.channels import Channel, Target
-from integrations.escalation.notification import Notification
+from integrations.escalation.notification import Message
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Delivery:
 
 
 def _deliver_on_channel(
-    notification: Notification,
+    notification: Message,
     channel: Channel | None,
     name: str,
     policy: RetryPolicy,
@@ -111,7 +111,7 @@ def _deliver_on_channel(
 
 
 def deliver(
-    notification: Notification,
+    notification: Message,
     channels: Mapping[str, Channel],
     order: Sequence[str],
     mode: Literal["first", "all"],

@@ -14,7 +14,7 @@ from integrations.db.analyses import AnalysisStore
 from tests.fix_dcmtk import storescu
 from tests.fix_orthanc import NODE_AE_TITLE, PACS_AE_TITLE
 from tests.fix_prefect import flow_runs
-from tests.site import running_node, running_worker
+from tests.site import running_node, running_results_sender, running_worker
 
 CHEST_RULE = {
     "name": "chest",
@@ -99,7 +99,11 @@ def test_study_pushed_by_orthanc_ends_with_an_sr_in_orthanc_and_a_completed_depl
     study = chest_xray_study(11, ["Pneumothorax"], accession_number="E2E-ORTHANC")
     upload(clean_orthanc, study.datasets)
     settings = site_settings()
-    with running_node(settings) as site, running_worker(settings):
+    with (
+        running_node(settings) as site,
+        running_worker(settings),
+        running_results_sender(settings),
+    ):
         outcome = clean_orthanc.client.send_study("pacsflow", [study.study_instance_uid])
         assert outcome["FailedInstancesCount"] == 0
         srs = wait_for(lambda: orthanc_sr_instances(clean_orthanc, study.study_instance_uid))
@@ -110,6 +114,7 @@ def test_study_pushed_by_orthanc_ends_with_an_sr_in_orthanc_and_a_completed_depl
         runs = wait_for(lambda: completed_runs(prefect_api_url, study.study_instance_uid))
         assert runs[0]["deployment_id"] is not None  # a run of the process-study deployment
         assert runs[0]["name"].startswith("E2E-ORTHANC")  # readable, PHI-free name
+        wait_for(lambda: _delivered(site, study.study_instance_uid))
         steps = site.store.steps(study.study_instance_uid)
         assert {
             "fetch_priors",
@@ -117,6 +122,7 @@ def test_study_pushed_by_orthanc_ends_with_an_sr_in_orthanc_and_a_completed_depl
             "escalate",
             "store_results",
             "update_worklist",
+            "deliver_results:pacs",
         } <= set(steps)
         assert all(step["state"] == "completed" for step in steps.values())
         assert site.store.study(study.study_instance_uid).state == "done"
@@ -134,7 +140,11 @@ def test_study_sent_by_storescu_ends_with_an_sr_and_a_rerun_replaces_it(
         ds.save_as(path, enforce_file_format=True)
         files.append(path)
     settings = site_settings()
-    with running_node(settings) as site, running_worker(settings):
+    with (
+        running_node(settings) as site,
+        running_worker(settings),
+        running_results_sender(settings),
+    ):
         result = storescu("MODALITY", NODE_AE_TITLE, site.port, files)
         assert result.returncode == 0, result.stderr
         first = wait_for(lambda: orthanc_sr_instances(clean_orthanc, study.study_instance_uid))
@@ -158,7 +168,19 @@ def _dispatch_states(site, study_uid):
         ]
 
 
-def test_unreachable_pacs_fails_the_run_visibly_and_a_rerun_delivers(
+def _delivered(site, study_uid):
+    """Every queued result of the study left the results outbox (stored or already there)."""
+    with site.database.connection() as conn:
+        states = [
+            row["state"]
+            for row in conn.execute(
+                "SELECT state FROM results_outbox WHERE study_instance_uid = %s", (study_uid,)
+            )
+        ]
+    return bool(states) and all(state in ("sent", "superseded") for state in states)
+
+
+def test_unreachable_pacs_completes_the_run_and_the_outbox_delivers_without_a_rerun(
     site_settings, clean_orthanc, node_port
 ):
     from deployments.orthanc import free_port
@@ -167,25 +189,39 @@ def test_unreachable_pacs_fails_the_run_visibly_and_a_rerun_delivers(
     study = chest_xray_study(13, ["Effusion"], accession_number="E2E-DOWN")
     upload(clean_orthanc, study.datasets)
     down = site_settings(pacs={"port": free_port()})  # nothing listens there
-    with running_node(down) as site, running_worker(down):
+    with (
+        running_node(down) as site,
+        running_worker(down),
+        running_results_sender(down) as sender,
+    ):
         clean_orthanc.client.send_study("pacsflow", [study.study_instance_uid])
-        wait_for(lambda: _dispatch_states(site, study.study_instance_uid) == ["failed"])
+        wait_for(lambda: _dispatch_states(site, study.study_instance_uid) == ["completed"])
         steps = site.store.steps(study.study_instance_uid)
-        assert steps["store_results"]["state"] == "failed"
-        assert "PeerUnavailableError" in steps["store_results"]["detail"]["error"]
-        assert site.store.study(study.study_instance_uid).state == "failed"
+        assert steps["store_results"]["state"] == "completed"
+        assert steps["store_results"]["detail"]["queued"] == 1
+        assert site.store.study(study.study_instance_uid).state == "done"
+        waiting = wait_for(
+            lambda: [
+                row
+                for row in sender.outbox.messages(study.study_instance_uid)
+                if row["attempts"] >= 1 and row["last_error"]
+            ]
+        )
+        assert (
+            "PeerUnavailableError" in waiting[0]["last_error"]
+            or "cannot associate" in (waiting[0]["last_error"])
+        )
         assert orthanc_sr_instances(clean_orthanc, study.study_instance_uid) == []
     up = site_settings()
-    with running_node(up) as site, running_worker(up):
-        site.store.request_rerun(study.study_instance_uid)
-        wait_for(
-            lambda: _dispatch_states(site, study.study_instance_uid) == ["failed", "completed"]
-        )
+    with running_node(up) as site, running_results_sender(up):
+        # the PACS is reachable again: what waited is delivered, no rerun, no manual step
+        wait_for(lambda: _delivered(site, study.study_instance_uid))
         assert orthanc_sr_instances(clean_orthanc, study.study_instance_uid)
         stored = AnalysisStore(site.database).result_objects(study.study_instance_uid)
         assert stored and all(row["stored_at"] is not None for row in stored)
         kinds = {row["kind"] for row in stored}
         assert {"sr", "gsps"} <= kinds
+        assert _dispatch_states(site, study.study_instance_uid) == ["completed"]
 
 
 def test_run_started_from_the_prefect_deployment_is_executed_by_the_warm_worker(
@@ -196,7 +232,11 @@ def test_run_started_from_the_prefect_deployment_is_executed_by_the_warm_worker(
     study = chest_xray_study(14, [], accession_number="E2E-UI")
     upload(clean_orthanc, study.datasets)
     settings = site_settings()
-    with running_node(settings) as site, running_worker(settings):
+    with (
+        running_node(settings) as site,
+        running_worker(settings),
+        running_results_sender(settings),
+    ):
         clean_orthanc.client.send_study("pacsflow", [study.study_instance_uid])
         wait_for(lambda: completed_runs(prefect_api_url, study.study_instance_uid))
         # What the "Run" button of the deployment does in the Prefect UI:
@@ -240,7 +280,11 @@ def test_a_patients_second_study_is_compared_with_the_first(site_settings, clean
         for ds in study.datasets:
             ds.StudyDate = date
     settings = site_settings(routing={"rules": [HEAD_CT_RULE]})
-    with running_node(settings) as site, running_worker(settings):
+    with (
+        running_node(settings) as site,
+        running_worker(settings),
+        running_results_sender(settings),
+    ):
         upload(clean_orthanc, first.datasets)
         clean_orthanc.client.send_study("pacsflow", [first.study_instance_uid])
         wait_for(lambda: orthanc_sr_instances(clean_orthanc, first.study_instance_uid))

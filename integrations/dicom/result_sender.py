@@ -1,0 +1,364 @@
+"""The results sender: result objects from the results outbox to the PACS by C-STORE (I/O).
+
+What happens to a claimed delivery (one object, one destination)::
+
+    file unreadable, or changed since queued        failed (alerted)
+    same UID and hash stored there before           sent, "already stored" (nothing sent)
+    C-STORE success or warning                      sent, "stored", with the status code
+    no connection, aborted, timeout, busy           retry after the backoff (with jitter)
+    association rejected permanently                retry too: a configuration an operator
+                                                    fixes (the late alert tells them)
+    C-STORE failure status for this object          failed (alerted)
+    retry would fall after give_up_at               failed (alerted)
+
+The loop, leases and backoff are the EMR senders' (:class:`integrations.emr.sender.QueueSender`,
+:class:`integrations.emr.retry.RetrySchedule`). Each outcome is also recorded as the study's
+``deliver_results:<destination>`` step (counts, attempts, last stored at), so the run
+history shows what became of what the run queued.
+
+Alerts (:class:`DeliveryAlerts`) go to ``[results] alert_team`` over that escalation team's
+channels (never the EMR inbox) and are always logged at CRITICAL: once per row when it has
+waited longer than ``alert_after_minutes``, and once per row when it failed. An alert no
+channel delivered is tried again at the next check; without a team the log is the alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from integrations.db.analyses import AnalysisStore
+from integrations.db.connection import Database
+from integrations.db.results_outbox import (
+    PACS_DESTINATION,
+    ResultDelivery,
+    ResultsOutbox,
+    file_sha256,
+)
+from integrations.db.store import StudyStore
+from integrations.db.worklist import WorklistStore
+from integrations.dicom.scu import DicomClient, Peer
+from integrations.emr.retry import Disposition, Outcome, RetrySchedule, failed, retry, sent
+from integrations.emr.sender import QueueSender
+from integrations.errors import ConfigError, DimseStatusError, PeerRejectedError, TransientError
+from integrations.escalation.channels import Channel, build_channels
+from integrations.escalation.notification import OperationalAlert
+from integrations.escalation.rules import levels
+from integrations.escalation.sender import RetryPolicy, deliver
+from integrations.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ALERT_CHECK_SECONDS = 30.0
+MAX_STUDIES_NAMED = 10
+
+
+def pacs_peer(settings: Settings) -> Peer:
+    pacs = settings.pacs
+    return Peer(
+        ae_title=pacs.ae_title,
+        host=pacs.host,
+        port=pacs.port,
+        calling_ae_title=settings.node.ae_title,
+        timeout_seconds=pacs.timeout_seconds,
+    )
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def step_name(destination: str) -> str:
+    return f"deliver_results:{destination}"
+
+
+class DeliveryAlerts:
+    """Late and failed deliveries, told to the site's operators (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        outbox: ResultsOutbox,
+        *,
+        channels: Mapping[str, Channel] | None = None,
+        peers: Mapping[str, str] | None = None,
+        check_seconds: float = ALERT_CHECK_SECONDS,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.outbox = outbox
+        self.peers = dict(peers or {})
+        self.check_seconds = check_seconds
+        self._channels = dict(channels) if channels is not None else None
+        self._next_check = 0.0
+        escalation = settings.escalation
+        self.policy = RetryPolicy(
+            attempts=escalation.attempts_per_channel,
+            delays_seconds=tuple(escalation.retry_delays_seconds),
+            budget_seconds=escalation.channel_budget_seconds,
+        )
+        team = settings.results.alert_team
+        if team and team not in escalation.teams:
+            log.error(
+                "[results] alert_team %r is not an [escalation] team: delivery alerts are"
+                " logged only",
+                team,
+            )
+
+    def channels(self) -> Mapping[str, Channel]:
+        if self._channels is None:
+            try:
+                self._channels = dict(build_channels(self.settings, self.database))
+            except ConfigError as error:
+                log.error("ALERT delivery alerts cannot use the escalation channels: %s", error)
+                self._channels = {}
+        return self._channels
+
+    def check(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self._next_check:
+            return
+        self._next_check = now + self.check_seconds
+        minutes = self.settings.results.alert_after_minutes
+        late = self.outbox.late(minutes * 60.0)
+        if late:
+            self.alert("late", late)
+        failures = self.outbox.failed_unalerted()
+        if failures:
+            self.alert("failure", failures)
+
+    def alert(self, kind: Literal["late", "failure"], rows: Sequence[dict[str, Any]]) -> bool:
+        """Tell the operators about ``rows``; True (and the rows marked) once it went out."""
+        destinations = sorted({row["destination"] for row in rows})
+        where = ", ".join(self.peers.get(d, d) for d in destinations)
+        studies = sorted({row["study_instance_uid"] for row in rows})
+        oldest = min(row["created_at"] for row in rows)
+        minutes = self.settings.results.alert_after_minutes
+        if kind == "late":
+            title = (
+                f"{len(rows)} result object(s) of {len(studies)} study(ies) not delivered to"
+                f" {where} after {minutes:g} min"
+            )
+        else:
+            title = (
+                f"{len(rows)} result object(s) of {len(studies)} study(ies) could not be"
+                f" delivered to {where}: failed"
+            )
+        errors = sorted({row["last_error"] for row in rows if row["last_error"]})
+        lines = (
+            f"Oldest queued at: {oldest.isoformat()}",
+            f"Last error: {errors[-1] if errors else '(none recorded)'}",
+            "Studies: "
+            + ", ".join(studies[:MAX_STUDIES_NAMED])
+            + (f" and {len(studies) - MAX_STUDIES_NAMED} more" if len(studies) > 10 else ""),
+            "See: pacsflow results-outbox list; re-drive: pacsflow results-outbox retry",
+        )
+        log.critical("ALERT %s (%s)", title, "; ".join(lines))
+        delivered = self._send(kind, rows, title, lines, oldest, studies)
+        if delivered:
+            self.outbox.mark_alerted([row["id"] for row in rows], kind)
+        return delivered
+
+    def _send(
+        self,
+        kind: str,
+        rows: Sequence[dict[str, Any]],
+        title: str,
+        lines: tuple[str, ...],
+        oldest: datetime,
+        studies: list[str],
+    ) -> bool:
+        escalation = self.settings.escalation
+        team_id = self.settings.results.alert_team
+        team = escalation.teams.get(team_id) if team_id else None
+        if team is None:
+            return True  # no team: the CRITICAL log line above is the alert
+        now = datetime.now(UTC)
+        team_levels = levels(escalation, team_id, now)
+        alert = OperationalAlert(
+            idempotency_key=f"results-{kind}-{rows[0]['id']}-{len(rows)}",
+            team_id=team_id,
+            team_name=team.display_name or team_id,
+            recipients=team_levels[0].recipients if team_levels else (),
+            title=title,
+            lines=lines,
+            facts={
+                "alert": f"results_delivery_{kind}",
+                "objects": len(rows),
+                "studies": studies[:MAX_STUDIES_NAMED],
+                "oldest_queued_at": oldest.isoformat(),
+                "destinations": sorted({row["destination"] for row in rows}),
+            },
+            issued_at=now,
+        )
+        order = [name for name in team.channels if name != "hl7"]
+        delivery = deliver(alert, self.channels(), order, team.delivery, self.policy)
+        if not delivery.delivered:
+            log.error(
+                "ALERT results delivery alert reached nobody on team %s (%s); trying again",
+                team_id,
+                "; ".join(f"{a.channel}: {a.detail}" for a in delivery.attempts) or "no channel",
+            )
+        return delivery.delivered
+
+
+class ResultsSender(QueueSender):
+    """Drains the results outbox to the configured destinations (today: the [pacs] peer)."""
+
+    name = "results"
+    outbox: ResultsOutbox
+
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        *,
+        clients: Mapping[str, DicomClient] | None = None,
+        channels: Mapping[str, Channel] | None = None,
+        alert_check_seconds: float = ALERT_CHECK_SECONDS,
+    ) -> None:
+        results = settings.results
+        self.clients = dict(clients or {PACS_DESTINATION: DicomClient(pacs_peer(settings))})
+        # One object per association, each DIMSE step bounded by the peer's timeout.
+        lease = max(client.peer.timeout_seconds for client in self.clients.values()) * 4 + 30.0
+        super().__init__(
+            database,
+            ResultsOutbox(database),
+            lease_seconds=lease,
+            poll_seconds=results.poll_seconds,
+        )
+        self.settings = settings
+        self.schedule = RetrySchedule(results.retry_delays_seconds, results.retry_jitter)
+        self.studies = StudyStore(database)
+        self.analyses = AnalysisStore(database)
+        self.worklist = WorklistStore(database)
+        self.alerts = DeliveryAlerts(
+            settings,
+            database,
+            self.outbox,
+            channels=channels,
+            peers={name: client.peer.label for name, client in self.clients.items()},
+            check_seconds=alert_check_seconds,
+        )
+
+    def periodic(self) -> None:
+        self.alerts.check()
+
+    def process(self, item: ResultDelivery) -> None:
+        outcome: Outcome | None
+        client = self.clients.get(item.destination)
+        if client is None:
+            outcome = failed(f"no destination {item.destination!r} is configured")
+        else:
+            try:
+                outcome = self.deliver(item, client)
+            except Exception as error:  # a bug must not stop the queue; the row says why
+                log.exception("results: delivery %d raised", item.id)
+                outcome = failed(f"{type(error).__name__}: {error}")
+        if outcome is not None:
+            self._record(item, outcome)
+
+    def deliver(self, item: ResultDelivery, client: DicomClient) -> Outcome | None:
+        """Deliver once; None when the row was superseded meanwhile (nothing to record)."""
+        path = Path(item.path)
+        label = client.peer.label
+        earlier = self.outbox.stored(item.destination, item.sop_instance_uid)
+        if any(row["content_sha256"] == item.content_sha256 for row in earlier):
+            return sent("already stored", outcome="already stored", peer=label)
+        try:
+            digest = file_sha256(path)
+        except OSError as error:
+            return failed(f"result file unreadable: {error}", peer=label)
+        if digest != item.content_sha256:
+            # A rerun rewrote the file and queued its new content: that row delivers it.
+            self.outbox.mark_superseded(item.id)
+            log.info("results: delivery %d superseded by a newer content", item.id)
+            return None
+        if earlier:
+            log.warning(
+                "results: %s %s was stored on %s with other content before; sending this one",
+                item.kind,
+                item.sop_instance_uid,
+                label,
+            )
+        try:
+            codes = client.store_files([path], study_instance_uid=item.study_instance_uid)
+        except TransientError as error:
+            return retry(_describe(error), peer=label)
+        except DimseStatusError as error:
+            return failed(_describe(error), status_code=error.status, peer=label)
+        except PeerRejectedError as error:
+            return retry(_describe(error), peer=label)
+        return sent("stored", outcome="stored", status_code=codes[0], peer=label)
+
+    def _record(self, item: ResultDelivery, outcome: Outcome) -> None:
+        status = dict(outcome.status or {})
+        if outcome.disposition is Disposition.RETRY:
+            delay = self.schedule.delay(item.attempts)
+            if time.time() + delay > item.give_up_at.timestamp():
+                hours = self.settings.results.give_up_after_hours
+                outcome = failed(f"gave up after {hours:g} h: {outcome.detail}", **status)
+            else:
+                self._persist(
+                    lambda: self.outbox.schedule_retry(item.id, delay, outcome.detail, **status)
+                )
+                log.warning(
+                    "results: %s %s of study %s to %s, attempt %d: %s; next try in %.1f s",
+                    item.kind,
+                    item.sop_instance_uid,
+                    item.study_instance_uid,
+                    item.destination,
+                    item.attempts,
+                    outcome.detail,
+                    delay,
+                )
+        if outcome.disposition is Disposition.SENT:
+            self._persist(lambda: self.outbox.mark_sent(item.id, **status))
+            if item.destination == PACS_DESTINATION:
+                self.analyses.mark_stored([item.sop_instance_uid])
+                if item.part == "report":
+                    self.worklist.mark_results_stored(item.study_instance_uid)
+            log.info(
+                "results: %s %s of study %s %s on %s (attempt %d)",
+                item.kind,
+                item.sop_instance_uid,
+                item.study_instance_uid,
+                outcome.detail,
+                status.get("peer", item.destination),
+                item.attempts,
+            )
+        elif outcome.disposition is Disposition.FAILED:
+            self._persist(lambda: self.outbox.mark_failed(item.id, outcome.detail, **status))
+            log.error(
+                "results: %s %s of study %s to %s failed: %s",
+                item.kind,
+                item.sop_instance_uid,
+                item.study_instance_uid,
+                item.destination,
+                outcome.detail,
+            )
+            self.alerts.check(force=True)
+        self._record_step(item, outcome)
+
+    def _record_step(self, item: ResultDelivery, outcome: Outcome) -> None:
+        summary = self.outbox.study_summary(item.destination, item.study_instance_uid)
+        state = "failed" if summary["failed"] else "running" if summary["pending"] else "completed"
+        client = self.clients.get(item.destination)
+        detail = {
+            "destination": client.peer.label if client else item.destination,
+            "stored": summary["stored"],
+            "already_stored": summary["already_stored"],
+            "pending": summary["pending"],
+            "failed": summary["failed"],
+            "attempts": summary["max_attempts"],
+            "last_stored_at": summary["last_stored_at"],
+            "last": f"{item.kind} {outcome.disposition.value}: {outcome.detail}",
+        }
+        self.studies.record_step(
+            item.study_instance_uid, item.generation, step_name(item.destination), state, detail
+        )
