@@ -280,6 +280,10 @@ class ResultsSettings(Section):
     give_up_after_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 72.0
     alert_after_minutes: Annotated[float, Field(gt=0)] = 15.0
     alert_team: str = ""
+    # While deliveries to a destination are backing off, it is asked with a C-ECHO this often;
+    # when it answers, everything waiting for it is due at once (recovery in seconds, whatever
+    # the backoff had reached).
+    probe_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
 
     @field_validator("carriers")

@@ -198,6 +198,26 @@ class ResultsOutbox(LeasedQueue):
             conn.execute(f"NOTIFY {RESULTS_CHANNEL}")
             return cursor.rowcount
 
+    def backing_off(self) -> list[str]:
+        """Destinations with deliveries waiting after a failed attempt."""
+        with self.database.connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT destination FROM results_outbox WHERE state = 'pending'"
+                " AND last_error IS NOT NULL AND next_attempt_at > clock_timestamp()"
+            ).fetchall()
+        return [row["destination"] for row in rows]
+
+    def due_now(self, destination: str) -> int:
+        """Every delivery waiting for ``destination`` may be attempted now."""
+        with self.database.connection() as conn:
+            cursor = conn.execute(
+                "UPDATE results_outbox SET next_attempt_at = clock_timestamp()"
+                " WHERE destination = %s AND state = 'pending'"
+                " AND next_attempt_at > clock_timestamp()",
+                (destination,),
+            )
+            return cursor.rowcount
+
     def late(self, older_than_seconds: float) -> list[dict[str, Any]]:
         """Pending rows queued more than ``older_than_seconds`` ago and not alerted yet."""
         with self.database.connection() as conn:

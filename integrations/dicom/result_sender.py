@@ -11,6 +11,10 @@ What happens to a claimed delivery (one object, one destination)::
     C-STORE failure status for this object          failed (alerted)
     retry would fall after give_up_at               failed (alerted)
 
+While a destination's deliveries back off, it is probed with a C-ECHO every ``[results]
+probe_seconds``; when it answers, everything waiting for it is due at once, so recovery after
+an outage of any length takes seconds, not the last backoff step.
+
 The loop, leases and backoff are the EMR senders' (:class:`integrations.emr.sender.QueueSender`,
 :class:`integrations.emr.retry.RetrySchedule`). Each outcome is also recorded as the study's
 ``deliver_results:<destination>`` step (counts, attempts, last stored at), so the run
@@ -27,6 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -44,7 +49,13 @@ from integrations.db.worklist import WorklistStore
 from integrations.dicom.scu import DicomClient, Peer
 from integrations.emr.retry import Disposition, Outcome, RetrySchedule, failed, retry, sent
 from integrations.emr.sender import QueueSender
-from integrations.errors import ConfigError, DimseStatusError, PeerRejectedError, TransientError
+from integrations.errors import (
+    ConfigError,
+    DimseStatusError,
+    PacsflowError,
+    PeerRejectedError,
+    TransientError,
+)
 from integrations.escalation.channels import Channel, build_channels
 from integrations.escalation.notification import OperationalAlert
 from integrations.escalation.rules import levels
@@ -234,6 +245,15 @@ class ResultsSender(QueueSender):
         )
         self.settings = settings
         self.schedule = RetrySchedule(results.retry_delays_seconds, results.retry_jitter)
+        # the same peers with a short connect wait: a probe of a black-holed PACS costs little
+        self.probes = {
+            name: DicomClient(
+                replace(client.peer, connect_timeout_seconds=min(5.0, client.peer.timeout_seconds))
+            )
+            for name, client in self.clients.items()
+        }
+        self.probe_seconds = results.probe_seconds
+        self._next_probe = 0.0
         self.studies = StudyStore(database)
         self.analyses = AnalysisStore(database)
         self.worklist = WorklistStore(database)
@@ -248,6 +268,25 @@ class ResultsSender(QueueSender):
 
     def periodic(self) -> None:
         self.alerts.check()
+        self.probe()
+
+    def probe(self) -> None:
+        """C-ECHO the destinations deliveries are backing off from; one that answers gets
+        everything waiting for it at once, instead of at each row's next backoff."""
+        now = time.monotonic()
+        if now < self._next_probe:
+            return
+        self._next_probe = now + self.probe_seconds
+        for destination in self.outbox.backing_off():
+            probe = self.probes.get(destination)
+            if probe is None:
+                continue
+            try:
+                probe.echo()
+            except PacsflowError:
+                continue
+            due = self.outbox.due_now(destination)
+            log.info("results: %s answers again; %d delivery(ies) due now", probe.peer.label, due)
 
     def process(self, item: ResultDelivery) -> None:
         outcome: Outcome | None
