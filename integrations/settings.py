@@ -728,6 +728,16 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
         return tuple(sources)
 
+    @model_validator(mode="after")
+    def _alert_team_exists(self) -> Settings:
+        team = self.results.alert_team
+        if team and team not in self.escalation.teams:
+            raise ValueError(
+                f"[results] alert_team {team!r} is not one of the [escalation] teams"
+                f" ({', '.join(sorted(self.escalation.teams)) or 'none defined'})"
+            )
+        return self
+
     def analyzer_names(self) -> list[str]:
         """Every analyzer some routing rule refers to, in first-mention order."""
         names: list[str] = []

@@ -20,12 +20,14 @@ from pydicom import dcmread
 
 from integrations.db.analyses import AnalysisStore
 from integrations.db.results_outbox import PACS_DESTINATION, Part, QueuedObject, ResultsOutbox
+from integrations.db.worklist import WorklistStore
 from integrations.dicom.priors import latest_report
 from integrations.dicom.result_objects import ResultObject, build_result_objects
 from integrations.dicom.result_sender import pacs_peer
+from integrations.escalation.channels import outbox_priority
 from integrations.result_files import load_analysis, save_dataset, study_results_dir
 from models.interval_change import PriorComparison, compare_with_prior
-from models.results import AnalysisResult
+from models.results import AnalysisResult, UrgencyTier
 from tasks.context import AnalysisRef, PriorRef, ResultObjectRef, StudyContext
 from tasks.runtime import get_runtime
 from tasks.steps import recorded_step
@@ -138,6 +140,9 @@ def _enqueue(step: str, context: StudyContext, objects: list[ResultObjectRef], p
     runtime = get_runtime()
     with recorded_step(step, context) as detail:
         queued = [QueuedObject.from_file(ref.path, ref.kind) for ref in objects]
+        # a Critical study's results go to the PACS before routine ones (as to the EMR)
+        listed = WorklistStore(runtime.database).get(context.study_instance_uid)
+        tier = UrgencyTier(listed["tier"]) if listed and listed["tier"] else None
         added = ResultsOutbox(runtime.database).enqueue(
             destination=PACS_DESTINATION,
             study_instance_uid=context.study_instance_uid,
@@ -145,6 +150,7 @@ def _enqueue(step: str, context: StudyContext, objects: list[ResultObjectRef], p
             part=part,
             objects=queued,
             give_up_after_hours=runtime.settings.results.give_up_after_hours,
+            priority=outbox_priority(tier) if tier else 0,
         )
         peer = pacs_peer(runtime.settings).label
         detail.update(queued=len(queued), pacs=peer, kinds=[ref.kind for ref in objects])

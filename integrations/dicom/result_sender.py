@@ -2,8 +2,9 @@
 
 What happens to a claimed delivery (one object, one destination)::
 
-    file unreadable, or changed since queued        failed (alerted)
     same UID and hash stored there before           sent, "already stored" (nothing sent)
+    file unreadable                                 failed (alerted)
+    file rewritten since queued (a rerun)           superseded: its newer row delivers it
     C-STORE success or warning                      sent, "stored", with the status code
     no connection, aborted, timeout, busy           retry after the backoff (with jitter)
     association rejected permanently                retry too: a configuration an operator
@@ -113,13 +114,6 @@ class DeliveryAlerts:
             delays_seconds=tuple(escalation.retry_delays_seconds),
             budget_seconds=escalation.channel_budget_seconds,
         )
-        team = settings.results.alert_team
-        if team and team not in escalation.teams:
-            log.error(
-                "[results] alert_team %r is not an [escalation] team: delivery alerts are"
-                " logged only",
-                team,
-            )
 
     def channels(self) -> Mapping[str, Channel]:
         if self._channels is None:

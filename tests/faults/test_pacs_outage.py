@@ -13,6 +13,8 @@ import pytest
 from deployments.orthanc import OrthancClient, OrthancConfig, OrthancProcess, free_port
 from integrations.db.worklist import WorklistStore
 from integrations.dicom.scu import DicomClient, Peer
+from integrations.escalation.channels import outbox_priority
+from models.results import UrgencyTier
 from tests.fix_orthanc import NODE_AE_TITLE, PACS_AE_TITLE, OrthancPeer
 from tests.integration.results.outbox_helpers import new_instances, outbox_rows, wait_for
 from tests.site import running_node, running_results_sender, running_worker
@@ -127,6 +129,9 @@ def test_pacs_outage_runs_complete_and_every_result_arrives_after_the_restart_in
         )
         queued = outbox_rows(site.database)
         assert {row["state"] for row in queued} == {"pending"}
+        for row in queued:  # Critical studies' results are delivered first
+            tier = WorklistStore(site.database).get(row["study_instance_uid"])["tier"]
+            assert row["priority"] == outbox_priority(UrgencyTier(tier))
         reports = [row for row in queued if row["part"] == "report"]
         assert len(reports) == study_count
         assert all("PeerUnavailableError" in row["last_error"] for row in reports)

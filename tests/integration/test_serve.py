@@ -60,6 +60,7 @@ def test_serve_starts_the_site_and_ctrl_c_stops_every_child(
         assert any("deployments.cli escalation-service" in c for c in commands)
         assert any("deployments.cli hl7-listener" in c for c in commands)
         assert any("deployments.cli emr-sender" in c for c in commands)
+        assert any("deployments.cli results-sender" in c for c in commands)
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
         _gone, alive = psutil.wait_procs(children, timeout=10)

@@ -90,3 +90,19 @@ def test_a_changed_duplicate_keeps_the_first_unless_the_site_says_otherwise(conf
     assert load_settings(config).node.on_changed_duplicate == "keep-first"
     monkeypatch.setenv("PACSFLOW_NODE__ON_CHANGED_DUPLICATE", "refuse")
     assert load_settings(config).node.on_changed_duplicate == "refuse"
+
+
+def test_results_alert_team_must_be_an_escalation_team(config):
+    with pytest.raises(ConfigError, match="alert_team 'pacs-admin' is not one of"):
+        load_settings(config, results={"alert_team": "pacs-admin"})
+    settings = load_settings(
+        config,
+        results={"alert_team": "pacs-admin"},
+        escalation={
+            "people": {"ops1": {"name": "Ops", "email": "ops1@hospital.test"}},
+            "teams": {"pacs-admin": {"channels": ["email"], "on_call": [{"person": "ops1"}]}},
+        },
+    )
+    assert settings.results.alert_team == "pacs-admin"
+    assert settings.results.give_up_after_hours == 72.0
+    assert settings.priors.timeout_seconds == 3.0
