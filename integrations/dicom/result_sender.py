@@ -23,8 +23,10 @@ history shows what became of what the run queued.
 
 Alerts (:class:`DeliveryAlerts`) go to ``[results] alert_team`` over that escalation team's
 channels (never the EMR inbox) and are always logged at CRITICAL: once per row when it has
-waited longer than ``alert_after_minutes``, and once per row when it failed. An alert no
-channel delivered is tried again at the next check; without a team the log is the alert.
+waited longer than ``alert_after_minutes`` (rows that turn late later in the same outage are
+told together, at most once per that period), and once per row when it failed (at the next
+check, every ``ALERT_CHECK_SECONDS``). An alert no channel delivered is tried again at the
+next check; without a team the log is the alert.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ class DeliveryAlerts:
         self.check_seconds = check_seconds
         self._channels = dict(channels) if channels is not None else None
         self._next_check = 0.0
+        self._last_late_alert: float | None = None
         escalation = settings.escalation
         self.policy = RetryPolicy(
             attempts=escalation.attempts_per_channel,
@@ -124,15 +127,18 @@ class DeliveryAlerts:
                 self._channels = {}
         return self._channels
 
-    def check(self, *, force: bool = False) -> None:
+    def check(self) -> None:
         now = time.monotonic()
-        if not force and now < self._next_check:
+        if now < self._next_check:
             return
         self._next_check = now + self.check_seconds
-        minutes = self.settings.results.alert_after_minutes
-        late = self.outbox.late(minutes * 60.0)
-        if late:
-            self.alert("late", late)
+        threshold = self.settings.results.alert_after_minutes * 60.0
+        # Rows that turn late during one long outage are told at most once per threshold
+        # period (each row once), not in a stream of alerts every check.
+        if self._last_late_alert is None or now - self._last_late_alert >= threshold:
+            late = self.outbox.late(threshold)
+            if late and self.alert("late", late):
+                self._last_late_alert = now
         failures = self.outbox.failed_unalerted()
         if failures:
             self.alert("failure", failures)
@@ -375,7 +381,6 @@ class ResultsSender(QueueSender):
                 item.destination,
                 outcome.detail,
             )
-            self.alerts.check(force=True)
         self._record_step(item, outcome)
 
     def _record_step(self, item: ResultDelivery, outcome: Outcome) -> None:

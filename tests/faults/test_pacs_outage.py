@@ -65,7 +65,7 @@ def dispatch_states(site, study_uids):
     ("outage_seconds", "study_count"),
     [
         pytest.param(20, 2, id="20s-outage"),
-        pytest.param(300, 4, id="5min-outage", marks=pytest.mark.slow),
+        pytest.param(300, 4, id="5min-outage", marks=[pytest.mark.slow, pytest.mark.timeout(600)]),
     ],
 )
 def test_pacs_outage_runs_complete_and_every_result_arrives_after_the_restart_in_order(

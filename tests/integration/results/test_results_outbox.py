@@ -183,7 +183,12 @@ def test_late_delivery_alerts_the_operators_once_through_the_escalation_channels
     try:
         (hook,) = notify_http.wait_for("/hooks/ops", timeout=20)
         (mail,) = notify_smtp.wait_for("ops1@hospital.test", timeout=20)
-        time.sleep(1.5)  # more checks pass: the same rows are not alerted again
+        # results of another study queued later in the same outage: told once, on their own
+        later_image, later_reports, later_overlays = built_results(tmp_path, "cxr-later")
+        later_uid = add_study(database, later_image)
+        enqueue(database, later_uid, later_reports, later_overlays)
+        hooks = notify_http.wait_for("/hooks/ops", count=2, timeout=20)
+        time.sleep(1.5)  # more checks pass: no row is alerted again
     finally:
         stop.set()
         thread.join(15)
@@ -195,9 +200,10 @@ def test_late_delivery_alerts_the_operators_once_through_the_escalation_channels
     assert "not delivered" in mail.subject
     for text in (hook.body.decode(), mail.body):
         assert str(image.PatientName) not in text and str(image.PatientID) not in text
-    assert len(notify_http.received("/hooks/ops")) == 1
-    assert len(notify_smtp.received("ops1@hospital.test")) == 1
-    rows = outbox_rows(database, study_uid)
+    assert hooks[1].json()["facts"]["studies"] == [later_uid]
+    assert len(notify_http.received("/hooks/ops")) == 2
+    assert len(notify_smtp.received("ops1@hospital.test")) == 2
+    rows = outbox_rows(database)
     assert all(row["late_alert_at"] is not None and row["state"] == "pending" for row in rows)
     with database.connection() as conn:  # never the EMR inbox
         assert conn.execute("SELECT count(*) AS n FROM hl7_outbox").fetchone()["n"] == 0
