@@ -17,7 +17,7 @@ from integrations.db.analyses import AnalysisStore
 from tests.fix_orthanc import FORWARD_EVERYTHING_LUA, NODE_AE_TITLE
 from tests.fix_prefect import flow_runs
 from tests.integration.test_end_to_end import CHEST_RULE, orthanc_sr_instances, upload, wait_for
-from tests.site import running_node, running_worker
+from tests.site import running_node, running_results_sender, running_worker
 
 FORWARDING_PACS = "FWDPACS"
 QUIET_AFTER_RESULT_SECONDS = 60.0
@@ -73,13 +73,24 @@ def test_a_forward_everything_rule_gives_one_sr_and_one_run(
     )
     study = chest_xray_study(31, ["Pneumothorax"], accession_number="LOOP-1")
     uid = study.study_instance_uid
-    with running_node(settings) as site, running_worker(settings):
+    with (
+        running_node(settings) as site,
+        running_worker(settings),
+        running_results_sender(settings),
+    ):
         upload(pacs, study.datasets)  # the rule forwards each image to the node
         (sr,) = wait_for(lambda: orthanc_sr_instances(pacs, uid), timeout=120)
         result_at = time.monotonic()
         wait_for(lambda: dispatch_rows(site, uid) == [(1, "completed")], timeout=60)
-        sent = AnalysisStore(site.database).result_objects(uid)
-        assert sent and all(row["stored_at"] is not None for row in sent)
+        # the results sender stores the overlays after the SR
+        sent = wait_for(
+            lambda: (
+                (rows := AnalysisStore(site.database).result_objects(uid))
+                and all(row["stored_at"] is not None for row in rows)
+                and rows
+            ),
+            timeout=60,
+        )
         # Orthanc forwards every result object back; each is kept as ours
         wait_for(lambda: own_objects_given_back(site, uid) == len(sent), timeout=60)
         # and a PACS user sending the whole study again (images and results) changes nothing
