@@ -42,6 +42,7 @@ def analysis_ref(result: AnalysisResult, result_path: str) -> AnalysisRef:
         inference_seconds=result.inference_seconds,
         urgency_rule=fired_rule(result),
         primary_probability=round(primary.probability, 4) if primary else None,
+        clinical_use=result.clinical_use,
     )
 
 

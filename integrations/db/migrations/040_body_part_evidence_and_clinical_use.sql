@@ -5,3 +5,8 @@
 ALTER TABLE series
     ADD COLUMN station_name      text NOT NULL DEFAULT '',
     ADD COLUMN anatomic_regions  jsonb NOT NULL DEFAULT '[]'::jsonb;
+
+-- A result from a package that is not for clinical use (allowed only by
+-- [models] allow_non_clinical): its pages and its worklist row say NOT FOR CLINICAL USE.
+ALTER TABLE escalations ADD COLUMN clinical_use boolean NOT NULL DEFAULT true;
+ALTER TABLE worklist ADD COLUMN clinical_use boolean NOT NULL DEFAULT true;
