@@ -292,7 +292,12 @@ def _apply(
     ds.MRAcquisitionType = "2D"
     ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: "Schädel", "CÉRÉBRALE"
     del ds.BodyPartExamined
-    stale = ("ContrastBolusAgent", "SequenceVariant", "ScanningSequence", "ImageType")
+    stale: tuple[str, ...] = (
+        "ContrastBolusAgent",
+        "SequenceVariant",
+        "ScanningSequence",
+        "ImageType",
+    )
     if multiframe:  # Enhanced MR has no top-level timing: it lives in the functional groups
         stale += tuple(ENHANCED_GROUPS)
     for keyword in stale:

@@ -54,7 +54,9 @@ def test_german_and_french_mr_without_body_part_reach_the_brain_analyzer(
         routed = {}
         for study in (german, french):
             uid = study.study_instance_uid
-            routed[uid] = wait_for(lambda: (s := site.store.study(uid)).state == "queued" and s)
+            routed[uid] = wait_for(
+                lambda uid=uid: (s := site.store.study(uid)).state == "queued" and s
+            )
         with site.database.connection() as conn:
             stations = {
                 row["station_name"]
