@@ -37,7 +37,6 @@ ANATOMIC_REGION_CODES: dict[str, str] = {
     "T-A0100": "BRAIN",
     "89546000": "HEAD",
     "T-11100": "HEAD",  # skull
-    "1231004": "HEAD",  # head and neck structure, treated as head for routing
     "45048000": "NECK",
     "T-D1600": "NECK",
     # trunk
@@ -57,11 +56,9 @@ ANATOMIC_REGION_CODES: dict[str, str] = {
     "816092008": "PELVIS",
     "T-D6000": "PELVIS",
     "818982008": "ABDOMENPELVIS",
-    "416550000": "ABDOMENPELVIS",
     # spine
     "421060004": "SPINE",
     "T-D04FF": "SPINE",
-    "280717001": "SPINE",
     "122494005": "CSPINE",
     "T-11501": "CSPINE",
     "122495006": "TSPINE",
