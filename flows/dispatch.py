@@ -54,6 +54,7 @@ class StudyCloser:
             settings.study.quiet_seconds, settings.study.max_open_seconds
         )
         self.rules = settings.routing.to_rules()
+        self.body_part_overrides = settings.routing.to_overrides()
 
     def run_once(self) -> int:
         now, activities = self.store.open_studies()
@@ -62,7 +63,11 @@ class StudyCloser:
             reason = close_reason(activity, self.policy, now)
             if reason is None:
                 continue
-            route = route_study(self.store.series_of(activity.study_instance_uid), self.rules)
+            route = route_study(
+                self.store.series_of(activity.study_instance_uid),
+                self.rules,
+                self.body_part_overrides,
+            )
             if self.store.close_study(activity, route, reason.value, self.policy.quiet_seconds):
                 closed += 1
                 if route.is_routed:

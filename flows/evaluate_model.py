@@ -51,7 +51,8 @@ def score_cohort(
     from models.package_registry import get_registry
 
     logger = get_run_logger()
-    analyzer = get_registry(Path(models_dir), device).get(model_name)
+    # Evaluation reads a labelled cohort, never a patient's study: any package may be scored.
+    analyzer = get_registry(Path(models_dir), device, allow_non_clinical=True).get(model_name)
     records = []
     for number, (uid, paths) in enumerate(sorted(studies.items()), start=1):
         result = analyzer.analyze([dcmread(path) for path in paths])
@@ -161,7 +162,7 @@ def evaluate_model(
         from integrations.settings import load_settings
 
         models_dir = str(load_settings().models.dir)
-    registry = get_registry(Path(models_dir), device)
+    registry = get_registry(Path(models_dir), device, allow_non_clinical=True)
     paths = registry.package_paths().get(model_name)
     if not paths:
         registry.require([model_name])  # raises PackageError naming the package

@@ -37,6 +37,7 @@ from pydantic_settings import (
 )
 
 from integrations.dicom.ae import AllowedCaller, normalize_ae_title
+from integrations.dicom.body_part import BodyPartOverride
 from integrations.dicom.routing import Rule
 from integrations.dicom.uids import is_valid_uid
 from integrations.errors import ConfigError
@@ -172,8 +173,43 @@ class RoutingRule(Section):
     analyzers: list[str] = Field(min_length=1)
 
 
+class BodyPartOverrideRule(Section):
+    """A site's body part for series from a station, a calling AE title or a protocol.
+
+    Overrides come before every header (Anatomic Region Sequence, BodyPartExamined,
+    descriptions); the first override whose conditions all hold wins. Station Name and the
+    calling AE title compare case-insensitively; ``protocol`` is a regular expression searched
+    in ProtocolName and SeriesDescription.
+    """
+
+    body_part: Annotated[str, Field(min_length=1, max_length=16)]
+    station_name: str | None = None
+    calling_ae_title: str | None = None
+    protocol: Annotated[str | None, AfterValidator(_compile_regex)] = None
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> BodyPartOverrideRule:
+        if self.station_name is None and self.calling_ae_title is None and self.protocol is None:
+            raise ValueError(
+                "a body part override needs station_name, calling_ae_title or protocol"
+            )
+        return self
+
+
 class RoutingSettings(Section):
     rules: list[RoutingRule] = Field(default_factory=list)
+    body_part_overrides: list[BodyPartOverrideRule] = Field(default_factory=list)
+
+    def to_overrides(self) -> tuple[BodyPartOverride, ...]:
+        return tuple(
+            BodyPartOverride(
+                body_part=override.body_part.upper(),
+                station_name=override.station_name,
+                calling_ae_title=override.calling_ae_title,
+                protocol=override.protocol,
+            )
+            for override in self.body_part_overrides
+        )
 
     def to_rules(self) -> tuple[Rule, ...]:
         return tuple(
@@ -204,7 +240,11 @@ class ModelsSettings(Section):
     dir: Path = Path("var/models")
     device: str = "auto"
     # Build the demo packages (trained on generated images) when a routed analyzer has none.
-    build_demo_if_missing: bool = True
+    # Only `make demo` (pacsflow.toml) and the tests turn it on.
+    build_demo_if_missing: bool = False
+    # Load packages whose manifest says clinical_use = false (demo and research weights);
+    # every output then says NOT FOR CLINICAL USE. Off: the worker refuses to start with them.
+    allow_non_clinical: bool = False
 
     @field_validator("device")
     @classmethod

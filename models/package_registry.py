@@ -5,6 +5,10 @@ configured models directory (a folder with ``manifest.json``, or a ``.zip`` of o
 :meth:`PackageRegistry.get` of a name verifies and loads it and keeps the analyzer warm for
 the life of the process; :func:`get_registry` hands every caller in a process the same
 registry for the same directory and device.
+
+A package whose manifest says ``clinical_use: false`` (every demo package) is refused unless
+the registry was made with ``allow_non_clinical`` (``[models] allow_non_clinical = true``);
+its results then carry ``clinical_use = False`` and every output says NOT FOR CLINICAL USE.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from models.runtime import configure_cpu_threads, resolve_device
 class PackageRegistry:
     """A concrete :class:`models.registry.ModelRegistry` over one models directory."""
 
-    def __init__(self, models_dir: Path, device: str = "auto") -> None:
+    def __init__(
+        self, models_dir: Path, device: str = "auto", *, allow_non_clinical: bool = False
+    ) -> None:
         self.models_dir = Path(models_dir)
         self.device_name = device
+        self.allow_non_clinical = allow_non_clinical
         self._analyzers: dict[str, BaseAnalyzer] = {}
         self._lock = threading.RLock()
 
@@ -78,8 +85,10 @@ class PackageRegistry:
             if analyzer is not None:
                 return analyzer
             path = self._path_for(name)
-            kind = read_manifest(path).analyzer
-            cls = analyzer_class(kind)
+            manifest = read_manifest(path)
+            if not manifest.clinical_use and not self.allow_non_clinical:
+                raise PackageError(non_clinical_refusal(name, path))
+            cls = analyzer_class(manifest.analyzer)
             device = resolve_device(self.device_name)
             if device.type == "cpu":
                 configure_cpu_threads()
@@ -114,16 +123,27 @@ class PackageRegistry:
                 self._analyzers.pop(name, None)
 
 
-_registries: dict[tuple[Path, str], PackageRegistry] = {}
+def non_clinical_refusal(name: str, path: Path) -> str:
+    return (
+        f"model package {name!r} ({path}) is not for clinical use (clinical_use = false in its"
+        " manifest: demo or research weights); refusing to load it on patient images. Install a"
+        " clinical package, or set [models] allow_non_clinical = true on a demo or test site"
+        " (every output is then marked NOT FOR CLINICAL USE)"
+    )
+
+
+_registries: dict[tuple[Path, str, bool], PackageRegistry] = {}
 _registries_lock = threading.Lock()
 
 
-def get_registry(models_dir: Path, device: str = "auto") -> PackageRegistry:
+def get_registry(
+    models_dir: Path, device: str = "auto", *, allow_non_clinical: bool = False
+) -> PackageRegistry:
     """The process-wide registry for ``models_dir`` on ``device`` (created on first use)."""
-    key = (Path(models_dir).resolve(), device)
+    key = (Path(models_dir).resolve(), device, allow_non_clinical)
     with _registries_lock:
         registry = _registries.get(key)
         if registry is None:
-            registry = PackageRegistry(key[0], device)
+            registry = PackageRegistry(key[0], device, allow_non_clinical=allow_non_clinical)
             _registries[key] = registry
         return registry

@@ -43,11 +43,13 @@ class ModelRegistry(Protocol):
     def get(self, name: str) -> Analyzer: ...
 
 
-def get_registry(models_dir: Path, device: str = "auto") -> ModelRegistry:
+def get_registry(
+    models_dir: Path, device: str = "auto", *, allow_non_clinical: bool = False
+) -> ModelRegistry:
     """The process-wide registry of packages in ``models_dir`` (loads each package once).
 
     Imported lazily: this module stays free of torch for callers that only need the protocols.
     """
     from models.package_registry import get_registry as _get_registry
 
-    return _get_registry(models_dir, device)
+    return _get_registry(models_dir, device, allow_non_clinical=allow_non_clinical)

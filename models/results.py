@@ -90,6 +90,10 @@ class Heatmap:
 
 AnalysisStatus = Literal["analysed", "not_analysable"]
 
+# Said by every output of a result whose model is not for clinical use (demo or research
+# weights, loaded only where ``[models] allow_non_clinical = true``).
+NOT_FOR_CLINICAL_USE = "NOT FOR CLINICAL USE"
+
 
 @dataclass(frozen=True)
 class ModelIdentity:
@@ -127,6 +131,21 @@ class AnalysisResult:
         return UrgencyTier.most_urgent([finding.effective_tier for finding in self.findings])
 
     @property
+    def clinical_use(self) -> bool:
+        """The one value every output reads: False marks the result NOT FOR CLINICAL USE."""
+        return self.model.clinical_use
+
+    @property
+    def clinical_use_notice(self) -> str:
+        """The sentence outputs carry when the model is not for clinical use, else ''."""
+        if self.clinical_use:
+            return ""
+        return (
+            f"{NOT_FOR_CLINICAL_USE}: {self.model.name} {self.model.version} is a demo or"
+            " research model, not approved for patient care."
+        )
+
+    @property
     def positive_findings(self) -> tuple[Finding, ...]:
         """Present findings, most urgent and most probable first."""
         present = [finding for finding in self.findings if finding.present]
@@ -144,6 +163,7 @@ class AnalysisResult:
             {"label": heatmap.label, "image": asdict(heatmap.image)} for heatmap in self.heatmaps
         ]
         data["tier"] = self.tier.value
+        data["clinical_use"] = self.clinical_use
         return data
 
     @classmethod

@@ -41,6 +41,7 @@ class AnalysisRef:
     inference_seconds: float
     urgency_rule: str = ""  # the rule that fired for the study tier (integrations.urgency)
     primary_probability: float | None = None
+    clinical_use: bool = True  # False: the model is not for clinical use (AnalysisResult's)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def escalate(context: StudyContext, analyses: list[AnalysisRef]) -> int:
                 probability=finding.probability,
                 code=finding.code,
                 tier_rule=finding.rule,
+                clinical_use=analysis.clinical_use,
             )
             for analysis in analyses
             for finding in analysis.critical_findings

@@ -42,6 +42,7 @@ def analysis_ref(result: AnalysisResult, result_path: str) -> AnalysisRef:
         inference_seconds=result.inference_seconds,
         urgency_rule=fired_rule(result),
         primary_probability=round(primary.probability, 4) if primary else None,
+        clinical_use=result.clinical_use,
     )
 
 
@@ -54,7 +55,11 @@ def run_inference(context: StudyContext, analyzer: str) -> AnalysisRef:
         series = context.analyzers[analyzer]
         instances = runtime.store.instances(context.study_instance_uid, series)
         datasets = [dcmread(instance.path) for instance in instances]
-        registry = get_registry(runtime.settings.models.dir, runtime.settings.models.device)
+        registry = get_registry(
+            runtime.settings.models.dir,
+            runtime.settings.models.device,
+            allow_non_clinical=runtime.settings.models.allow_non_clinical,
+        )
         result = registry.get(analyzer).analyze(datasets)
         # The site's urgency rules decide the tiers before anything is saved or sent.
         result = apply_urgency(result, runtime.settings.urgency.to_rules())

@@ -26,7 +26,9 @@ def load_study(study_instance_uid: str) -> StudyContext:
     if route is None or not route.is_routed:
         # A run started by hand (UI, CLI) for a study that was unrouted: apply today's rules.
         route = route_study(
-            runtime.store.series_of(study_instance_uid), runtime.settings.routing.to_rules()
+            runtime.store.series_of(study_instance_uid),
+            runtime.settings.routing.to_rules(),
+            runtime.settings.routing.to_overrides(),
         )
     WorklistStore(runtime.database).mark_analysing(study_instance_uid)
     return StudyContext(

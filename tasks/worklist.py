@@ -114,6 +114,7 @@ def publish_tier(
         tier_rule=primary.urgency_rule if primary else "",
         patient_location=patient_location,
         only_if_more_urgent=True,
+        clinical_use=all(analysis.clinical_use for analysis in analyses),
     )
     if changed:
         send_priority_update(runtime, context, tier, primary)
@@ -135,6 +136,7 @@ def update_worklist(
             results_stored=results_stored,
             primary_probability=primary.primary_probability if primary else None,
             tier_rule=primary.urgency_rule if primary else "",
+            clinical_use=all(analysis.clinical_use for analysis in analyses),
         )
         control_id = send_priority_update(runtime, context, tier, primary)
         detail.update(

@@ -20,7 +20,7 @@ MODEL = ModelIdentity(
     version="1.2.0",
     manufacturer="pacsflow",
     weights_sha256="ab" * 32,
-    clinical_use=False,
+    clinical_use=True,  # a clinical package: the NOT FOR CLINICAL USE tests flip it
 )
 
 

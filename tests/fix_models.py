@@ -81,4 +81,4 @@ def demo_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_registry(demo_models_dir: Path) -> PackageRegistry:
-    return PackageRegistry(demo_models_dir, "cpu")
+    return PackageRegistry(demo_models_dir, "cpu", allow_non_clinical=True)

@@ -86,6 +86,8 @@ def settings_factory(tmp_path: Path, clean_database_url: str):
         sections["database"] = {"url": clean_database_url, **sections["database"]}
         sections.setdefault("node", {})
         sections["node"] = {"storage_dir": str(tmp_path / "storage"), **sections["node"]}
+        # Tests run demo and random-weight packages (clinical_use = false): allowed explicitly.
+        sections["models"] = {"allow_non_clinical": True, **sections.get("models", {})}
         return load_settings(None, search=False, **sections)
 
     return make

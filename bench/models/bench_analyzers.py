@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.densenet121:
             densenet121_package(models_dir)
             names.append("chest-xray-d121")
-        registry = PackageRegistry(models_dir, str(device))
+        registry = PackageRegistry(models_dir, str(device), allow_non_clinical=True)
         environment = {
             "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,

@@ -309,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     directory = args.models_dir or Path(tempfile.mkdtemp(prefix="gradcam-localisation-"))
     if args.models_dir is None:
         ensure_demo_packages(directory, train_if_needed=False)
-    registry = PackageRegistry(directory, "cpu")
+    registry = PackageRegistry(directory, "cpu", allow_non_clinical=True)
     cohort = list(studies(args.seed_offset))
     chosen = VARIANTS if args.variants == "all" else dict(list(VARIANTS.items())[:1])
     for name, variant in chosen.items():

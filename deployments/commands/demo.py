@@ -226,7 +226,16 @@ def start_demo_peers(settings: Settings) -> tuple[DemoEmr | None, DemoInbox | No
 
 
 def prepare_models(settings: Settings) -> None:
+    """Build the demo packages the routing names. They are not for clinical use: the demo's
+    configuration must say so explicitly (pacsflow.toml does)."""
     from models.demo import ensure_demo_packages
+
+    if not (settings.models.allow_non_clinical and settings.models.build_demo_if_missing):
+        raise ConfigError(
+            "the demo runs demo model packages (not for clinical use): its configuration must"
+            " set [models] build_demo_if_missing = true and allow_non_clinical = true, as"
+            " pacsflow.toml does"
+        )
 
     names = settings.analyzer_names()
     log.info(

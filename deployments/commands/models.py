@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from models.package_registry import PackageRegistry
 
     models_dir, routed, device = _models_dir(args)
-    registry = PackageRegistry(models_dir, device)
+    # Listing and verifying read and check packages; nothing reaches a patient from here.
+    registry = PackageRegistry(models_dir, device, allow_non_clinical=True)
     command = args.models_command
     if command == "list":
         return _list(registry, routed)

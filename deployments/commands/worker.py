@@ -22,7 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def prepare_models(settings: Settings) -> None:
-    """Load every routed analyzer now (and build demo packages when configured to)."""
+    """Load every routed analyzer now (and build demo packages when configured to).
+
+    A package that is missing, damaged, or not for clinical use while
+    ``[models] allow_non_clinical`` is off stops the worker before it takes a study: the
+    :class:`PackageError` names each package and what to do.
+    """
     names = settings.analyzer_names()
     if not names:
         return
@@ -32,8 +37,17 @@ def prepare_models(settings: Settings) -> None:
         from models.demo import ensure_demo_packages
 
         ensure_demo_packages(settings.models.dir, names)
-    registry = get_registry(settings.models.dir, settings.models.device)
+    registry = get_registry(
+        settings.models.dir,
+        settings.models.device,
+        allow_non_clinical=settings.models.allow_non_clinical,
+    )
     registry.require(names)
+    if settings.models.allow_non_clinical:
+        log.warning(
+            "[models] allow_non_clinical = true: non-clinical packages may load; their results"
+            " are marked NOT FOR CLINICAL USE"
+        )
     for name in names:
         registry.get(name)
     log.info("models ready: %s", ", ".join(names))
@@ -49,9 +63,9 @@ async def serve_queue(worker: WarmWorker) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    prepare_models(settings)  # refuse to start before touching the queue
     runtime = Runtime(settings=settings, database=open_database(settings))
     install_runtime(runtime)
-    prepare_models(settings)
     worker = WarmWorker(runtime.store, settings, name=args.name)
     log.info("worker %s waiting for studies", worker.name)
     try:

@@ -14,6 +14,7 @@ from rich.table import Table
 from integrations.db.connection import open_database
 from integrations.db.worklist import WorklistStore
 from integrations.settings import load_settings
+from models.results import NOT_FOR_CLINICAL_USE
 
 TIER_STYLE = {"Critical": "bold white on red", "Urgent": "bold yellow", "Routine": "green"}
 ESCALATION_STYLE = {
@@ -84,6 +85,11 @@ def table(rows: Sequence[dict[str, Any]], *, names: bool, now: datetime) -> Tabl
         "Escalation",
     ):
         result.add_column(column, overflow="fold")
+    # Rows from non-clinical models (only where [models] allow_non_clinical) get a column
+    # of their own, so the warning sits on the row's line whatever else the row holds.
+    marked = any_non_clinical(rows)
+    if marked:
+        result.add_column("Clinical use", no_wrap=True)
     for index, row in enumerate(rows, start=1):
         tier = row.get("tier") or "—"
         closed = row.get("closed_at")
@@ -110,8 +116,17 @@ def table(rows: Sequence[dict[str, Any]], *, names: bool, now: datetime) -> Tabl
             f"[{ESCALATION_STYLE.get(row.get('escalation_state') or '', '')}]{escalation}[/]"
             if escalation
             else "",
+            *([_clinical_use(row)] if marked else []),
         )
     return result
+
+
+def any_non_clinical(rows: Sequence[dict[str, Any]]) -> bool:
+    return any(row.get("clinical_use") is False for row in rows)
+
+
+def _clinical_use(row: dict[str, Any]) -> str:
+    return f"[bold red]{NOT_FOR_CLINICAL_USE}[/]" if row.get("clinical_use") is False else ""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,9 +142,15 @@ def run(args: argparse.Namespace) -> int:
                 row.pop("patient_name", None)
             print(json.dumps(row, default=str, sort_keys=True))
         return 0
-    console = Console(width=max(160, Console().width))
+    width = max(160, Console().width) + (len(NOT_FOR_CLINICAL_USE) + 3) * any_non_clinical(rows)
+    console = Console(width=width)
     if not rows:
         console.print("The worklist is empty.")
         return 0
     console.print(table(rows, names=args.names, now=datetime.now(UTC)))
+    if any_non_clinical(rows):
+        console.print(
+            f"[bold red]{NOT_FOR_CLINICAL_USE}[/]: rows so marked come from demo or research"
+            " models ([models] allow_non_clinical = true)."
+        )
     return 0

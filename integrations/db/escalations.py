@@ -50,6 +50,7 @@ class EscalationRecord:
     acknowledged_at: datetime | None
     acknowledged_by: str | None
     acknowledged_via: str | None
+    clinical_use: bool = True
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> EscalationRecord:
@@ -80,6 +81,7 @@ class EscalationStore:
         tier: str,
         tier_rule: str,
         probability: float,
+        clinical_use: bool = True,
         team: str,
         team_rule: str,
         ack_token: str,
@@ -93,13 +95,15 @@ class EscalationStore:
             row = conn.execute(
                 "INSERT INTO escalations (idempotency_key, study_instance_uid, generation,"
                 " analyzer, finding, finding_code, tier, tier_rule, probability, team, team_rule,"
-                " state, ack_token, study_closed_at, claimed_by, claimed_until, next_action_at)"
+                " state, ack_token, study_closed_at, claimed_by, claimed_until, next_action_at,"
+                " clinical_use)"
                 " VALUES (%(key)s, %(study)s, %(generation)s, %(analyzer)s, %(finding)s,"
                 " %(code)s, %(tier)s, %(tier_rule)s, %(probability)s, %(team)s, %(team_rule)s,"
                 " %(state)s, %(token)s, %(closed)s, %(claimed_by)s,"
                 " clock_timestamp() + make_interval(secs => %(claim)s),"
                 " CASE WHEN %(state)s = 'open'"
-                "      THEN clock_timestamp() + make_interval(secs => %(claim)s) END)"
+                "      THEN clock_timestamp() + make_interval(secs => %(claim)s) END,"
+                " %(clinical_use)s)"
                 " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
                 {
                     "key": idempotency_key,
@@ -118,6 +122,7 @@ class EscalationStore:
                     "closed": study_closed_at,
                     "claimed_by": claimed_by,
                     "claim": claim_seconds,
+                    "clinical_use": clinical_use,
                 },
             ).fetchone()
             if row is None:

@@ -89,11 +89,12 @@ WITH known AS (
     INSERT INTO series AS r (
         series_instance_uid, study_instance_uid, modality, body_part_examined,
         series_description, protocol_name, series_number, laterality, view_position,
-        sop_class_uids, instance_count, ours
+        sop_class_uids, instance_count, ours, station_name, anatomic_regions
     )
     SELECT %(series_instance_uid)s, %(study_instance_uid)s, %(modality)s, %(body_part_examined)s,
            %(series_description)s, %(protocol_name)s, %(series_number)s, %(laterality)s,
-           %(view_position)s, ARRAY[%(sop_class_uid)s]::text[], 1, inserted.ours
+           %(view_position)s, ARRAY[%(sop_class_uid)s]::text[], 1, inserted.ours,
+           %(station_name)s, %(anatomic_regions)s
     FROM inserted
     ON CONFLICT (series_instance_uid) DO UPDATE SET
         instance_count = r.instance_count + 1,
@@ -183,6 +184,7 @@ class StudyStore:
             "calling_ae_title": calling_ae_title,
             "content_sha256": content_sha256,
             "as_prior": as_prior,
+            "anatomic_regions": Jsonb([list(region) for region in header.anatomic_regions]),
         }
         with self.database.connection() as conn:
             row = conn.execute(_RECORD_INSTANCE, params).fetchone()
@@ -264,14 +266,26 @@ class StudyStore:
         gave back are never inputs."""
         with self.database.connection() as conn:
             rows = conn.execute(
-                "SELECT series_instance_uid, modality, body_part_examined, series_description,"
-                " protocol_name, sop_class_uids FROM series"
-                " WHERE study_instance_uid = %s AND NOT ours"
-                " ORDER BY series_number NULLS LAST, series_instance_uid",
+                "SELECT r.series_instance_uid, r.modality, r.body_part_examined,"
+                " r.series_description, r.protocol_name, r.sop_class_uids, r.station_name,"
+                " r.anatomic_regions, s.study_description, s.calling_ae_title"
+                " FROM series r JOIN studies s USING (study_instance_uid)"
+                " WHERE r.study_instance_uid = %s AND NOT r.ours"
+                " ORDER BY r.series_number NULLS LAST, r.series_instance_uid",
                 (study_instance_uid,),
             ).fetchall()
         return [
-            SeriesInfo(**{**row, "sop_class_uids": tuple(row["sop_class_uids"])}) for row in rows
+            SeriesInfo(
+                **{
+                    **row,
+                    "sop_class_uids": tuple(row["sop_class_uids"]),
+                    "anatomic_regions": tuple(
+                        (str(scheme), str(value), str(meaning))
+                        for scheme, value, meaning in row["anatomic_regions"]
+                    ),
+                }
+            )
+            for row in rows
         ]
 
     def close_study(

@@ -94,6 +94,7 @@ class WorklistStore:
         tier_rule: str,
         patient_location: str = "",
         only_if_more_urgent: bool = False,
+        clinical_use: bool = True,
     ) -> bool:
         """Set the study's tier; with ``only_if_more_urgent`` a tier already known for this
         generation is only raised, never lowered (several analyzers report one by one).
@@ -103,6 +104,8 @@ class WorklistStore:
                 "UPDATE worklist SET tier = %(tier)s, tier_rank = %(rank)s,"
                 " primary_finding = %(finding)s, primary_probability = %(probability)s,"
                 " tier_rule = %(rule)s, generation = %(generation)s,"
+                " clinical_use = %(clinical_use)s AND (clinical_use"
+                "                OR generation IS DISTINCT FROM %(generation)s),"
                 " patient_location = CASE WHEN %(location)s = '' THEN patient_location"
                 "                         ELSE %(location)s END,"
                 " analysed_at = COALESCE(analysed_at, clock_timestamp()),"
@@ -121,6 +124,7 @@ class WorklistStore:
                     "location": patient_location,
                     "study": study_instance_uid,
                     "only_up": only_if_more_urgent,
+                    "clinical_use": clinical_use,
                 },
             ).fetchone()
         return row is not None
@@ -135,12 +139,14 @@ class WorklistStore:
         results_stored: bool,
         primary_probability: float | None = None,
         tier_rule: str = "",
+        clinical_use: bool = True,
     ) -> None:
-        """The run's final tier (from every analysis) and whether results reached the PACS."""
+        """The run's final tier (from every analysis) and whether results reached the PACS;
+        ``clinical_use`` False when any analysis came from a non-clinical model."""
         with self.database.connection() as conn:
             conn.execute(
                 "UPDATE worklist SET tier = %s, tier_rank = %s, primary_finding = %s,"
-                " primary_probability = %s, tier_rule = %s,"
+                " primary_probability = %s, tier_rule = %s, clinical_use = %s,"
                 " analysed_at = COALESCE(analysed_at, clock_timestamp()),"
                 " tier_at = CASE WHEN tier IS DISTINCT FROM %s THEN clock_timestamp() ELSE tier_at END,"
                 " status = CASE WHEN %s AND status <> 'read' THEN 'results stored' ELSE status END,"
@@ -152,6 +158,7 @@ class WorklistStore:
                     primary_finding,
                     primary_probability,
                     tier_rule,
+                    clinical_use,
                     tier,
                     results_stored,
                     results_stored,

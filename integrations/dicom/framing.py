@@ -64,6 +64,7 @@ class _Walker:
                 if end is not None:
                     raise self.fail(offset, "item delimiter inside a defined-length item")
                 return offset + 8
+            start = offset
             offset, vr, length = self.header(offset, tag)
             if length == UNDEFINED_LENGTH:
                 if vr == b"UN":
@@ -77,6 +78,9 @@ class _Walker:
                     raise self.fail(
                         offset, f"undefined length on element ({tag >> 16:04X},{tag & 0xFFFF:04X})"
                     )
+                if depth == 0 and tag in self.wanted and vr != b"UN":
+                    # The whole sequence (items and its delimiter), for sequence_items().
+                    self.values[tag] = self.data[self.value_start(start, vr) : offset]
             else:
                 if offset + length > limit:
                     raise self.fail(
@@ -86,7 +90,7 @@ class _Walker:
                     )
                 if vr == b"SQ" and length:
                     self.items(offset, offset + length, depth + 1)
-                elif depth == 0 and tag in self.wanted:
+                if depth == 0 and tag in self.wanted:
                     self.values[tag] = self.data[offset : offset + length]
                 offset += length
         if end is None:
@@ -110,6 +114,11 @@ class _Walker:
                 raise self.fail(offset, "truncated element header")
             return offset + 12, vr, self.u32.unpack_from(self.data, offset + 8)[0]
         return offset + 8, vr, self.u16.unpack_from(self.data, offset + 6)[0]
+
+    def value_start(self, element_start: int, vr: bytes | None) -> int:
+        if vr is None:
+            return element_start + 8
+        return element_start + (12 if vr in LONG_LENGTH_VRS else 8)
 
     def sequence(self, offset: int, depth: int) -> int:
         """An undefined-length sequence: items until the sequence delimiter."""
@@ -181,3 +190,30 @@ def check_dataset_encoding(
     walker = _Walker(data, implicit, little_endian, wanted)
     walker.elements(0, len(data), 0)
     return walker.values
+
+
+def sequence_items(
+    sequence_bytes: bytes, transfer_syntax_uid: str, wanted: frozenset[int]
+) -> list[dict[int, bytes]]:
+    """The ``wanted`` elements of each item of a sequence value that
+    :func:`check_dataset_encoding` returned (already checked, and inflated when deflated).
+
+    Nested sequences come back as raw values too, so a caller can descend one level at a time.
+    """
+    implicit = transfer_syntax_uid == IMPLICIT_VR_LITTLE_ENDIAN
+    little_endian = transfer_syntax_uid != EXPLICIT_VR_BIG_ENDIAN
+    walker = _Walker(sequence_bytes, implicit, little_endian, wanted)
+    items: list[dict[int, bytes]] = []
+    offset = 0
+    while offset + 8 <= len(sequence_bytes):
+        tag = walker.read_tag(offset)
+        length = walker.u32.unpack_from(sequence_bytes, offset + 4)[0]
+        offset += 8
+        if tag == SEQUENCE_DELIMITATION:
+            break
+        if tag != ITEM:
+            raise walker.fail(offset - 8, "expected an item inside a sequence")
+        walker.values = {}
+        offset = walker.item_body(offset, length, 0)
+        items.append(walker.values)
+    return items

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.valuerep import PersonName
 
-from integrations.dicom.framing import check_dataset_encoding
+from integrations.dicom.framing import check_dataset_encoding, sequence_items
 from integrations.dicom.uids import validate_uid
 from integrations.errors import DatasetError, InvalidUIDError
 
@@ -31,6 +31,12 @@ MODALITY = 0x00080060
 REFERRING_PHYSICIAN_NAME = 0x00080090
 STUDY_DESCRIPTION = 0x00081030
 SERIES_DESCRIPTION = 0x0008103E
+STATION_NAME = 0x00081010
+ANATOMIC_REGION_SEQUENCE = 0x00082218
+CODE_VALUE = 0x00080100
+CODING_SCHEME_DESIGNATOR = 0x00080102
+CODE_MEANING = 0x00080104
+LONG_CODE_VALUE = 0x00080119
 PATIENT_NAME = 0x00100010
 PATIENT_ID = 0x00100020
 ISSUER_OF_PATIENT_ID = 0x00100021
@@ -44,6 +50,9 @@ SERIES_INSTANCE_UID = 0x0020000E
 SERIES_NUMBER = 0x00200011
 INSTANCE_NUMBER = 0x00200013
 LATERALITY = 0x00200060
+FRAME_ANATOMY_SEQUENCE = 0x00209071
+SHARED_FUNCTIONAL_GROUPS_SEQUENCE = 0x52009229
+CODE_ELEMENTS = frozenset({CODE_VALUE, CODING_SCHEME_DESIGNATOR, CODE_MEANING, LONG_CODE_VALUE})
 
 WANTED = frozenset(
     {
@@ -70,8 +79,16 @@ WANTED = frozenset(
         SERIES_NUMBER,
         INSTANCE_NUMBER,
         LATERALITY,
+        STATION_NAME,
+        ANATOMIC_REGION_SEQUENCE,
+        # Enhanced (multi-frame) objects put Anatomic Region Sequence in the Frame Anatomy
+        # functional group; only the shared groups are read (one small item), never per-frame.
+        SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
     }
 )
+
+# A coded anatomic region as the header gives it: (coding scheme, code value, code meaning).
+AnatomicRegion = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,8 @@ class InstanceHeader:
     instance_number: int | None = None
     laterality: str = ""
     view_position: str = ""
+    station_name: str = ""
+    anatomic_regions: tuple[AnatomicRegion, ...] = ()
 
 
 def dataset_offset(file_bytes: bytes) -> int:
@@ -189,7 +208,41 @@ def parse_dataset(dataset_bytes: bytes, transfer_syntax_uid: str) -> InstanceHea
         instance_number=integer(INSTANCE_NUMBER),
         laterality=text(LATERALITY).upper(),
         view_position=text(VIEW_POSITION).upper(),
+        station_name=decoded(STATION_NAME),
+        anatomic_regions=_anatomic_regions(values, transfer_syntax_uid),
     )
+
+
+def _anatomic_regions(
+    values: dict[int, bytes], transfer_syntax_uid: str
+) -> tuple[AnatomicRegion, ...]:
+    """Anatomic Region Sequence codes, top level first, then the shared Frame Anatomy group."""
+    sequences = [values.get(ANATOMIC_REGION_SEQUENCE, b"")]
+    for shared in _items(values.get(SHARED_FUNCTIONAL_GROUPS_SEQUENCE), transfer_syntax_uid):
+        for anatomy in _items(shared.get(FRAME_ANATOMY_SEQUENCE), transfer_syntax_uid):
+            sequences.append(anatomy.get(ANATOMIC_REGION_SEQUENCE, b""))
+    regions: list[AnatomicRegion] = []
+    for raw in sequences:
+        for item in _items(raw, transfer_syntax_uid, CODE_ELEMENTS):
+            value = _ascii(item.get(CODE_VALUE) or item.get(LONG_CODE_VALUE) or b"")
+            if value:
+                scheme = _ascii(item.get(CODING_SCHEME_DESIGNATOR, b"")).upper()
+                meaning = item.get(CODE_MEANING, b"").decode("utf-8", errors="replace")
+                regions.append((scheme, value, meaning.strip(" \x00")))
+    return tuple(dict.fromkeys(regions))
+
+
+def _items(
+    raw: bytes | None,
+    transfer_syntax_uid: str,
+    wanted: frozenset[int] = frozenset({FRAME_ANATOMY_SEQUENCE, ANATOMIC_REGION_SEQUENCE}),
+) -> list[dict[int, bytes]]:
+    if not raw:
+        return []
+    try:
+        return sequence_items(raw, transfer_syntax_uid, wanted)
+    except DatasetError:  # evidence for routing only: a sequence we cannot read gives none
+        return []
 
 
 def _ascii(raw: bytes) -> str:

@@ -81,6 +81,7 @@ TIER_VALUES: Final = {
 }
 NOT_ANALYSABLE: Final = _private("NOTANLYS", "Not analysable")
 ANALYZER: Final = _private("ANALYZER", "pacsflow analyzer")
+CLINICAL_USE_NOTICE: Final = _private("NOTCLIN", "Not for clinical use")
 PRIOR_STUDY_UID: Final = _private("PRIORUID", "Prior study instance UID")
 PRIOR_STUDY_DATE: Final = _private("PRIORDATE", "Prior study date")
 PRIOR_ACCESSION: Final = _private("PRIORACC", "Prior study accession number")

@@ -65,7 +65,7 @@ from integrations.dicom.result_common import (
 from integrations.dicom.uids import derived_uid
 from integrations.settings import ResultsSettings
 from models.interval_change import PriorComparison
-from models.results import AnalysisResult, Finding, UrgencyTier
+from models.results import NOT_FOR_CLINICAL_USE, AnalysisResult, Finding, UrgencyTier
 
 REPORT_TITLE = CodedConcept.from_code(codes.cid7021.ImagingMeasurementReport)
 ANALYZER_PARAMETER_PREFIX = "analyzer="
@@ -185,6 +185,7 @@ def _algorithm_identification(
         parameters=[
             f"{ANALYZER_PARAMETER_PREFIX}{analysis.analyzer}",
             f"{THRESHOLD_PARAMETER_PREFIX}{finding.threshold:g}",
+            *([NOT_FOR_CLINICAL_USE] if not analysis.clinical_use else []),
         ],
     )
 
@@ -345,6 +346,14 @@ def _qualitative_evaluations(
             name=result_codes.ANALYZER, value=analysis.analyzer, relationship_type=contains
         ),
     ]
+    if not analysis.clinical_use:
+        items.append(
+            TextContentItem(
+                name=result_codes.CLINICAL_USE_NOTICE,
+                value=analysis.clinical_use_notice,
+                relationship_type=contains,
+            )
+        )
     if analysis.status == "not_analysable":
         items.append(
             TextContentItem(

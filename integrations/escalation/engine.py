@@ -59,6 +59,7 @@ class CriticalFindingInput:
     probability: float
     code: str = ""  # "SCHEME:VALUE"
     tier_rule: str = ""
+    clinical_use: bool = True  # False: every page says NOT FOR CLINICAL USE
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ class EscalationEngine:
                 tier="Critical",
                 tier_rule=finding.tier_rule,
                 probability=finding.probability,
+                clinical_use=finding.clinical_use,
                 team=route.team if route else "",
                 team_rule=route.rule if route else "",
                 ack_token=secrets.token_urlsafe(24),
@@ -279,6 +281,7 @@ class EscalationEngine:
             ack_token=record.ack_token or "",
             study_closed_at=record.study_closed_at,
             issued_at=now,
+            clinical_use=record.clinical_use,
         )
         delivered_record: list[EscalationRecord] = []
         lock = threading.Lock()

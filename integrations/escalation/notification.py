@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from integrations.escalation.rules import Recipient
+from models.results import NOT_FOR_CLINICAL_USE
 
 SIGNATURE_HEADER = "X-Pacsflow-Signature"
 TIMESTAMP_HEADER = "X-Pacsflow-Timestamp"
@@ -61,6 +62,7 @@ class Notification:
     ack_token: str
     study_closed_at: datetime | None
     issued_at: datetime
+    clinical_use: bool = True  # False: the model is not for clinical use; every form says so
 
     @property
     def delivery_id(self) -> str:
@@ -75,19 +77,23 @@ class Notification:
     def resend(self) -> bool:
         return self.round > 0
 
+    @property
+    def prefix(self) -> str:
+        """What every form starts with: the clinical-use warning, then the reminder mark."""
+        warning = f"{NOT_FOR_CLINICAL_USE} " if not self.clinical_use else ""
+        return warning + ("REMINDER " if self.resend else "")
+
     def subject(self) -> str:
-        prefix = "REMINDER " if self.resend else ""
         return (
-            f"{prefix}CRITICAL AI finding: {self.finding} ({self.probability:.0%})"
+            f"{self.prefix}CRITICAL AI finding: {self.finding} ({self.probability:.0%})"
             f" - {self.ward} - Acc {self.accession_number or '?'}"
         )
 
     def short_text(self) -> str:
         """For pagers and SMS: at most 160 characters, the acknowledge link always whole."""
-        prefix = "REMINDER " if self.resend else ""
         tail = f" Ack: {self.ack_link}"
         head = (
-            f"{prefix}CRITICAL AI: {self.finding} {self.probability:.0%}, {self.ward},"
+            f"{self.prefix}CRITICAL AI: {self.finding} {self.probability:.0%}, {self.ward},"
             f" acc {self.accession_number or '?'} {self.modality}."
         )
         room = SHORT_TEXT_LIMIT - len(tail)
@@ -125,6 +131,12 @@ class Notification:
         ]
         if self.resend:
             lines.insert(0, f"REMINDER {self.round}: not acknowledged yet.")
+        if not self.clinical_use:
+            lines[:0] = [
+                f"{NOT_FOR_CLINICAL_USE}: this finding comes from a demo or research model"
+                f" ({self.analyzer}), not approved for patient care.",
+                "",
+            ]
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> dict[str, Any]:
@@ -159,6 +171,8 @@ class Notification:
             },
             "acknowledge": {"url": self.ack_link, "token": self.ack_token},
             "issued_at": self.issued_at.isoformat(),
+            "clinical_use": self.clinical_use,
+            **({"notice": NOT_FOR_CLINICAL_USE} if not self.clinical_use else {}),
         }
 
 

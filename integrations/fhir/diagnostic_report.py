@@ -386,4 +386,6 @@ def _conclusion(document: ResultDocument, without_context: bool) -> str:
     ]
     if without_context:
         parts.append(NO_CLINICAL_CONTEXT)
+    if analysis.clinical_use_notice:  # first, so no reader of the conclusion misses it
+        parts.insert(0, analysis.clinical_use_notice)
     return " ".join(parts)

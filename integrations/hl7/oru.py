@@ -8,6 +8,7 @@ One message per analysed study and analyzer::
     ORC  RE, placer/filler order numbers, ordering provider
     OBR  same numbers, procedure, accession number (OBR-18), result status P (preliminary:
          an AI result is unsigned), diagnostic service section RAD
+    NTE  NOT FOR CLINICAL USE first, when the model is not for clinical use
     NTE  model name and version, and the not-for-primary-diagnosis statement
     NTE  "no clinical context" when no ADT had arrived for the patient
     OBX  urgency tier (CWE, abnormal flag AA/A/N)
@@ -352,6 +353,8 @@ def build_oru(
     )
     model = document.analysis.model
     notes = [f"{model.name} version {model.version}. {NOT_FOR_PRIMARY_DIAGNOSIS}"]
+    if document.analysis.clinical_use_notice:  # the first note a reader of the result sees
+        notes.insert(0, document.analysis.clinical_use_notice)
     if patient is None:
         notes.append(NO_CLINICAL_CONTEXT)
     ntes = [

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from pydicom import Dataset
 
+from integrations.dicom.body_part import resolve_body_part
 from models.gradcam import GradCAM
 from models.loading import LoadedPackage
 from models.package import LabelSpec, Manifest
@@ -122,7 +123,13 @@ class BaseAnalyzer:
                 f"{describe(_reference(dataset))}: modality {modality or '(missing)'} is not one "
                 f"of {', '.join(self.manifest.modalities)}"
             )
-        body_part = str(dataset.get("BodyPartExamined", "")).upper()
+        # Routing resolved the body part from every header; here only what the instance
+        # itself says can refuse it, read the same way ("SCHAEDEL" is HEAD, "" says nothing).
+        body_part = resolve_body_part(
+            body_part_examined=str(dataset.get("BodyPartExamined", "") or ""),
+            series_description=str(dataset.get("SeriesDescription", "") or ""),
+            protocol_name=str(dataset.get("ProtocolName", "") or ""),
+        ).body_part
         if body_part and self.manifest.body_parts and body_part not in self.manifest.body_parts:
             return (
                 f"{describe(_reference(dataset))}: body part {body_part} is not one of "

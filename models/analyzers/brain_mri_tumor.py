@@ -1,23 +1,28 @@
-"""Brain MRI tumour analyzer: every slice scored, the study decided by the slices (pure).
+"""Brain MRI tumour analyzer: one series chosen by sequence, every slice scored (pure).
 
-Each routed MR series (localizers and series under the minimum slice count skipped with the
-reason) is ordered by Image Position (Patient) and scaled by its tissue median; every slice
-with its neighbours (2.5D) goes through the network in batches. A series' probability is the
-mean of its three most suspicious slices (one noisy slice does not make a tumour); the study
-takes the most suspicious series. The finding references the slices at or above the
-threshold (the most probable first), and the three most probable slices get heatmaps.
+The study's MR series are classified by sequence from their headers
+(:mod:`models.analyzers.mr_sequence`) and read in the order FLAIR, T2, post-contrast T1, T1:
+the first that passes the header checks (intended modality and body part, not a localizer,
+at least 16 slices; 2D multi-slice and 3D volumes alike) and prepares as an axial stack is the
+one analysed. Diffusion, SWI, perfusion, angiography and derived maps are never read. Each
+slice with its neighbours (2.5D) goes through the network in batches; the series' probability
+is the mean of its three most suspicious slices (one noisy slice does not make a tumour). The
+finding references the slices at or above the threshold (the most probable first), and the
+three most probable slices get heatmaps.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydicom import Dataset
 
-from models.analyzers.base import label_probabilities
+from models.analyzers.base import Skipped, label_probabilities, nothing_to_analyse
+from models.analyzers.mr_sequence import MrSequence, RankedSeries, rank_series
 from models.analyzers.series import SeriesAnalyzer, rank_slices, series_summary
-from models.analyzers.volume import top_k_mean
+from models.analyzers.volume import PreparedSeries, series_label, top_k_mean
 from models.labels import BRAIN_TUMOR as TUMOR
+from models.preprocess import group_by_series, image_reference
 from models.results import AnalysisResult
 
 TOP_K = 3
@@ -30,32 +35,66 @@ class BrainMriTumorAnalyzer(SeriesAnalyzer):
     minimum_slices: ClassVar[int] = 16
     series_name: ClassVar[str] = "axial MR series"
 
+    def select(
+        self, datasets: list[Dataset]
+    ) -> tuple[PreparedSeries | None, RankedSeries | None, list[RankedSeries], list[Skipped]]:
+        """The series to read (prepared), its sequence call, every call, and what was left out."""
+        groups = group_by_series(datasets)
+        ranked = rank_series(groups)
+        skipped: list[Skipped] = []
+        candidates = []
+        for entry in ranked:
+            members = groups[entry.series_instance_uid]
+            if entry.call.sequence is MrSequence.EXCLUDED:
+                reason = f"{series_label(members)}: not read ({entry.call.evidence})"
+                skipped.append(Skipped(image_reference(members[0]), reason))
+                continue
+            problem = self.members_problem(members)
+            if problem is not None:
+                skipped.append(Skipped(image_reference(members[0]), problem))
+                continue
+            candidates.append(entry)
+        for entry in candidates:
+            outcome = self.try_prepare(groups[entry.series_instance_uid])
+            if isinstance(outcome, Skipped):
+                skipped.append(outcome)
+                continue
+            return outcome, entry, ranked, skipped
+        return None, None, ranked, skipped
+
     def _analyze(self, datasets: list[Dataset]) -> AnalysisResult:
-        series, skipped = self.usable_series(datasets)
+        best, chosen, ranked, skipped = self.select(datasets)
+        if best is None or chosen is None:
+            raise nothing_to_analyse(self.series_name, skipped)
         label = self.manifest.label(TUMOR)
-        scored = []
-        for item in series:
-            per_slice = label_probabilities(self.manifest, self.logits(item.inputs))[TUMOR]
-            scored.append((top_k_mean(per_slice, TOP_K), item, per_slice))
-        probability, best, per_slice = max(scored, key=lambda entry: entry[0])
-        ranked, referenced = rank_slices(per_slice, label.threshold, TOP_K)
+        per_slice = label_probabilities(self.manifest, self.logits(best.inputs))[TUMOR]
+        probability = top_k_mean(per_slice, TOP_K)
+        ranked_slices, referenced = rank_slices(per_slice, label.threshold, TOP_K)
         finding = self.finding(label, probability, [best.frames[i].reference for i in referenced])
         heatmaps = (
-            self.slice_heatmaps(best, label, ranked[:HEATMAP_SLICES]) if finding.present else []
+            self.slice_heatmaps(best, label, ranked_slices[:HEATMAP_SLICES])
+            if finding.present
+            else []
         )
+        sequences: list[dict[str, Any]] = [
+            {"series_instance_uid": entry.series_instance_uid, **entry.call.to_json()}
+            for entry in ranked
+        ]
         return self.analysed(
             [finding],
             heatmaps,
-            [frame.reference for item in series for frame in item.frames],
+            [frame.reference for frame in best.frames],
             {
                 "series": [
                     {
-                        **series_summary(item),
-                        "probability": round(value, 6),
-                        "slice_probabilities": [round(float(p), 4) for p in probabilities],
+                        **series_summary(best),
+                        **chosen.call.to_json(),
+                        "probability": round(probability, 6),
+                        "slice_probabilities": [round(float(p), 4) for p in per_slice],
                     }
-                    for value, item, probabilities in scored
                 ],
+                "selection": "by sequence: FLAIR, then T2, then post-contrast T1, then T1",
+                "sequences": sequences,
                 "aggregation": f"mean of the top {TOP_K} slice probabilities",
                 "skipped": [item.to_json() for item in skipped],
             },

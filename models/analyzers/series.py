@@ -55,22 +55,34 @@ class SeriesAnalyzer(BaseAnalyzer):
     def prepare_one(self, members: list[Dataset]) -> PreparedSeries:
         return prepare_series(members, self.manifest.input)
 
+    def members_problem(self, members: list[Dataset]) -> str | None:
+        """A header-level reason to leave the series out (modality, body part, localizer,
+        slice count, what the analyzer adds), or None."""
+        return (
+            self.header_problem(members[0])
+            or series_problem(members, self.minimum_slices)
+            or self.series_header_problem(members)
+        )
+
+    def try_prepare(self, members: list[Dataset]) -> PreparedSeries | Skipped:
+        """The prepared series, or why it was left out."""
+        problem = self.members_problem(members)
+        if problem is None:
+            try:
+                return self.prepare_one(members)
+            except NotAnalysable as reason:
+                problem = reason.reason
+        return Skipped(image_reference(members[0]), problem)
+
     def prepare(self, datasets: list[Dataset]) -> tuple[list[PreparedSeries], list[Skipped]]:
         prepared: list[PreparedSeries] = []
         skipped: list[Skipped] = []
         for members in group_by_series(datasets).values():
-            problem = (
-                self.header_problem(members[0])
-                or series_problem(members, self.minimum_slices)
-                or self.series_header_problem(members)
-            )
-            if problem is None:
-                try:
-                    prepared.append(self.prepare_one(members))
-                    continue
-                except NotAnalysable as reason:
-                    problem = reason.reason
-            skipped.append(Skipped(image_reference(members[0]), problem))
+            outcome = self.try_prepare(members)
+            if isinstance(outcome, Skipped):
+                skipped.append(outcome)
+            else:
+                prepared.append(outcome)
         return prepared, skipped
 
     def usable_series(self, datasets: list[Dataset]) -> tuple[list[PreparedSeries], list[Skipped]]:

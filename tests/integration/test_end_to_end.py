@@ -320,3 +320,45 @@ def test_a_patients_second_study_is_compared_with_the_first(site_settings, clean
         "Compared with 2026-01-05 (E2E-CT1)"
         in steps["build_results:head-ct-ich"]["detail"]["interval_change"]
     )
+
+
+def test_vendor_brain_mr_without_body_part_is_read_on_its_flair_and_marked_not_clinical(
+    site_settings, clean_orthanc, tmp_path, dcmtk_tools
+):
+    """The issue's case: a German 2D brain MR (twenty 5 mm slices per series, no
+    BodyPartExamined) is routed, the demo brain model reads its FLAIR, and the SR that reaches
+    Orthanc says NOT FOR CLINICAL USE (the demo model is not for clinical use)."""
+    from pathlib import Path
+
+    from integrations.result_files import load_analysis
+    from models.phantoms.vendor_mr import series_uid_of, vendor_brain_mr_study
+    from tests.dicom_samples import write
+
+    study = vendor_brain_mr_study(21, "siemens", matrix=64, tumour=True)
+    files = [write(ds, tmp_path / "mr") for ds in study.datasets]
+    brain_rule = {
+        "name": "brain-mri",
+        "modality": ["MR"],
+        "body_part": ["HEAD", "BRAIN"],
+        "analyzers": ["brain-mri-tumor"],
+    }
+    settings = site_settings(routing={"rules": [CHEST_RULE, brain_rule]})
+    with running_node(settings) as site, running_worker(settings):
+        result = storescu("MODALITY", NODE_AE_TITLE, site.port, files)
+        assert result.returncode == 0, result.stderr
+        srs = wait_for(lambda: orthanc_sr_instances(clean_orthanc, study.study_instance_uid))
+        sr = dcmread(io.BytesIO(clean_orthanc.client.instance_file(srs[0]["ID"])))
+        (row,) = AnalysisStore(site.database).analyses(study.study_instance_uid)
+    analysis = load_analysis(Path(row["result_path"]))
+    assert analysis.status == "analysed" and analysis.clinical_use is False
+    (read,) = analysis.extra["series"]
+    assert read["series_instance_uid"] == series_uid_of(21, "siemens", "flair")
+    assert read["sequence"] == "FLAIR" and read["slices"] == 20
+
+    def texts(item):
+        for child in item.get("ContentSequence", []):
+            if child.ValueType == "TEXT":
+                yield str(child.TextValue)
+            yield from texts(child)
+
+    assert any(text.startswith("NOT FOR CLINICAL USE") for text in texts(sr))

@@ -162,13 +162,14 @@ class Site:
         analyzer: str = "test-chest",
         manifest_tiers: dict[str, str] | None = None,
         threshold: float = 0.5,
+        model: ModelIdentity = MODEL,
     ) -> AnalysisRef:
         """An analysis result as an analyzer would return it, scored by the site's urgency
         rules and saved, as run_inference does; returns the reference the flow passes on."""
         tiers = manifest_tiers or {}
         result = AnalysisResult(
             analyzer=analyzer,
-            model=MODEL,
+            model=model,
             status="analysed",
             findings=tuple(
                 Finding(

@@ -18,6 +18,6 @@ def test_tiny_chest_training_is_deterministic_and_loads(tmp_path: Path) -> None:
     assert manifest.is_demo and not manifest.clinical_use
     assert manifest.training["recipe"].startswith("chest-xray/")
     assert set(manifest.training["held_out"]) == {label.name for label in manifest.labels}
-    analyzer = PackageRegistry(tmp_path / "a", "cpu").get("chest-xray")
+    analyzer = PackageRegistry(tmp_path / "a", "cpu", allow_non_clinical=True).get("chest-xray")
     result = analyzer.analyze(chest_xray_study(1, ("Effusion",), size=128).datasets)
     assert result.status == "analysed" and len(result.findings) == 19

@@ -182,3 +182,17 @@ def test_the_validator_checks_observation_codes() -> None:
     broken["status"] = "done"
     problems = validate_r4(broken)
     assert any("'VERY-BAD'" in p for p in problems) and any("status 'done'" in p for p in problems)
+
+
+def test_a_non_clinical_result_starts_its_conclusion_with_the_warning() -> None:
+    from dataclasses import replace
+
+    document = result_document()
+    model = replace(document.analysis.model, clinical_use=False)
+    document = replace(document, analysis=replace(document.analysis, model=model))
+    data = build_report_bundle(document, None, mrn_authority="HOSP", systems=SYSTEMS, now=NOW)
+    assert validate_r4(data) == []
+    (report,) = resources(data, "DiagnosticReport")
+    assert report["conclusion"].startswith("NOT FOR CLINICAL USE: pacsflow-chest-xray 1.2.0")
+    (clinical,) = resources(bundle(), "DiagnosticReport")
+    assert "NOT FOR CLINICAL USE" not in clinical["conclusion"]

@@ -177,3 +177,21 @@ def test_person_name_maps_dicom_pn_to_an_escaped_xpn() -> None:
     assert person_name("DOE^JANE^Q^DR^JR") == "DOE^JANE^Q^JR^DR"
     assert person_name("O|BRIEN^MARY=オブライエン^メアリー") == "O\\F\\BRIEN^MARY"
     assert person_name("") == ""
+
+
+def test_a_non_clinical_result_says_so_in_the_first_nte() -> None:
+    document = result_document()
+    document = replace(
+        document,
+        analysis=replace(
+            document.analysis, model=replace(document.analysis.model, clinical_use=False)
+        ),
+    )
+    text = build_oru(document, None, ROUTE, NOW)
+    message = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    assert message.validate()
+    notes = [note.value(3) for note in segments(text)["NTE"]]
+    assert notes[0].startswith("NOT FOR CLINICAL USE: pacsflow-chest-xray 1.2.0 is a demo")
+    assert notes[1] == f"pacsflow-chest-xray version 1.2.0. {NOT_FOR_PRIMARY_DIAGNOSIS}"
+    clinical = segments(build_oru(result_document(), None, ROUTE, NOW))
+    assert all("NOT FOR CLINICAL USE" not in note.value(3) for note in clinical["NTE"])

@@ -215,3 +215,19 @@ def test_priority_control_id_changes_with_the_tier_only():
         build_priority_update(update(), "fax", NOW)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         update(tier="Critical")
+
+
+def test_every_form_of_a_non_clinical_page_says_so_first():
+    page = notification(clinical_use=False)
+    assert page.subject().startswith("NOT FOR CLINICAL USE CRITICAL AI finding")
+    text = page.short_text()
+    assert text.startswith("NOT FOR CLINICAL USE CRITICAL AI:") and len(text) <= SHORT_TEXT_LIMIT
+    assert page.ack_link in text
+    assert page.email_body().startswith("NOT FOR CLINICAL USE: this finding comes from")
+    body = page.to_json()
+    assert body["clinical_use"] is False and body["notice"] == "NOT FOR CLINICAL USE"
+    reminder = notification(clinical_use=False, round=1)
+    assert reminder.subject().startswith("NOT FOR CLINICAL USE REMINDER ")
+    clinical = notification()
+    assert "NOT FOR CLINICAL USE" not in clinical.subject() + clinical.short_text()
+    assert "NOT FOR CLINICAL USE" not in clinical.email_body() + json.dumps(clinical.to_json())

@@ -80,7 +80,7 @@ def test_converted_package_gives_the_original_network_outputs(
     xrv_state_file: Path, tmp_path: Path
 ) -> None:
     convert_torchxrayvision(read_state_dict(xrv_state_file), tmp_path, version="1.0.0-test")
-    analyzer = PackageRegistry(tmp_path, "cpu").get("chest-xray")
+    analyzer = PackageRegistry(tmp_path, "cpu", allow_non_clinical=True).get("chest-xray")
     assert isinstance(analyzer, ChestXrayAnalyzer)
     study = chest_xray_study(2, ("Effusion",), size=320)
     result = analyzer.analyze(study.datasets)
@@ -107,7 +107,7 @@ def test_blank_outputs_are_dropped_and_then_required_labels_are_missing(tmp_path
     assert len(manifest.labels) == 14
     assert "Lung Opacity" in manifest.training["missing_core_labels"]
     with pytest.raises(PackageError, match=r"labels missing.*Lung Lesion"):
-        PackageRegistry(tmp_path, "cpu").get("chest-xray")
+        PackageRegistry(tmp_path, "cpu", allow_non_clinical=True).get("chest-xray")
 
 
 def test_a_pickled_model_file_is_refused_with_instructions(tmp_path: Path) -> None:

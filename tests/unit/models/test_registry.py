@@ -17,7 +17,7 @@ def test_registry_loads_a_package_once_and_keeps_it(
     tiny_package_factory: TinyFactory, tmp_path: Path
 ) -> None:
     tiny_package_factory("chest-xray", directory=tmp_path / "models")
-    registry = PackageRegistry(tmp_path / "models", "cpu")
+    registry = PackageRegistry(tmp_path / "models", "cpu", allow_non_clinical=True)
     typed: ModelRegistry = registry  # the concrete class satisfies the flow's protocol
     assert typed.models_dir == tmp_path / "models"
     assert registry.available() == ["chest-xray"]
@@ -35,7 +35,7 @@ def test_require_names_every_missing_and_refused_package(
     weights = bytearray((path / "weights.pt").read_bytes())
     weights[100] ^= 0x01
     (path / "weights.pt").write_bytes(bytes(weights))
-    registry = PackageRegistry(models, "cpu")
+    registry = PackageRegistry(models, "cpu", allow_non_clinical=True)
     with pytest.raises(PackageError) as refused:
         registry.require(["chest-xray", "head-ct-ich"])
     text = str(refused.value)
@@ -53,7 +53,7 @@ def test_two_packages_with_one_name_are_ambiguous(
     first.rename(models / "chest-xray-old")
     tiny_package_factory("chest-xray", directory=models)
     with pytest.raises(PackageError, match="ambiguous"):
-        PackageRegistry(models, "cpu").get("chest-xray")
+        PackageRegistry(models, "cpu", allow_non_clinical=True).get("chest-xray")
 
 
 def test_get_registry_is_one_instance_per_directory_and_device(tmp_path: Path) -> None:
@@ -67,3 +67,18 @@ def test_empty_or_missing_directory_has_nothing(tmp_path: Path) -> None:
     assert registry.available() == []
     with pytest.raises(PackageError, match="not found"):
         registry.require(["msk-fracture"])
+
+
+def test_a_non_clinical_package_is_refused_unless_allowed(
+    tiny_package_factory: TinyFactory, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    tiny_package_factory("chest-xray", directory=models)  # clinical_use: false
+    with pytest.raises(PackageError) as refused:
+        PackageRegistry(models, "cpu").get("chest-xray")
+    text = str(refused.value)
+    assert "'chest-xray'" in text and "not for clinical use" in text
+    assert "[models] allow_non_clinical = true" in text
+    analyzer = PackageRegistry(models, "cpu", allow_non_clinical=True).get("chest-xray")
+    assert analyzer.identity.clinical_use is False
+    assert get_registry(models, "cpu") is not get_registry(models, "cpu", allow_non_clinical=True)

@@ -22,7 +22,7 @@ ALWAYS, NEVER = 0.001, 0.999
 
 def _analyzer(factory: TinyFactory, name: str, thresholds: dict[str, float] | None = None):
     path = factory(name, thresholds=thresholds)
-    return PackageRegistry(path.parent, "cpu").get(name)
+    return PackageRegistry(path.parent, "cpu", allow_non_clinical=True).get(name)
 
 
 def test_msk_scores_every_view_and_skips_unknown_body_parts(

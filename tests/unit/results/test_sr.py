@@ -298,3 +298,31 @@ def test_builder_names_the_bad_argument(chest, profile):
             [image],
             profile=profile,
         )
+
+
+def _text_values(dataset) -> list[tuple[str, str]]:
+    """(concept name code value, text) of every TEXT item in the content tree."""
+    found = []
+    for item in dataset.get("ContentSequence", []):
+        if item.ValueType == "TEXT":
+            found.append((item.ConceptNameCodeSequence[0].CodeValue, item.TextValue))
+        found.extend(_text_values(item))
+    return found
+
+
+def test_a_non_clinical_result_says_so_in_the_sr_and_its_algorithm_identification(chest, profile):
+    image, _, _, analysis = chest
+    assert analysis.model.clinical_use is False
+    sr = round_trip(build_measurement_report(analysis, [image], profile=profile, now=NOW))
+    texts = _text_values(sr)
+    (notice,) = [text for code, text in texts if code == result_codes.CLINICAL_USE_NOTICE.value]
+    assert notice.startswith("NOT FOR CLINICAL USE: cxr-densenet121 1.2.0")
+    algorithm_parameters = "111002"  # DCM "Algorithm Parameters"
+    parameters = [text for code, text in texts if code == algorithm_parameters]
+    assert parameters and "NOT FOR CLINICAL USE" in parameters
+    assert_conformant(encode_dataset(sr), allowed_warnings=RESULT_OBJECT_WARNINGS)
+    clinical = dataclasses.replace(
+        analysis, model=dataclasses.replace(analysis.model, clinical_use=True)
+    )
+    sr = round_trip(build_measurement_report(clinical, [image], profile=profile, now=NOW))
+    assert all("NOT FOR CLINICAL USE" not in text for _, text in _text_values(sr))
