@@ -343,7 +343,11 @@ def test_vendor_brain_mr_without_body_part_is_read_on_its_flair_and_marked_not_c
         "analyzers": ["brain-mri-tumor"],
     }
     settings = site_settings(routing={"rules": [CHEST_RULE, brain_rule]})
-    with running_node(settings) as site, running_worker(settings):
+    with (
+        running_node(settings) as site,
+        running_worker(settings),
+        running_results_sender(settings),
+    ):
         result = storescu("MODALITY", NODE_AE_TITLE, site.port, files)
         assert result.returncode == 0, result.stderr
         srs = wait_for(lambda: orthanc_sr_instances(clean_orthanc, study.study_instance_uid))
