@@ -416,7 +416,11 @@ def copy_body_part_and_laterality(dataset: Dataset, source: Dataset) -> None:
         laterality = image_laterality if image_laterality in ("L", "R") else ""
     if laterality:
         dataset.Laterality = laterality
-    elif body_part and body_part not in PAIRED_BODY_PARTS:
+    elif (body_part and body_part not in PAIRED_BODY_PARTS) or (
+        "SharedFunctionalGroupsSequence" in dataset
+    ):
+        # An enhanced multi-frame object (SEG, Parametric Map) gives laterality per frame
+        # (Frame Anatomy), so an unknown one is absent at the series level.
         if "Laterality" in dataset:
             del dataset.Laterality
     else:

@@ -158,8 +158,9 @@ def _segmentation(
         content_label="AI_HEATMAP",
         omit_empty_frames=True,
     )
-    if "FrameOfReferenceUID" not in first and "PatientOrientation" not in segmentation:
-        # Projection images have no frame of reference: General Image then wants the
-        # orientation of rows and columns (Type 2C).
+    placed = "FrameOfReferenceUID" in first and "ImagePositionPatient" in first
+    if not placed and "PatientOrientation" not in segmentation:
+        # Projection images (or any without a position in the patient) have no plane
+        # positions: General Image then wants the orientation of rows and columns (Type 2C).
         segmentation.PatientOrientation = list(patient_orientation(first))
     return finish_series(segmentation, context=context, kind=kind, source=first)
