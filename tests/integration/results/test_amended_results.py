@@ -1,0 +1,189 @@
+"""Reruns against a PACS with Orthanc's defaults (a known SOP Instance UID keeps its first copy).
+
+A rerun with unchanged inputs rebuilds the same objects under the same UIDs; a rerun with
+changed inputs (here a site urgency rule) stores a new SR under new UIDs that names its
+predecessor, records the old one as superseded, and the EMR gets the corrected result
+(ORU OBR-25 and OBX-11 ``C``).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydicom import dcmread
+
+from deployments.orthanc import (
+    Modality,
+    OrthancClient,
+    OrthancConfig,
+    OrthancProcess,
+    free_port,
+)
+from integrations.db.analyses import AnalysisStore
+from integrations.hl7.er7 import parse_segments
+from integrations.hl7.sender import Hl7Sender
+from tests.fix_orthanc import NODE_AE_TITLE, NODE_ALIAS, PACS_AE_TITLE, OrthancPeer
+from tests.integration.emr.helpers import fast_emr
+from tests.integration.test_end_to_end import upload, wait_for
+from tests.site import running_node, running_worker
+
+CHEST_RULE = {
+    "name": "chest",
+    "modality": ["DX", "CR"],
+    "body_part": ["CHEST"],
+    "analyzers": ["chest-xray"],
+}
+# A site rule that changes what the analysis concludes: every finding Routine.
+ALL_ROUTINE = {"name": "site-all-routine", "tier": "Routine", "label_pattern": ".*"}
+
+
+class DefaultOrthancConfig(OrthancConfig):
+    """The project's Orthanc config with Orthanc's own default ``OverwriteInstances: false``."""
+
+    def to_json(self) -> dict[str, Any]:
+        config = super().to_json()
+        config.pop("OverwriteInstances", None)
+        return config
+
+
+@pytest.fixture
+def default_orthanc(tmp_path, node_port) -> Iterator[OrthancPeer]:
+    config = DefaultOrthancConfig(
+        storage_dir=tmp_path / "orthanc",
+        ae_title=PACS_AE_TITLE,
+        dicom_port=free_port(),
+        http_port=free_port(),
+        modalities=[Modality(NODE_ALIAS, NODE_AE_TITLE, "127.0.0.1", node_port)],
+    )
+    assert "OverwriteInstances" not in config.to_json()
+    process = OrthancProcess(config)
+    process.start()
+    client = OrthancClient(process.url)
+    yield OrthancPeer(client, PACS_AE_TITLE, config.dicom_port, process.url, node_port)
+    client.close()
+    process.stop()
+
+
+def site(settings_factory, node_port, orthanc, demo_models_dir, mllp_port, **overrides):
+    sections: dict[str, dict[str, Any]] = {
+        "node": {
+            "ae_title": NODE_AE_TITLE,
+            "port": node_port,
+            "allowed_callers": [PACS_AE_TITLE],
+        },
+        "pacs": {
+            "ae_title": PACS_AE_TITLE,
+            "host": "127.0.0.1",
+            "port": orthanc.dicom_port,
+            "timeout_seconds": 10,
+        },
+        "study": {"quiet_seconds": 1.0, "poll_seconds": 0.05},
+        "routing": {"rules": [CHEST_RULE]},
+        "models": {"dir": str(demo_models_dir), "device": "cpu"},
+        "retries": {"attempts": 2, "delays_seconds": [0.2, 0.2], "jitter": 0},
+        "emr": fast_emr(mllp_port),
+        **overrides,
+    }
+    return settings_factory(**sections)
+
+
+def stored_srs(orthanc: OrthancPeer, study_uid: str) -> dict[str, Any]:
+    """SOP Instance UID -> dataset of every SR Orthanc holds for the study."""
+    found = {}
+    for instance in orthanc.client.instances_of(study_uid):
+        data = orthanc.client.instance_file(instance["ID"])
+        dataset = dcmread(io.BytesIO(data))
+        if dataset.Modality == "SR":
+            found[str(dataset.SOPInstanceUID)] = dataset
+    return found
+
+
+def completed_runs(site_handle, study_uid: str) -> int:
+    with site_handle.database.connection() as conn:
+        rows = conn.execute(
+            "SELECT state FROM dispatch WHERE study_instance_uid = %s", (study_uid,)
+        ).fetchall()
+    return sum(row["state"] == "completed" for row in rows)
+
+
+def rerun_and_wait(site_handle, study_uid: str, runs: int) -> None:
+    assert site_handle.store.request_rerun(study_uid) is not None
+    wait_for(lambda: completed_runs(site_handle, study_uid) == runs)
+
+
+@pytest.mark.slow
+def test_a_rerun_with_changed_inputs_amends_the_sr_and_the_emr_under_new_uids(
+    settings_factory,
+    node_port,
+    default_orthanc,
+    demo_models_dir,
+    make_mllp_peer,
+    prefect_api_url,
+):
+    from models.phantoms.chest import chest_xray_study
+
+    peer = make_mllp_peer()
+    study = chest_xray_study(31, ["Pneumothorax"], accession_number="AMEND-1")
+    uid = study.study_instance_uid
+    upload(default_orthanc, study.datasets)
+    settings = site(settings_factory, node_port, default_orthanc, demo_models_dir, peer.port)
+    changed = site(
+        settings_factory,
+        node_port,
+        default_orthanc,
+        demo_models_dir,
+        peer.port,
+        urgency={"rules": [ALL_ROUTINE]},
+    )
+    with running_node(settings) as node:
+        with running_worker(settings):
+            assert default_orthanc.client.send_study(NODE_ALIAS, [uid])["FailedInstancesCount"] == 0
+            wait_for(lambda: completed_runs(node, uid) == 1)
+            first = stored_srs(default_orthanc, uid)
+            objects_first = {row["sop_instance_uid"] for row in node_objects(node, uid)}
+            # unchanged inputs: the same UIDs, nothing new in the PACS
+            rerun_and_wait(node, uid, 2)
+            assert stored_srs(default_orthanc, uid).keys() == first.keys()
+            assert {row["sop_instance_uid"] for row in node_objects(node, uid)} == objects_first
+        with running_worker(changed):
+            rerun_and_wait(node, uid, 3)
+        held = stored_srs(default_orthanc, uid)
+        records = node_objects(node, uid)
+        Hl7Sender(node.database, settings).drain()
+    (first_uid,) = first
+    assert len(held) == 2 and first_uid in held
+    (new_uid,) = set(held) - {first_uid}
+    new_sr = held[new_uid]
+    predecessor = new_sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+    assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == first_uid
+    assert (new_sr.CompletionFlag, new_sr.PreliminaryFlag, new_sr.VerificationFlag) == (
+        "COMPLETE",
+        "FINAL",
+        "UNVERIFIED",
+    )
+    by_uid = {row["sop_instance_uid"]: row for row in records}
+    assert by_uid[first_uid]["status"] == "superseded"
+    assert by_uid[first_uid]["superseded_by"] == new_uid
+    live_srs = [r for r in records if r["kind"] == "sr" and r["status"] != "superseded"]
+    assert [row["sop_instance_uid"] for row in live_srs] == [new_uid]
+    # every replaced overlay is superseded by the new SR; no UID was reused
+    assert objects_first.isdisjoint(
+        row["sop_instance_uid"] for row in records if row["status"] != "superseded"
+    )
+    messages = peer.wait_for(2)
+    assert len(messages) == 2
+    statuses = [result_statuses(message["text"]) for message in messages]
+    assert statuses == [("F", {"F"}), ("C", {"C"})]
+
+
+def node_objects(node, study_uid: str) -> list[dict[str, Any]]:
+    return AnalysisStore(node.database).result_objects(study_uid)
+
+
+def result_statuses(text: str) -> tuple[str, set[str]]:
+    segments = list(parse_segments(text))
+    (obr,) = [segment for segment in segments if segment.name == "OBR"]
+    return obr.value(25), {segment.value(11) for segment in segments if segment.name == "OBX"}
