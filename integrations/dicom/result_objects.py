@@ -73,11 +73,16 @@ class ResultSet:
 class PriorReference(Protocol):
     """What the flow knows about the prior when it did not compare (``tasks.context.PriorRef``)."""
 
-    available: bool
-    reason: str
-    study_instance_uid: str
-    study_date: str
-    accession_number: str
+    @property
+    def available(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def study_instance_uid(self) -> str: ...
+    @property
+    def study_date(self) -> str: ...
+    @property
+    def accession_number(self) -> str: ...
 
 
 _REFERENCE_FIELDS = ("available", "reason", "study_instance_uid", "study_date", "accession_number")
