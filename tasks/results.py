@@ -184,8 +184,10 @@ def build_results(
             part="report",
             predecessor=predecessor,
         )
-        for skipped in carrier_obstacles(result, sources, profile):
+        not_produced = carrier_obstacles(result, sources, profile)
+        for skipped in not_produced:
             _warn(f"{analysis.analyzer}: {skipped.describe()}")
+        detail["not_produced"] = [f"{skip.kind}: {skip.reason}" for skip in not_produced]
         refs = _record(
             context,
             analysis,
@@ -223,24 +225,26 @@ def build_overlays(context: StudyContext, analysis: AnalysisRef) -> list[ResultO
                 now=content_time(context),
                 part="overlays",
             )
-        except Exception as error:  # the SR is stored; the overlays are a convenience
+            for skipped in built.skipped:
+                _warn(f"{analysis.analyzer}: {skipped.describe()}")
+            live = AnalysisStore(runtime.database).live_report(
+                context.study_instance_uid, analysis.analyzer
+            )
+            refs = _record(
+                context,
+                analysis,
+                list(built),
+                replaces_kinds=[kind.value for kind in ResultKind if kind != ResultKind.SR],
+                superseded_by=live["sop_instance_uid"] if live else None,
+                input_digests={"overlays": overlay_inputs_digest(result, sources, profile)},
+            )
+        # The SR with the findings is stored already; overlays are a convenience, and one
+        # refused here (e.g. a known UID with other content) is simply not sent.
+        except Exception as error:
             _warn(f"{analysis.analyzer}: no overlays: {type(error).__name__}: {error}")
             detail["objects"] = []
             detail["skipped"] = [f"all overlays: {type(error).__name__}: {error}"]
             return []
-        for skipped in built.skipped:
-            _warn(f"{analysis.analyzer}: {skipped.describe()}")
-        live = AnalysisStore(runtime.database).live_report(
-            context.study_instance_uid, analysis.analyzer
-        )
-        refs = _record(
-            context,
-            analysis,
-            list(built),
-            replaces_kinds=[kind.value for kind in ResultKind if kind != ResultKind.SR],
-            superseded_by=live["sop_instance_uid"] if live else None,
-            input_digests={"overlays": overlay_inputs_digest(result, sources, profile)},
-        )
         detail["objects"] = [ref.kind for ref in refs]
         detail["skipped"] = [f"{skip.kind}: {skip.reason}" for skip in built.skipped]
         return refs

@@ -90,39 +90,6 @@ class AnalysisStore:
                 (study_instance_uid,),
             ).fetchall()
 
-    def record_result_object(
-        self,
-        *,
-        sop_instance_uid: str,
-        study_instance_uid: str,
-        series_instance_uid: str,
-        sop_class_uid: str,
-        kind: str,
-        analyzer: str,
-        model_version: str,
-        generation: int,
-        path: str,
-    ) -> None:
-        with self.database.connection() as conn:
-            conn.execute(
-                "INSERT INTO result_objects (sop_instance_uid, study_instance_uid,"
-                " series_instance_uid, sop_class_uid, kind, analyzer, model_version, generation, path)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (sop_instance_uid) DO UPDATE SET path = EXCLUDED.path,"
-                " built_at = clock_timestamp(), stored_at = NULL",
-                (
-                    sop_instance_uid,
-                    study_instance_uid,
-                    series_instance_uid,
-                    sop_class_uid,
-                    kind,
-                    analyzer,
-                    model_version,
-                    generation,
-                    path,
-                ),
-            )
-
     def live_report(self, study_instance_uid: str, analyzer: str) -> dict[str, Any] | None:
         """The study's live (not superseded) SR of ``analyzer``, if any."""
         with self.database.connection() as conn:

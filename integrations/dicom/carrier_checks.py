@@ -23,6 +23,7 @@ from integrations.dicom.result_common import (
     frame_count,
     placed_heatmaps,
 )
+from integrations.dicom.secondary_capture import patient_orientation
 from integrations.settings import ResultsSettings
 from models.results import AnalysisResult
 
@@ -52,11 +53,11 @@ def _lacks(series: str, names: list[str]) -> str:
 
 def has_patient_orientation(source: Dataset) -> bool:
     """Row and column directions can be given: Patient Orientation or orientation cosines."""
-    given = source.get("PatientOrientation")
-    if given and len(given) == 2 and all(str(value) for value in given):
-        return True
-    cosines = source.get("ImageOrientationPatient")
-    return bool(cosines) and len(cosines) == 6
+    try:
+        patient_orientation(source)
+    except ValueError:
+        return False
+    return True
 
 
 def _frame_of_reference_mandatory(image: Dataset) -> bool:

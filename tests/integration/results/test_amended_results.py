@@ -9,85 +9,21 @@ predecessor, records the old one as superseded, and the EMR gets the corrected r
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pydicom import dcmread
 
-from deployments.orthanc import (
-    Modality,
-    OrthancClient,
-    OrthancConfig,
-    OrthancProcess,
-    free_port,
-)
 from integrations.db.analyses import AnalysisStore
 from integrations.hl7.er7 import parse_segments
 from integrations.hl7.sender import Hl7Sender
-from tests.fix_orthanc import NODE_AE_TITLE, NODE_ALIAS, PACS_AE_TITLE, OrthancPeer
-from tests.integration.emr.helpers import fast_emr
+from tests.fix_orthanc import NODE_ALIAS, OrthancPeer
+from tests.integration.results.conftest import completed_runs, site
 from tests.integration.test_end_to_end import upload, wait_for
 from tests.site import running_node, running_worker
 
-CHEST_RULE = {
-    "name": "chest",
-    "modality": ["DX", "CR"],
-    "body_part": ["CHEST"],
-    "analyzers": ["chest-xray"],
-}
 # A site rule that changes what the analysis concludes: every finding Routine.
 ALL_ROUTINE = {"name": "site-all-routine", "tier": "Routine", "label_pattern": ".*"}
-
-
-class DefaultOrthancConfig(OrthancConfig):
-    """The project's Orthanc config with Orthanc's own default ``OverwriteInstances: false``."""
-
-    def to_json(self) -> dict[str, Any]:
-        config = super().to_json()
-        config.pop("OverwriteInstances", None)
-        return config
-
-
-@pytest.fixture
-def default_orthanc(tmp_path, node_port) -> Iterator[OrthancPeer]:
-    config = DefaultOrthancConfig(
-        storage_dir=tmp_path / "orthanc",
-        ae_title=PACS_AE_TITLE,
-        dicom_port=free_port(),
-        http_port=free_port(),
-        modalities=[Modality(NODE_ALIAS, NODE_AE_TITLE, "127.0.0.1", node_port)],
-    )
-    assert "OverwriteInstances" not in config.to_json()
-    process = OrthancProcess(config)
-    process.start()
-    client = OrthancClient(process.url)
-    yield OrthancPeer(client, PACS_AE_TITLE, config.dicom_port, process.url, node_port)
-    client.close()
-    process.stop()
-
-
-def site(settings_factory, node_port, orthanc, demo_models_dir, mllp_port, **overrides):
-    sections: dict[str, dict[str, Any]] = {
-        "node": {
-            "ae_title": NODE_AE_TITLE,
-            "port": node_port,
-            "allowed_callers": [PACS_AE_TITLE],
-        },
-        "pacs": {
-            "ae_title": PACS_AE_TITLE,
-            "host": "127.0.0.1",
-            "port": orthanc.dicom_port,
-            "timeout_seconds": 10,
-        },
-        "study": {"quiet_seconds": 1.0, "poll_seconds": 0.05},
-        "routing": {"rules": [CHEST_RULE]},
-        "models": {"dir": str(demo_models_dir), "device": "cpu"},
-        "retries": {"attempts": 2, "delays_seconds": [0.2, 0.2], "jitter": 0},
-        "emr": fast_emr(mllp_port),
-        **overrides,
-    }
-    return settings_factory(**sections)
 
 
 def stored_srs(orthanc: OrthancPeer, study_uid: str) -> dict[str, Any]:
@@ -99,14 +35,6 @@ def stored_srs(orthanc: OrthancPeer, study_uid: str) -> dict[str, Any]:
         if dataset.Modality == "SR":
             found[str(dataset.SOPInstanceUID)] = dataset
     return found
-
-
-def completed_runs(site_handle, study_uid: str) -> int:
-    with site_handle.database.connection() as conn:
-        rows = conn.execute(
-            "SELECT state FROM dispatch WHERE study_instance_uid = %s", (study_uid,)
-        ).fetchall()
-    return sum(row["state"] == "completed" for row in rows)
 
 
 def rerun_and_wait(site_handle, study_uid: str, runs: int) -> None:
@@ -152,7 +80,10 @@ def test_a_rerun_with_changed_inputs_amends_the_sr_and_the_emr_under_new_uids(
             rerun_and_wait(node, uid, 3)
         held = stored_srs(default_orthanc, uid)
         records = node_objects(node, uid)
-        Hl7Sender(node.database, settings).drain()
+        sender = Hl7Sender(node.database, settings)
+        # drain until both results are at the EMR (a slow ACK is retried after a short delay)
+        wait_for(lambda: sender.drain(timeout=5) >= 0 and len(peer.received()) >= 2)
+        sender.close()
     (first_uid,) = first
     assert len(held) == 2 and first_uid in held
     (new_uid,) = set(held) - {first_uid}
