@@ -90,6 +90,42 @@ class AnalysisStore:
                 (study_instance_uid,),
             ).fetchall()
 
+    def record_result_object(
+        self,
+        *,
+        sop_instance_uid: str,
+        study_instance_uid: str,
+        series_instance_uid: str,
+        sop_class_uid: str,
+        kind: str,
+        analyzer: str,
+        model_version: str,
+        generation: int,
+        path: str,
+        content_sha256: str = "",
+        input_digest: str = "",
+    ) -> None:
+        """Record one built object on its own (superseding nothing); see :meth:`record_built`."""
+        self.record_built(
+            study_instance_uid=study_instance_uid,
+            analyzer=analyzer,
+            model_version=model_version,
+            generation=generation,
+            objects=[
+                BuiltObject(
+                    sop_instance_uid=sop_instance_uid,
+                    series_instance_uid=series_instance_uid,
+                    sop_class_uid=sop_class_uid,
+                    kind=kind,
+                    path=path,
+                    content_sha256=content_sha256,
+                    input_digest=input_digest,
+                )
+            ],
+            replaces_kinds=[],
+            superseded_by=None,
+        )
+
     def live_report(self, study_instance_uid: str, analyzer: str) -> dict[str, Any] | None:
         """The study's live (not superseded) SR of ``analyzer``, if any."""
         with self.database.connection() as conn:
