@@ -134,9 +134,12 @@ def _predecessor(
     store: AnalysisStore, study_instance_uid: str, analyzer: str, report_digest: str
 ) -> PredecessorReport | None:
     """The SR a new SR of these inputs replaces: the live one, unless it has these inputs
-    (then it is rebuilt as it was, naming what it replaced)."""
+    (then it is rebuilt as it was, naming what it replaced). Only an SR that reached the PACS
+    is named: one that was built but never stored is superseded without being referred to."""
     live = store.live_report(study_instance_uid, analyzer)
     if live is not None and live["input_digest"] == report_digest:
+        live = store.replaced_report(live["sop_instance_uid"])
+    while live is not None and live["stored_at"] is None:
         live = store.replaced_report(live["sop_instance_uid"])
     if live is None:
         return None
