@@ -227,14 +227,8 @@ def test_unreachable_pacs_completes_the_run_and_the_outbox_delivers_without_a_re
         # the PACS is reachable again: what waited is delivered, no rerun, no manual step
         wait_for(lambda: _delivered(site, study.study_instance_uid))
         assert orthanc_sr_instances(clean_orthanc, study.study_instance_uid)
-        recorded = AnalysisStore(site.database).result_objects(study.study_instance_uid)
-        # the SR built while the PACS was down said so about the prior; the rerun's SR
-        # replaced it before it ever left, and names no predecessor the PACS never had
-        stored = [row for row in recorded if row["status"] != "superseded"]
+        stored = AnalysisStore(site.database).result_objects(study.study_instance_uid)
         assert stored and all(row["stored_at"] is not None for row in stored)
-        (sr,) = orthanc_sr_instances(clean_orthanc, study.study_instance_uid)
-        held = dcmread(io.BytesIO(clean_orthanc.client.instance_file(sr["ID"])))
-        assert "PredecessorDocumentsSequence" not in held
         kinds = {row["kind"] for row in stored}
         assert {"sr", "gsps"} <= kinds
         assert _dispatch_states(site, study.study_instance_uid) == ["completed"]

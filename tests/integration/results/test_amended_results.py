@@ -20,7 +20,7 @@ from integrations.hl7.sender import Hl7Sender
 from tests.fix_orthanc import NODE_ALIAS, OrthancPeer
 from tests.integration.results.conftest import completed_runs, site
 from tests.integration.test_end_to_end import upload, wait_for
-from tests.site import running_node, running_worker
+from tests.site import running_node, running_results_sender, running_worker
 
 # A site rule that changes what the analysis concludes: every finding Routine.
 ALL_ROUTINE = {"name": "site-all-routine", "tier": "Routine", "label_pattern": ".*"}
@@ -66,11 +66,11 @@ def test_a_rerun_with_changed_inputs_amends_the_sr_and_the_emr_under_new_uids(
         peer.port,
         urgency={"rules": [ALL_ROUTINE]},
     )
-    with running_node(settings) as node:
+    with running_node(settings) as node, running_results_sender(settings):
         with running_worker(settings):
             assert default_orthanc.client.send_study(NODE_ALIAS, [uid])["FailedInstancesCount"] == 0
             wait_for(lambda: completed_runs(node, uid) == 1)
-            first = stored_srs(default_orthanc, uid)
+            first = wait_for(lambda: stored_srs(default_orthanc, uid))
             objects_first = {row["sop_instance_uid"] for row in node_objects(node, uid)}
             # unchanged inputs: the same UIDs, nothing new in the PACS
             rerun_and_wait(node, uid, 2)
@@ -78,7 +78,7 @@ def test_a_rerun_with_changed_inputs_amends_the_sr_and_the_emr_under_new_uids(
             assert {row["sop_instance_uid"] for row in node_objects(node, uid)} == objects_first
         with running_worker(changed):
             rerun_and_wait(node, uid, 3)
-        held = stored_srs(default_orthanc, uid)
+        held = wait_for(lambda: len(found := stored_srs(default_orthanc, uid)) == 2 and found)
         records = node_objects(node, uid)
         sender = Hl7Sender(node.database, settings)
         # drain until both results are at the EMR (a slow ACK is retried after a short delay)

@@ -18,7 +18,7 @@ from tests.fix_orthanc import NODE_ALIAS
 from tests.fix_prefect import flow_runs
 from tests.integration.results.conftest import completed_runs, site
 from tests.integration.test_end_to_end import upload, wait_for
-from tests.site import running_node, running_worker
+from tests.site import running_node, running_results_sender, running_worker
 from tests.unit.results.test_missing_attributes import not_produced_statements
 
 
@@ -45,6 +45,15 @@ def test_a_study_without_patient_orientation_completes_with_the_sr_saying_why(
                 delattr(dataset, keyword)
     uid = study.study_instance_uid
     upload(default_orthanc, study.datasets)
+
+    def held_by_modality() -> dict[str, list]:
+        held: dict[str, list] = {}
+        for instance in default_orthanc.client.instances_of(uid):
+            data = default_orthanc.client.instance_file(instance["ID"])
+            dataset = dcmread(io.BytesIO(data))
+            held.setdefault(str(dataset.Modality), []).append(dataset)
+        return held
+
     settings = site(
         settings_factory,
         node_port,
@@ -53,17 +62,18 @@ def test_a_study_without_patient_orientation_completes_with_the_sr_saying_why(
         make_mllp_peer().port,
         results={"carriers": ["sr", "gsps", "secondary_capture"]},
     )
-    with running_node(settings) as node, running_worker(settings):
+    with (
+        running_node(settings) as node,
+        running_worker(settings),
+        running_results_sender(settings),
+    ):
         assert default_orthanc.client.send_study(NODE_ALIAS, [uid])["FailedInstancesCount"] == 0
         wait_for(lambda: completed_runs(node, uid) == 1)
         steps = node.store.steps(uid)
         assert node.store.study(uid).state == "done"
+        held = wait_for(lambda: {"SR", "PR"} <= set(found := held_by_modality()) and found)
     assert all(step["state"] == "completed" for step in steps.values())
     assert steps["build_overlays:chest-xray"]["detail"]["objects"] == ["gsps"]
-    held = {}
-    for instance in default_orthanc.client.instances_of(uid):
-        dataset = dcmread(io.BytesIO(default_orthanc.client.instance_file(instance["ID"])))
-        held.setdefault(str(dataset.Modality), []).append(dataset)
     assert {"SR", "PR"} <= set(held) and "OT" not in held  # GSPS yes, Secondary Capture no
     (statement,) = not_produced_statements(held["SR"][0])
     assert "(secondary_capture) not produced" in statement and "Patient Orientation" in statement
