@@ -42,6 +42,7 @@ from integrations.dicom.result_common import (
     by_series,
     finish_series,
     placed_heatmaps,
+    with_type2_defaults,
 )
 from integrations.dicom.sr import tracking_uid
 from integrations.settings import ResultsSettings
@@ -136,7 +137,7 @@ def _presentation_state(
     images: list[Dataset] = []
     for item in items:
         if all(image.SOPInstanceUID != item.source.SOPInstanceUID for image in images):
-            images.append(item.source)
+            images.append(with_type2_defaults(item.source))
     first = images[0]
     if int(first.get("SamplesPerPixel", 1)) != 1:
         raise ValueError("a GSPS needs grey-scale source images (one sample per pixel)")

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
-from typing import Final
 
 import highdicom as hd
 from pydicom import Dataset
 
 from integrations.dicom import result_codes
+from integrations.dicom.carrier_checks import series_obstacle
 from integrations.dicom.result_common import (
     BuildContext,
     PlacedHeatmap,
@@ -31,10 +31,6 @@ from integrations.dicom.result_common import (
 from integrations.dicom.segmentation import stack_heatmaps
 from integrations.settings import ResultsSettings
 from models.results import AnalysisResult
-
-NO_FRAME_OF_REFERENCE: Final = (
-    "a Parametric Map needs a Frame of Reference; the source images of series {series} have none"
-)
 
 
 def build_parametric_maps(
@@ -50,12 +46,9 @@ def build_parametric_maps(
     maps: list[hd.pm.ParametricMap] = []
     skipped: list[SkippedCarrier] = []
     for series_uid, items in by_series(placed_heatmaps(analysis, sources)).items():
-        if any("FrameOfReferenceUID" not in item.source for item in items):
-            skipped.append(
-                SkippedCarrier(
-                    ResultKind.PARAMETRIC_MAP, NO_FRAME_OF_REFERENCE.format(series=series_uid)
-                )
-            )
+        reason = series_obstacle(ResultKind.PARAMETRIC_MAP, series_uid, items)
+        if reason is not None:
+            skipped.append(SkippedCarrier(ResultKind.PARAMETRIC_MAP, reason, series_uid))
             continue
         labels: list[str] = []
         for item in items:

@@ -80,6 +80,7 @@ TIER_VALUES: Final = {
     UrgencyTier.ROUTINE: _private("ROUTINE", "Routine"),
 }
 NOT_ANALYSABLE: Final = _private("NOTANLYS", "Not analysable")
+CARRIER_NOT_PRODUCED: Final = _private("NOCARRIER", "Result object not produced")
 ANALYZER: Final = _private("ANALYZER", "pacsflow analyzer")
 CLINICAL_USE_NOTICE: Final = _private("NOTCLIN", "Not for clinical use")
 PRIOR_STUDY_UID: Final = _private("PRIORUID", "Prior study instance UID")

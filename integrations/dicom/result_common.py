@@ -1,11 +1,13 @@
 """What every pacsflow result object shares: kinds, deterministic UIDs, equipment, series context (pure).
 
-A result object's UIDs depend only on what it is: the study, the analyzer, the model
-(name, version and weights digest), the kind of object, the generation of the run and the
-source it overlays. A rerun of the same generation therefore produces the same SOP Instance
-UIDs (the PACS keeps one copy); a new generation (the study re-opened with late images) gets
-new instance UIDs in the same series, a higher Instance Number, and for the SR a
-Predecessor Documents reference to the generation before.
+A result object's SOP Instance UID names one content (issue 9): it derives from the study,
+the analyzer, the model (name, version and weights digest), the kind of object and the
+*input digest* (:mod:`integrations.dicom.result_inputs`: what the analysis concluded, the
+source images, the output profile and, for the SR, the prior used). A rerun with the same
+inputs therefore gives the same UIDs and, with the content time taken from the study rather
+than the wall clock, the same bytes; changed inputs give new UIDs. Every kind keeps one series
+across reruns and generations; a later generation gets higher Instance Numbers, and the SR
+that replaces another names it in the Predecessor Documents Sequence.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
 from integrations.dicom import result_codes
+from integrations.dicom.result_inputs import overlay_inputs_digest
 from integrations.dicom.uids import derived_uid, is_valid_uid
 from integrations.settings import ResultsSettings
 from models.results import AnalysisResult, Finding, ImageReference
@@ -110,10 +113,18 @@ class ResultObject:
 
 @dataclass(frozen=True)
 class SkippedCarrier:
-    """A carrier the profile asked for that this analysis cannot have, and why."""
+    """A carrier the profile asked for that this analysis cannot have, and why.
+
+    ``series_instance_uid``: the analysed series it is skipped for; empty when for all of them.
+    """
 
     kind: ResultKind
     reason: str
+    series_instance_uid: str = ""
+
+    def describe(self) -> str:
+        """The plain-words line the SR and the run log carry."""
+        return f"{self.kind.series_description} ({self.kind.value}) not produced: {self.reason}"
 
 
 def encode_dataset(dataset: Dataset) -> bytes:
@@ -135,6 +146,7 @@ class BuildContext:
     generation: int
     now: datetime.datetime
     study_instance_uid: str
+    input_digest: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.analysis, AnalysisResult):
@@ -165,6 +177,11 @@ class BuildContext:
             generation=generation,
             now=now or datetime.datetime.now(),
             study_instance_uid=study_instance_uid_of(sources),
+            input_digest=(
+                overlay_inputs_digest(analysis, sources, profile)
+                if isinstance(analysis, AnalysisResult) and isinstance(profile, ResultsSettings)
+                else ""  # __post_init__ names the wrong argument
+            ),
         )
 
     @property
@@ -177,13 +194,15 @@ class BuildContext:
             self.study_instance_uid, self.analysis.analyzer, self.model_seed, kind.value, "series"
         )
 
-    def sop_instance_uid(self, kind: ResultKind, *parts: str | int, generation: int = 0) -> str:
+    def sop_instance_uid(self, kind: ResultKind, *parts: str | int) -> str:
+        """One content, one UID: the same inputs give the same UID, changed inputs a new one."""
         return derived_uid(
             self.study_instance_uid,
             self.analysis.analyzer,
             self.model_seed,
             kind.value,
-            generation or self.generation,
+            "inputs",
+            self.input_digest,
             *parts,
         )
 
@@ -334,9 +353,32 @@ def finish_series(
     equipment.append(context.algorithm_equipment())
     dataset.ContributingEquipmentSequence = equipment
     declare_private_scheme(dataset)
+    derive_dimension_organization_uids(dataset)
     dataset.SpecificCharacterSet = choose_character_set(dataset, source.get("SpecificCharacterSet"))
     refresh_person_names(dataset)
     return dataset
+
+
+def derive_dimension_organization_uids(dataset: Dataset) -> None:
+    """Replace highdicom's random Dimension Organization UIDs by ones derived from the object.
+
+    A random UID would make every rebuild of the same content a different byte stream.
+    """
+    organizations = dataset.get("DimensionOrganizationSequence") or []
+    replacements = {
+        str(item.DimensionOrganizationUID): derived_uid(
+            str(dataset.SOPInstanceUID), "dimension-organization", index
+        )
+        for index, item in enumerate(organizations)
+        if "DimensionOrganizationUID" in item
+    }
+    for item in organizations:
+        if "DimensionOrganizationUID" in item:
+            item.DimensionOrganizationUID = replacements[str(item.DimensionOrganizationUID)]
+    for item in dataset.get("DimensionIndexSequence") or []:
+        uid = str(item.get("DimensionOrganizationUID", ""))
+        if uid in replacements:
+            item.DimensionOrganizationUID = replacements[uid]
 
 
 def refresh_person_names(dataset: Dataset) -> None:
@@ -374,7 +416,11 @@ def copy_body_part_and_laterality(dataset: Dataset, source: Dataset) -> None:
         laterality = image_laterality if image_laterality in ("L", "R") else ""
     if laterality:
         dataset.Laterality = laterality
-    elif body_part and body_part not in PAIRED_BODY_PARTS:
+    elif (body_part and body_part not in PAIRED_BODY_PARTS) or (
+        "SharedFunctionalGroupsSequence" in dataset
+    ):
+        # An enhanced multi-frame object (SEG, Parametric Map) gives laterality per frame
+        # (Frame Anatomy), so an unknown one is absent at the series level.
         if "Laterality" in dataset:
             del dataset.Laterality
     else:
@@ -472,6 +518,21 @@ _TYPE2_PATIENT_STUDY: Final = (
     "ReferringPhysicianName",
 )
 _PIXEL_KEYWORDS: Final = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def with_type2_defaults(source: Dataset) -> Dataset:
+    """``source`` itself, or a shallow copy with absent Type 2 patient/study attributes empty.
+
+    Keeps the pixel data (a GSPS derives a window from it); highdicom reads these attributes
+    from the referenced image with attribute access.
+    """
+    missing = [keyword for keyword in _TYPE2_PATIENT_STUDY if keyword not in source]
+    if not missing:
+        return source
+    filled = copy.copy(source)
+    for keyword in missing:
+        setattr(filled, keyword, "")
+    return filled
 
 
 def header_copy(source: Dataset) -> Dataset:

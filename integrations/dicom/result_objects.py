@@ -7,6 +7,7 @@ overlay fails to store); the overlays follow in the order the profile lists its 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Literal, Protocol
 
 from pydicom import Dataset
 
+from integrations.dicom.carrier_checks import carrier_obstacles
 from integrations.dicom.gsps import build_presentation_states
 from integrations.dicom.parametric_map import build_parametric_maps
 from integrations.dicom.priors import parse_date
@@ -25,7 +27,7 @@ from integrations.dicom.result_common import (
 )
 from integrations.dicom.secondary_capture import build_secondary_captures
 from integrations.dicom.segmentation import build_segmentations
-from integrations.dicom.sr import build_measurement_report
+from integrations.dicom.sr import PredecessorReport, build_measurement_report
 from integrations.settings import ResultsSettings, Settings
 from models.interval_change import (
     NO_PRIOR_AVAILABLE,
@@ -36,6 +38,7 @@ from models.interval_change import (
 from models.results import AnalysisResult
 
 __all__ = [
+    "PredecessorReport",
     "PriorReference",
     "ResultKind",
     "ResultObject",
@@ -70,11 +73,16 @@ class ResultSet:
 class PriorReference(Protocol):
     """What the flow knows about the prior when it did not compare (``tasks.context.PriorRef``)."""
 
-    available: bool
-    reason: str
-    study_instance_uid: str
-    study_date: str
-    accession_number: str
+    @property
+    def available(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def study_instance_uid(self) -> str: ...
+    @property
+    def study_date(self) -> str: ...
+    @property
+    def accession_number(self) -> str: ...
 
 
 _REFERENCE_FIELDS = ("available", "reason", "study_instance_uid", "study_date", "accession_number")
@@ -106,19 +114,27 @@ def build_result_objects(
     prior: PriorComparison | PriorReference | None = None,
     now: datetime.datetime | None = None,
     part: Literal["all", "report", "overlays"] = "all",
+    predecessor: PredecessorReport | None = None,
+    final: bool = True,
 ) -> ResultSet:
     """The SR and the overlays the profile's carriers ask for, for ``analysis`` of one study.
 
     ``profile``: the ``[results]`` section (or pass the whole ``settings``; exactly one).
     ``sources``: the study's images the analyzer was given, with pixel data when overlays are
     wanted (GSPS windows, Secondary Capture pictures). ``generation``: 1 for the first run of a
-    study, +1 each time the study is re-opened; reruns of one generation give identical UIDs.
+    study, +1 each time the study is re-opened (Instance Numbers follow it). UIDs follow the
+    inputs (:mod:`integrations.dicom.result_inputs`): the same inputs give the same UIDs.
     ``prior``: the outcome of prior comparison (a PriorComparison), or just the reference to
     the prior the flow found (then the SR names the prior without measurements), written into
-    the SR. ``now``: the creation time stamped on every object (defaults to the current time).
+    the SR. ``now``: the creation time stamped on every object (defaults to the current time;
+    pass a fixed one, e.g. the study's close time, for byte-identical reruns).
     ``part``: ``report`` builds the SR alone (the flow stores it first, so findings reach the
     PACS without waiting for overlays), ``overlays`` the other carriers alone, ``all`` both.
-    UIDs do not depend on ``part``.
+    ``predecessor``: the SR the new SR replaces. ``final``: the SR's Preliminary Flag.
+
+    Each overlay carrier is built on its own: one the source headers cannot have is skipped
+    with the reason the SR states (:mod:`integrations.dicom.carrier_checks`), and one whose
+    builder fails anyway is skipped with the error, so no carrier costs another one.
     """
     if (profile is None) == (settings is None):
         raise TypeError("pass exactly one of profile (the [results] section) or settings")
@@ -132,38 +148,69 @@ def build_result_objects(
     study_instance_uid_of(sources)
     now = now or datetime.datetime.now()
     common = {"profile": profile, "generation": generation, "now": now}
+    obstacles = carrier_obstacles(analysis, sources, profile)
     objects: list[ResultObject] = []
     if part in ("all", "report"):
         objects.append(
             ResultObject(
                 ResultKind.SR,
-                build_measurement_report(analysis, sources, prior=comparison, **common),  # type: ignore[arg-type]
+                build_measurement_report(
+                    analysis,
+                    sources,
+                    prior=comparison,
+                    predecessor=predecessor,
+                    not_produced=obstacles,
+                    final=final,
+                    **common,  # type: ignore[arg-type]
+                ),
             )
         )
-    skipped: list[SkippedCarrier] = []
     if part == "report":
-        return ResultSet(tuple(objects), tuple(skipped))
-    if not analysis.heatmaps:
-        skipped.extend(
-            SkippedCarrier(ResultKind(carrier), "the analysis has no heatmaps")
-            for carrier in profile.carriers
-            if carrier != ResultKind.SR.value
-        )
-        return ResultSet(tuple(objects), tuple(skipped))
+        return ResultSet(tuple(objects), ())
+    skipped: list[SkippedCarrier] = []
     for carrier in profile.carriers:
         kind = ResultKind(carrier)
-        datasets: Sequence[Dataset]
         if kind == ResultKind.SR:
             continue
-        if kind == ResultKind.GSPS:
-            datasets = build_presentation_states(analysis, sources, **common)  # type: ignore[arg-type]
-        elif kind == ResultKind.SECONDARY_CAPTURE:
-            datasets = build_secondary_captures(analysis, sources, **common)  # type: ignore[arg-type]
-        elif kind == ResultKind.SEGMENTATION:
-            datasets, not_built = build_segmentations(analysis, sources, **common)  # type: ignore[arg-type]
-            skipped.extend(not_built)
-        else:
-            datasets, not_built = build_parametric_maps(analysis, sources, **common)  # type: ignore[arg-type]
-            skipped.extend(not_built)
+        blocked = [item for item in obstacles if item.kind == kind]
+        skipped.extend(blocked)
+        if any(not item.series_instance_uid for item in blocked):
+            continue
+        blocked_series = {item.series_instance_uid for item in blocked}
+        feasible = dataclasses.replace(
+            analysis,
+            heatmaps=tuple(
+                heatmap
+                for heatmap in analysis.heatmaps
+                if heatmap.image.series_instance_uid not in blocked_series
+            ),
+        )
+        if not feasible.heatmaps:
+            continue
+        try:
+            datasets, not_built = _build_carrier(kind, feasible, sources, common)
+        except _BUILD_ERRORS as error:
+            skipped.append(SkippedCarrier(kind, f"could not be built: {error}"))
+            continue
+        skipped.extend(not_built)
         objects.extend(ResultObject(kind, dataset) for dataset in datasets)
     return ResultSet(tuple(objects), tuple(skipped))
+
+
+# What a builder raises on a source it cannot represent (highdicom raises all of these).
+_BUILD_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, RuntimeError)
+
+
+def _build_carrier(
+    kind: ResultKind,
+    analysis: AnalysisResult,
+    sources: Sequence[Dataset],
+    common: dict[str, object],
+) -> tuple[Sequence[Dataset], Sequence[SkippedCarrier]]:
+    if kind == ResultKind.GSPS:
+        return build_presentation_states(analysis, sources, **common), ()  # type: ignore[arg-type]
+    if kind == ResultKind.SECONDARY_CAPTURE:
+        return build_secondary_captures(analysis, sources, **common), ()  # type: ignore[arg-type]
+    if kind == ResultKind.SEGMENTATION:
+        return build_segmentations(analysis, sources, **common)  # type: ignore[arg-type]
+    return build_parametric_maps(analysis, sources, **common)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from highdicom.seg import (
 from pydicom import Dataset
 
 from integrations.dicom import result_codes
+from integrations.dicom.carrier_checks import series_obstacle
 from integrations.dicom.result_common import (
     BuildContext,
     PlacedHeatmap,
@@ -39,10 +40,6 @@ from integrations.settings import ResultsSettings
 from models.results import AnalysisResult, Finding
 
 MAX_FRACTIONAL_VALUE = 255
-NO_FRAME_POSITIONS = (
-    "a Segmentation of a multi-frame image needs a Frame of Reference; "
-    "the source of series {series} has none"
-)
 
 
 def build_segmentations(
@@ -55,20 +52,17 @@ def build_segmentations(
 ) -> tuple[list[hd.seg.Segmentation], list[SkippedCarrier]]:
     """One fractional SEG per analysed series with heatmaps, and the series that cannot have one.
 
-    A multi-frame source without a Frame of Reference cannot be segmented frame by frame
-    (highdicom 0.28 refuses it, as the frames would have no position): skipped with that reason.
+    A series whose headers lack what a SEG needs (e.g. a multi-frame source without a Frame of
+    Reference, whose frames would have no position) is skipped with the reason
+    :func:`integrations.dicom.carrier_checks.series_obstacle` gives.
     """
     context = BuildContext.for_study(analysis, sources, profile, generation, now)
     segmentations: list[hd.seg.Segmentation] = []
     skipped: list[SkippedCarrier] = []
     for series_uid, items in by_series(placed_heatmaps(analysis, sources)).items():
-        source = items[0].source
-        if frame_count(source) > 1 and "FrameOfReferenceUID" not in source:
-            skipped.append(
-                SkippedCarrier(
-                    ResultKind.SEGMENTATION, NO_FRAME_POSITIONS.format(series=series_uid)
-                )
-            )
+        reason = series_obstacle(ResultKind.SEGMENTATION, series_uid, items)
+        if reason is not None:
+            skipped.append(SkippedCarrier(ResultKind.SEGMENTATION, reason, series_uid))
             continue
         segmentations.append(_segmentation(context, series_uid, items, len(segmentations)))
     return segmentations, skipped
@@ -164,8 +158,9 @@ def _segmentation(
         content_label="AI_HEATMAP",
         omit_empty_frames=True,
     )
-    if "FrameOfReferenceUID" not in first and "PatientOrientation" not in segmentation:
-        # Projection images have no frame of reference: General Image then wants the
-        # orientation of rows and columns (Type 2C).
+    placed = "FrameOfReferenceUID" in first and "ImagePositionPatient" in first
+    if not placed and "PatientOrientation" not in segmentation:
+        # Projection images (or any without a position in the patient) have no plane
+        # positions: General Image then wants the orientation of rows and columns (Type 2C).
         segmentation.PatientOrientation = list(patient_orientation(first))
     return finish_series(segmentation, context=context, kind=kind, source=first)

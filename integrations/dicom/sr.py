@@ -18,16 +18,27 @@ One Comprehensive 3D SR per study and analysis. Its content tree::
         ├── Not analysable: reason (when the analysis could not run)
         └── Prior comparison summary, prior study UID, date and accession
 
-Verification Flag is UNVERIFIED and the Preliminary Flag PRELIMINARY: no person has checked it.
+Result status, as IHE AI Results (AIR, Rad TF-3 "AI Result" SR content) and PS3.3 C.17.2
+(SR Document General Module) use the flags: Completion Flag COMPLETE (the document holds
+everything the AI concluded from its inputs), Verification Flag UNVERIFIED (no person has
+attested it: verification is a human act, outside the AI's result) and Preliminary Flag FINAL
+(the AI will not revise this document for these inputs). When the inputs change (late images,
+another model version, a changed threshold or site rule, a prior now available) a new SR with
+new UIDs replaces it and names it in the Predecessor Documents Sequence (C.17.2.1); the one
+it replaces is recorded as superseded, so a study has at most one live final per analyzer.
+``final=False`` writes PRELIMINARY instead, for a result its creator expects to revise.
+
+Carriers the output profile asks for but the source headers cannot have (e.g. no Frame of
+Reference for a Parametric Map) are stated in the Qualitative Evaluations, with the reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 from collections.abc import Sequence
 
-import highdicom as hd
 from highdicom.sr import (
     AlgorithmIdentification,
     CodeContentItem,
@@ -56,12 +67,14 @@ from integrations.dicom import result_codes
 from integrations.dicom.result_common import (
     BuildContext,
     ResultKind,
+    SkippedCarrier,
     check_frame,
     finish_series,
     header_copy,
     index_sources,
     source_for,
 )
+from integrations.dicom.result_inputs import report_inputs_digest
 from integrations.dicom.uids import derived_uid
 from integrations.settings import ResultsSettings
 from models.interval_change import PriorComparison
@@ -72,6 +85,15 @@ ANALYZER_PARAMETER_PREFIX = "analyzer="
 THRESHOLD_PARAMETER_PREFIX = "threshold="
 
 
+@dataclasses.dataclass(frozen=True)
+class PredecessorReport:
+    """The SR a new one replaces (Predecessor Documents Sequence, PS3.3 C.17.2.1)."""
+
+    sop_instance_uid: str
+    series_instance_uid: str
+    sop_class_uid: str = Comprehensive3DSRStorage
+
+
 def build_measurement_report(
     analysis: AnalysisResult,
     sources: Sequence[Dataset],
@@ -80,16 +102,26 @@ def build_measurement_report(
     generation: int = 1,
     prior: PriorComparison | None = None,
     now: datetime.datetime | None = None,
+    predecessor: PredecessorReport | None = None,
+    not_produced: Sequence[SkippedCarrier] = (),
+    final: bool = True,
 ) -> Comprehensive3DSR:
     """The SR for ``analysis`` of the study ``sources`` belong to (headers are enough).
 
     ``sources`` are the study's images the analyzer was given; the analysed ones become the
-    evidence (all of them when the study was not analysable). Raises ValueError or TypeError
-    naming the argument when the inputs are inconsistent.
+    evidence (all of them when the study was not analysable). ``predecessor``: the SR this
+    one replaces, if any. ``not_produced``: the carriers that will not be built, stated with
+    their reasons. Raises ValueError or TypeError naming the argument when the inputs are
+    inconsistent.
     """
     context = BuildContext.for_study(analysis, sources, profile, generation, now)
     if prior is not None and not isinstance(prior, PriorComparison):
         raise TypeError("prior must be a PriorComparison or None")
+    if predecessor is not None and not isinstance(predecessor, PredecessorReport):
+        raise TypeError("predecessor must be a PredecessorReport or None")
+    context = dataclasses.replace(
+        context, input_digest=report_inputs_digest(context.input_digest, prior)
+    )
     _check_findings(analysis)
     by_uid = index_sources(sources)
     headers = {uid: header_copy(source) for uid, source in by_uid.items()}
@@ -102,26 +134,31 @@ def build_measurement_report(
     groups = [
         _finding_group(finding, context, headers, first, prior) for finding in analysis.findings
     ]
-    report = _report(context, first, groups, prior)
+    report = _report(context, first, groups, prior, not_produced)
     kind = ResultKind.SR
     previous_versions = None
-    if generation > 1:
-        predecessor = Dataset()
-        predecessor.SOPClassUID = Comprehensive3DSRStorage
-        predecessor.SOPInstanceUID = context.sop_instance_uid(kind, generation=generation - 1)
-        predecessor.StudyInstanceUID = context.study_instance_uid
-        predecessor.SeriesInstanceUID = context.series_instance_uid(kind)
-        previous_versions = [predecessor]
+    # The predecessor is part of the content, so it is part of the UID: going back to earlier
+    # inputs gives a new SR that names the one it replaces, never the first UID again.
+    sop_instance_uid = context.sop_instance_uid(
+        kind, "after", predecessor.sop_instance_uid if predecessor else "none"
+    )
+    if predecessor is not None:
+        replaced = Dataset()
+        replaced.SOPClassUID = predecessor.sop_class_uid
+        replaced.SOPInstanceUID = predecessor.sop_instance_uid
+        replaced.StudyInstanceUID = context.study_instance_uid
+        replaced.SeriesInstanceUID = predecessor.series_instance_uid
+        previous_versions = [replaced]
     document = Comprehensive3DSR(
         evidence=evidence,
         content=report,
         series_instance_uid=context.series_instance_uid(kind),
         series_number=context.series_number(kind),
-        sop_instance_uid=context.sop_instance_uid(kind),
+        sop_instance_uid=sop_instance_uid,
         instance_number=context.instance_number(),
         manufacturer=profile.manufacturer,
         is_complete=True,
-        is_final=False,
+        is_final=final,
         is_verified=False,
         institution_name=context.institution_name(first),
         previous_versions=previous_versions,
@@ -272,6 +309,7 @@ def _report(
     first: Dataset,
     groups: list[MeasurementsAndQualitativeEvaluations],
     prior: PriorComparison | None,
+    not_produced: Sequence[SkippedCarrier],
 ) -> MeasurementReport:
     model = context.analysis.model
     observation_context = ObservationContext(
@@ -292,7 +330,10 @@ def _report(
         # Measurements or Qualitative Evaluations, so the placeholder is removed below.
         groups = [
             MeasurementsAndQualitativeEvaluations(
-                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier="placeholder")
+                tracking_identifier=TrackingIdentifier(
+                    uid=derived_uid("pacsflow-placeholder", context.input_digest),
+                    identifier="placeholder",
+                )
             )
         ]
     report = MeasurementReport(
@@ -313,7 +354,7 @@ def _report(
                 )
             )
         ]
-    root.ContentSequence.append(_qualitative_evaluations(context, prior))
+    root.ContentSequence.append(_qualitative_evaluations(context, prior, not_produced))
     return report
 
 
@@ -332,7 +373,7 @@ def _procedure_reported(first: Dataset) -> CodedConcept:
 
 
 def _qualitative_evaluations(
-    context: BuildContext, prior: PriorComparison | None
+    context: BuildContext, prior: PriorComparison | None, not_produced: Sequence[SkippedCarrier]
 ) -> ContainerContentItem:
     analysis = context.analysis
     contains = RelationshipTypeValues.CONTAINS
@@ -359,6 +400,14 @@ def _qualitative_evaluations(
             TextContentItem(
                 name=result_codes.NOT_ANALYSABLE,
                 value=(analysis.reason or "").strip(),
+                relationship_type=contains,
+            )
+        )
+    for skipped in not_produced:
+        items.append(
+            TextContentItem(
+                name=result_codes.CARRIER_NOT_PRODUCED,
+                value=skipped.describe()[:1024],
                 relationship_type=contains,
             )
         )

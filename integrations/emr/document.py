@@ -100,17 +100,32 @@ class OrderInfo:
 
 @dataclass(frozen=True)
 class ResultDocument:
-    """One analyzer's result on one study generation, with its study and order."""
+    """One analyzer's result on one study generation, with its study and order.
+
+    ``sr_instance_uid``: the SOP Instance UID of the SR this result is the EMR form of; it
+    names one content (see :mod:`integrations.dicom.result_inputs`), so a result of other
+    inputs is another result with other identifiers, and a rerun of the same is the same.
+    ``final``: the AI will not revise it for these inputs (HL7 F, FHIR final).
+    ``replaces``: the report UID of an earlier final result for the same study and analyzer
+    that this one corrects (HL7 C, FHIR amended); empty for a first result.
+    """
 
     study: StudyFacts
     order: OrderInfo
     generation: int
     analysis: AnalysisResult
     created_at: datetime
+    sr_instance_uid: str = ""
+    final: bool = True
+    replaces: str = ""
 
     @property
     def report_uid(self) -> str:
         """Identifies this result everywhere (MSH-10 and FHIR identifiers derive from it)."""
+        if self.sr_instance_uid:
+            return derived_uid(
+                "oru", self.study.study_instance_uid, self.analysis.analyzer, self.sr_instance_uid
+            )
         return derived_uid(
             "oru",
             self.study.study_instance_uid,
@@ -118,6 +133,11 @@ class ResultDocument:
             self.analysis.analyzer,
             self.analysis.model.version,
         )
+
+    @property
+    def corrects_final(self) -> bool:
+        """A final result that replaces an earlier final one (a correction downstream)."""
+        return self.final and bool(self.replaces)
 
     def to_json(self) -> dict[str, Any]:
         analysis = self.analysis.to_json()
@@ -130,6 +150,9 @@ class ResultDocument:
             "generation": self.generation,
             "analysis": analysis,
             "created_at": self.created_at.isoformat(),
+            "sr_instance_uid": self.sr_instance_uid,
+            "final": self.final,
+            "replaces": self.replaces,
         }
 
     @classmethod
@@ -147,4 +170,8 @@ class ResultDocument:
             generation=int(data["generation"]),
             analysis=AnalysisResult.from_json(data["analysis"]),
             created_at=datetime.fromisoformat(data["created_at"]),
+            sr_instance_uid=str(data.get("sr_instance_uid", "")),
+            # documents queued before result status existed were sent as preliminary
+            final=bool(data.get("final", False)),
+            replaces=str(data.get("replaces", "")),
         )

@@ -7,6 +7,7 @@ the urgency tier so that Critical results overtake routine ones of other patient
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from pydicom.errors import InvalidDicomError
 from integrations.db.connection import Database
 from integrations.db.patients import OUTBOX_CHANNEL, PatientStore
 from integrations.db.records import StudyRecord
-from integrations.emr.document import OrderInfo, ResultDocument, StudyFacts
+from integrations.emr.document import DOCUMENT_KIND, OrderInfo, ResultDocument, StudyFacts
 from integrations.emr.identifiers import MrnRules
 from integrations.hl7.oru import message_control_id
 from integrations.settings import Settings
@@ -84,6 +85,7 @@ class Enqueued:
     patient_key: str
     hl7_queued: bool
     fhir_queued: bool
+    corrects: str = ""  # the report UID of the earlier final result this one corrects
 
 
 def patient_key_for(
@@ -97,15 +99,50 @@ def patient_key_for(
     return PatientStore(database, rules).resolve_key(key)
 
 
+# The newest other final result queued for the same study and analyzer, in either outbox.
+_PREVIOUS_FINAL = """
+SELECT document FROM (
+    SELECT document, created_at FROM hl7_outbox
+     WHERE study_instance_uid = %(study)s AND message_control_id <> %(control_id)s
+    UNION ALL
+    SELECT document, created_at FROM fhir_outbox
+     WHERE study_instance_uid = %(study)s AND idempotency_key <> %(report_uid)s
+) queued
+WHERE document ->> 'kind' = %(kind)s
+  AND document -> 'analysis' ->> 'analyzer' = %(analyzer)s
+  AND (document ->> 'final')::boolean
+ORDER BY created_at DESC LIMIT 1
+"""
+
+
 def enqueue_result(database: Database, settings: Settings, document: ResultDocument) -> Enqueued:
-    """Write the result's HL7 (and FHIR) outbox rows; a result queued before is left alone."""
+    """Write the result's HL7 (and FHIR) outbox rows; a result queued before is left alone.
+
+    A final result for a study and analyzer that already had another final result queued
+    (sent, or waiting behind it in the patient's ordered queue) goes out as its correction:
+    ORU OBR-25/OBX-11 ``C``, FHIR ``amended``.
+    """
     study = document.study
     key = patient_key_for(database, settings, study.patient_id, study.issuer_of_patient_id)
     control_id = message_control_id(document)
-    data = Jsonb(document.to_json())
     priority = priority_of(document.analysis.tier)
     hl7_queued = fhir_queued = False
     with database.connection() as conn, conn.transaction():
+        if document.final and not document.replaces:
+            previous = conn.execute(
+                _PREVIOUS_FINAL,
+                {
+                    "study": study.study_instance_uid,
+                    "control_id": control_id,
+                    "report_uid": document.report_uid,
+                    "kind": DOCUMENT_KIND,
+                    "analyzer": document.analysis.analyzer,
+                },
+            ).fetchone()
+            if previous is not None:
+                replaced = ResultDocument.from_json(previous["document"])
+                document = dataclasses.replace(document, replaces=replaced.report_uid)
+        data = Jsonb(document.to_json())
         if settings.emr.enabled:
             hl7_queued = (
                 conn.execute(
@@ -128,4 +165,4 @@ def enqueue_result(database: Database, settings: Settings, document: ResultDocum
                 is not None
             )
         conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
-    return Enqueued(control_id, key, hl7_queued, fhir_queued)
+    return Enqueued(control_id, key, hl7_queued, fhir_queued, document.replaces)

@@ -7,7 +7,7 @@ observations land together or not at all::
     Observation  x N   urgency tier, then one per finding: code, Present/Absent
                        (valueCodeableConcept), interpretation AA/A/N, the model's probability
                        and any measurements as valueQuantity components, device
-    DiagnosticReport   status preliminary, category RAD, LOINC 18748-4, subject by MRN
+    DiagnosticReport   status final (amended when it replaces an earlier final), category RAD, LOINC 18748-4, subject by MRN
                        identifier, basedOn the order, imagingStudy by Study Instance UID,
                        conclusion and conclusionCode, result -> the observations
 
@@ -63,8 +63,22 @@ _SCHEME_SYSTEMS = {
     "RADLEX": RADLEX,
 }
 
-REPORT_STATUS = "preliminary"  # an AI result is unsigned (R4 diagnostic-report-status)
-OBSERVATION_STATUS = "preliminary"  # R4 observation-status
+# R4 diagnostic-report-status and observation-status: "final" for a final AI result,
+# "amended" when it replaces an earlier final one for the same study and analyzer (changed
+# inputs: "subsequent to being final, ... modified. This includes any change in the
+# results"), "preliminary" for a preliminary one.
+REPORT_STATUS_PRELIMINARY = "preliminary"
+REPORT_STATUS_FINAL = "final"
+REPORT_STATUS_AMENDED = "amended"
+
+
+def report_status(document: ResultDocument) -> str:
+    """DiagnosticReport.status and every Observation.status of the bundle."""
+    if not document.final:
+        return REPORT_STATUS_PRELIMINARY
+    return REPORT_STATUS_AMENDED if document.corrects_final else REPORT_STATUS_FINAL
+
+
 REPORT_CATEGORY = ("RAD", "Radiology")
 REPORT_CODE = ("18748-4", "Diagnostic imaging study")
 OBSERVATION_CATEGORY_IMAGING = ("imaging", "Imaging")
@@ -78,7 +92,9 @@ INTERPRETATION = {
 LOCAL = "99PACSFLOW"
 TIER_CODE = CodedConcept("AI-TIER", LOCAL, "AI urgency tier")
 PROBABILITY_CODE = CodedConcept("AI-PROBABILITY", LOCAL, "AI model probability")
-NOT_FOR_PRIMARY_DIAGNOSIS = "AI-generated preliminary result; not for primary diagnosis."
+NOT_FOR_PRIMARY_DIAGNOSIS = (
+    "AI-generated result, not verified by a radiologist; not for primary diagnosis."
+)
 NO_CLINICAL_CONTEXT = "No clinical context: the patient is identified from the DICOM header."
 
 
@@ -269,7 +285,7 @@ def build_report_bundle(
         item = Observation()
         identifier = _identifier(URI_IDENTIFIER, f"urn:oid:{derived_uid(report_uid, suffix)}")
         item.identifier = [identifier]
-        item.status = OBSERVATION_STATUS
+        item.status = report_status(document)
         item.category = [_concept(_coding(OBSERVATION_CATEGORY, *OBSERVATION_CATEGORY_IMAGING))]
         item.code = code
         item.subject = subject
@@ -321,7 +337,7 @@ def build_report_bundle(
     report = DiagnosticReport()
     report_identifier = _identifier(URI_IDENTIFIER, f"urn:oid:{report_uid}")
     report.identifier = [report_identifier]
-    report.status = REPORT_STATUS
+    report.status = report_status(document)
     report.category = [_concept(_coding(V2_0074, *REPORT_CATEGORY))]
     report_code = [_coding(LOINC, *REPORT_CODE)]
     order = document.order

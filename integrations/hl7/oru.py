@@ -6,8 +6,9 @@ One message per analysed study and analyzer::
     PID  from the ADT patient context (MRN, name, birth date, sex), or from the DICOM header
     PV1  patient class, current ward/room/bed, prior ward, attending/referring physician, visit
     ORC  RE, placer/filler order numbers, ordering provider
-    OBR  same numbers, procedure, accession number (OBR-18), result status P (preliminary:
-         an AI result is unsigned), diagnostic service section RAD
+    OBR  same numbers, procedure, accession number (OBR-18), result status (OBR-25) F for
+         a final AI result, C when it corrects an earlier final one (the same study and
+         analyzer with changed inputs), P for a preliminary one; diagnostic service section RAD
     NTE  NOT FOR CLINICAL USE first, when the model is not for clinical use
     NTE  model name and version, and the not-for-primary-diagnosis statement
     NTE  "no clinical context" when no ADT had arrived for the patient
@@ -47,7 +48,9 @@ from models.results import CodedConcept, Finding, UrgencyTier
 ORU_VERSION = "2.5.1"
 ORU_CHARSET = "UNICODE UTF-8"
 LOCAL_CODING_SYSTEM = "99PACSFLOW"
-NOT_FOR_PRIMARY_DIAGNOSIS = "AI-generated preliminary result; not for primary diagnosis."
+NOT_FOR_PRIMARY_DIAGNOSIS = (
+    "AI-generated result, not verified by a radiologist; not for primary diagnosis."
+)
 NO_CLINICAL_CONTEXT = (
     "No clinical context: no ADT message had been received for this patient; patient"
     " identification is from the DICOM header."
@@ -58,7 +61,11 @@ ABSENT = CodedConcept("2667000", "SCT", "Absent")
 TIER_CONCEPT = CodedConcept("AI-TIER", LOCAL_CODING_SYSTEM, "AI urgency tier")
 STATUS_CONCEPT = CodedConcept("AI-STATUS", LOCAL_CODING_SYSTEM, "AI analysis status")
 DEFAULT_SERVICE = CodedConcept("18748-4", "LN", "Diagnostic imaging study")
-RESULT_STATUS_PRELIMINARY = "P"  # HL7 table 0085 (OBX-11) and 0123 (OBR-25)
+# HL7 tables 0123 (OBR-25) and 0085 (OBX-11): P preliminary, F final, C a correction that
+# replaces a final result.
+RESULT_STATUS_PRELIMINARY = "P"
+RESULT_STATUS_FINAL = "F"
+RESULT_STATUS_CORRECTED = "C"
 DIAGNOSTIC_SECTION_RADIOLOGY = "RAD"  # HL7 table 0074
 
 
@@ -84,6 +91,13 @@ class MessageRoute:
 def message_control_id(document: ResultDocument) -> str:
     """MSH-10: fixed per study, generation, analyzer and model version (at most 20 digits)."""
     return document.report_uid.removeprefix("2.25.")[-20:]
+
+
+def result_status(document: ResultDocument) -> str:
+    """OBR-25 and every OBX-11 of the message."""
+    if not document.final:
+        return RESULT_STATUS_PRELIMINARY
+    return RESULT_STATUS_CORRECTED if document.corrects_final else RESULT_STATUS_FINAL
 
 
 def _e(text: str) -> str:
@@ -284,7 +298,7 @@ def _observations(document: ResultDocument, observed_at: str) -> list[str]:
     segments = []
     for set_id, row in enumerate(rows, start=1):
         row[1] = str(set_id)
-        row[11] = RESULT_STATUS_PRELIMINARY
+        row[11] = result_status(document)
         if observed_at:
             row[14] = observed_at
         segments.append(build_segment("OBX", row))
@@ -348,7 +362,7 @@ def build_oru(
             19: _e(order.requested_procedure_id),
             22: timestamp,
             24: DIAGNOSTIC_SECTION_RADIOLOGY,
-            25: RESULT_STATUS_PRELIMINARY,
+            25: result_status(document),
         },
     )
     model = document.analysis.model

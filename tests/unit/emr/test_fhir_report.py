@@ -51,7 +51,7 @@ def test_bundle_and_every_resource_are_valid_r4(with_context: bool) -> None:
 def test_report_content() -> None:
     data = bundle(with_context=True)
     (report,) = resources(data, "DiagnosticReport")
-    assert report["status"] == "preliminary"
+    assert report["status"] == "final"
     assert report["category"][0]["coding"][0] == {
         "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
         "code": "RAD",
@@ -98,7 +98,7 @@ def test_one_observation_per_finding_with_value_interpretation_and_device() -> N
     )
     summary = []
     for item in observations:
-        assert item["status"] == "preliminary"
+        assert item["status"] == "final"
         assert item["category"][0]["coding"][0]["code"] == "imaging"
         assert item["device"]["reference"] == device_url
         components = {

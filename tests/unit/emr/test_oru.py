@@ -86,7 +86,7 @@ def test_patient_visit_and_order_come_from_context_and_order() -> None:
     assert obr.first(4).component(1) == "36643-5" and obr.first(4).component(3) == "LN"
     assert obr.value(7) == "20260301101500"
     assert obr.value(18) == "ACC-2026-0001" and obr.value(19) == "RP-1"
-    assert obr.value(24) == "RAD" and obr.value(25) == "P"
+    assert obr.value(24) == "RAD" and obr.value(25) == "F"
     notes = [note.value(3) for note in found["NTE"]]
     assert notes == [f"pacsflow-chest-xray version 1.2.0. {NOT_FOR_PRIMARY_DIAGNOSIS}"]
 
@@ -106,12 +106,12 @@ def test_one_coded_obx_per_finding_with_flag_and_probability() -> None:
         for obx in found["OBX"]
     ]
     assert rows == [
-        ("CWE", "AI-TIER", "", "Critical", "AA", "", "P"),
-        ("CWE", "36118008", "1", "52101004", "AA", "0.91", "P"),  # pneumothorax present, Critical
-        ("CWE", "60046008", "2", "52101004", "A", "0.73", "P"),  # effusion present
-        ("NM", "121206", "2", "41.5", "", "", "P"),  # its size, same sub-ID
-        ("CWE", "8186001", "3", "2667000", "N", "0.08", "P"),  # absent
-        ("CWE", "RID3875", "4", "2667000", "N", "0.31", "P"),
+        ("CWE", "AI-TIER", "", "Critical", "AA", "", "F"),
+        ("CWE", "36118008", "1", "52101004", "AA", "0.91", "F"),  # pneumothorax present, Critical
+        ("CWE", "60046008", "2", "52101004", "A", "0.73", "F"),  # effusion present
+        ("NM", "121206", "2", "41.5", "", "", "F"),  # its size, same sub-ID
+        ("CWE", "8186001", "3", "2667000", "N", "0.08", "F"),  # absent
+        ("CWE", "RID3875", "4", "2667000", "N", "0.31", "F"),
     ]
     assert [obx.value(1) for obx in found["OBX"]] == ["1", "2", "3", "4", "5", "6"]
     assert found["OBX"][1].first(3).component(3) == "SCT"

@@ -76,13 +76,16 @@ def test_without_heatmaps_only_the_sr_is_built(profile):
     assert kinds(not_analysable) == ["sr"]
 
 
-def test_reruns_give_the_same_uids_and_a_new_generation_new_instances_in_the_same_series(
+def test_reruns_give_the_same_uids_and_a_late_image_new_instances_in_the_same_series(
     head_ct, profile
 ):
     images, _, _, analysis = head_ct
+    late_image = synthetic.ct_series(slices=len(images) + 1)[0][-1]
     first = build_result_objects(analysis, images, profile=profile, generation=1, now=NOW)
     rerun = build_result_objects(analysis, images, profile=profile, generation=1)
-    second = build_result_objects(analysis, images, profile=profile, generation=2, now=NOW)
+    second = build_result_objects(
+        analysis, [*images, late_image], profile=profile, generation=2, now=NOW
+    )
 
     def uids(result_set):
         return [(item.kind, item.series_instance_uid, item.sop_instance_uid) for item in result_set]

@@ -12,7 +12,7 @@ from pydicom.uid import Comprehensive3DSRStorage
 
 from integrations.dicom import result_codes
 from integrations.dicom.result_common import decode_dataset, encode_dataset
-from integrations.dicom.sr import build_measurement_report, tracking_uid
+from integrations.dicom.sr import PredecessorReport, build_measurement_report, tracking_uid
 from integrations.dicom.sr_reader import read_measurement_report
 from models.interval_change import PriorStudy, compare_with_prior, no_prior
 from models.results import CodedConcept, Measurement, UrgencyTier
@@ -189,16 +189,37 @@ def test_not_analysable_sr_says_why_and_still_lists_the_evidence(profile):
     assert_conformant(encode_dataset(sr), allowed_warnings=RESULT_OBJECT_WARNINGS)
 
 
-def test_generation_two_lands_in_the_same_series_and_names_its_predecessor(chest, profile):
+def test_a_replacing_sr_lands_in_the_same_series_and_names_its_predecessor(chest, profile):
     image, _, _, analysis = chest
     first = build_measurement_report(analysis, [image], profile=profile, generation=1, now=NOW)
-    second = build_measurement_report(analysis, [image], profile=profile, generation=2, now=NOW)
+    stricter = dataclasses.replace(
+        analysis,
+        findings=tuple(
+            dataclasses.replace(finding, threshold=min(1.0, finding.threshold + 0.05))
+            for finding in analysis.findings
+        ),
+    )
+    second = build_measurement_report(
+        stricter,
+        [image],
+        profile=profile,
+        generation=2,
+        now=NOW,
+        predecessor=PredecessorReport(str(first.SOPInstanceUID), str(first.SeriesInstanceUID)),
+    )
     assert second.SeriesInstanceUID == first.SeriesInstanceUID
     assert second.SOPInstanceUID != first.SOPInstanceUID
     assert int(second.InstanceNumber) > int(first.InstanceNumber)
     predecessor = second.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
     assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == first.SOPInstanceUID
     assert "PredecessorDocumentsSequence" not in first
+    # AIR: complete, final for its inputs, and not verified by a person.
+    assert (second.CompletionFlag, second.PreliminaryFlag, second.VerificationFlag) == (
+        "COMPLETE",
+        "FINAL",
+        "UNVERIFIED",
+    )
+    assert_conformant(encode_dataset(second), allowed_warnings=RESULT_OBJECT_WARNINGS)
 
 
 def test_tracking_uid_follows_the_patient_across_studies():
