@@ -171,6 +171,16 @@ class ResultsOutbox(LeasedQueue):
             durable=False,
         )
 
+    def replaced_by_newer_result(self, sop_instance_uid: str) -> bool:
+        """True when a newer build superseded this result object (new inputs, new UIDs): an
+        old SR still waiting must never reach the PACS beside the one that replaced it."""
+        with self.database.connection() as conn:
+            row = conn.execute(
+                "SELECT status FROM result_objects WHERE sop_instance_uid = %s",
+                (sop_instance_uid,),
+            ).fetchone()
+        return row is not None and row["status"] == "superseded"
+
     def stored(self, destination: str, sop_instance_uid: str) -> list[dict[str, Any]]:
         """What ``destination`` was given under this UID: hash and time, newest first."""
         with self.database.connection() as conn:

@@ -306,6 +306,10 @@ class ResultsSender(QueueSender):
         """Deliver once; None when the row was superseded meanwhile (nothing to record)."""
         path = Path(item.path)
         label = client.peer.label
+        if self.outbox.replaced_by_newer_result(item.sop_instance_uid):
+            self.outbox.mark_superseded(item.id)
+            log.info("results: delivery %d skipped: a newer result replaced it", item.id)
+            return None
         earlier = self.outbox.stored(item.destination, item.sop_instance_uid)
         if any(row["content_sha256"] == item.content_sha256 for row in earlier):
             return sent("already stored", outcome="already stored", peer=label)

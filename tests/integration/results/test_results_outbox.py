@@ -263,3 +263,34 @@ def test_prior_search_on_a_hung_pacs_gives_no_prior_within_the_short_timeout(sil
     elapsed = time.monotonic() - started
     assert search.prior is None and "did not answer" in search.reason
     assert elapsed < 3 * settings.timeout_seconds
+
+
+def test_an_sr_replaced_while_it_waited_for_the_pacs_never_reaches_it(
+    settings_factory, clean_orthanc, tmp_path
+):
+    """PACS down, the study rerun with changed inputs: the old SR (old UID) was superseded by
+    the new build before it could be sent. Only the new one may reach the PACS."""
+    settings = outbox_settings(settings_factory, clean_orthanc.dicom_port)
+    database = open_database(settings)
+    image, reports, _ = built_results(tmp_path, "cxr-old")
+    _, newer, _ = built_results(tmp_path, "cxr-new")
+    study_uid = add_study(database, image)
+    with database.connection() as conn:
+        for item, status in ((reports[0], "superseded"), (newer[0], "final")):
+            conn.execute(
+                "INSERT INTO result_objects (sop_instance_uid, study_instance_uid,"
+                " series_instance_uid, sop_class_uid, kind, analyzer, model_version, generation,"
+                " path, status) VALUES (%s, %s, '1.2.3', %s, 'sr', 'chest-xray', 'v', 1, %s, %s)",
+                (item.sop_instance_uid, study_uid, item.sop_class_uid, item.path, status),
+            )
+    before = last_change(clean_orthanc)
+    enqueue(database, study_uid, reports, [])
+    enqueue(database, study_uid, newer, [])
+    sender = ResultsSender(database, settings)
+    sender.drain()
+    arrived = [change["sop_instance_uid"] for change in new_instances(clean_orthanc, before)]
+    assert arrived == [newer[0].sop_instance_uid]
+    states = {row["sop_instance_uid"]: row["state"] for row in outbox_rows(database, study_uid)}
+    assert states == {reports[0].sop_instance_uid: "superseded", newer[0].sop_instance_uid: "sent"}
+    sender.close()
+    database.close()
