@@ -3,7 +3,10 @@
 Sources, strongest first: keyword overrides, environment variables ``PACSFLOW_<SECTION>__<KEY>``
 (lists and tables as JSON, e.g. ``PACSFLOW_NODE__ALLOWED_CALLERS='["ORTHANC"]'``), then the TOML
 file (``--config``, ``PACSFLOW_CONFIG``, or ``pacsflow.toml`` in the working directory). Unknown
-keys are errors, so a misspelt key stops the process instead of being silently ignored.
+sections and keys are errors, in the file and in ``PACSFLOW_*`` variables alike, and the message
+names the nearest known key: a misspelt key stops the process instead of being silently ignored.
+The only other ``PACSFLOW_*`` variables allowed are those in :data:`OTHER_ENVIRONMENT_VARIABLES`
+and the secrets that a ``*_env`` setting names (``[fhir] bearer_env`` ...).
 Relative paths in the TOML file are relative to the file's folder.
 
 Secrets (database passwords, tokens) come from the environment or Prefect Secret blocks,
@@ -12,9 +15,11 @@ never from a TOML file kept in git.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
+from collections.abc import Mapping
 from datetime import time as dt_time
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -44,6 +49,20 @@ from integrations.errors import ConfigError
 
 CONFIG_ENV_VAR = "PACSFLOW_CONFIG"
 DEFAULT_CONFIG_NAME = "pacsflow.toml"
+ENV_PREFIX = "PACSFLOW_"
+ENV_NESTED_DELIMITER = "__"
+# PACSFLOW_* variables that are not settings: the config path, process knobs read before the
+# settings exist, the test and bench databases, and the folder prefect.yaml's pull step uses.
+OTHER_ENVIRONMENT_VARIABLES = frozenset(
+    {
+        CONFIG_ENV_VAR,
+        "PACSFLOW_LOG_LEVEL",
+        "PACSFLOW_TORCH_THREADS",
+        "PACSFLOW_TEST_POSTGRES",
+        "PACSFLOW_BENCH_POSTGRES",
+        "PACSFLOW_HOME",
+    }
+)
 
 AETitle = Annotated[str, AfterValidator(normalize_ae_title)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -724,8 +743,8 @@ class Settings(BaseSettings):
     """All of pacsflow's configuration. Build it with :func:`load_settings`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PACSFLOW_",
-        env_nested_delimiter="__",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
         extra="forbid",
         frozen=True,
     )
@@ -832,12 +851,14 @@ def load_settings(
     class LoadedSettings(Settings):
         _toml_file: ClassVar[Path | None] = path
 
+    check_environment_names(os.environ)
     try:
         settings: Settings = LoadedSettings(**overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error, path)) from None
     except (OSError, ValueError) as error:  # unreadable or syntactically broken TOML
         raise ConfigError(f"cannot read configuration {path}: {error}") from None
+    check_secret_names(os.environ, settings)
     base = path.parent.resolve() if path else Path.cwd()
     return _with_absolute_paths(settings, base, path)
 
@@ -858,10 +879,143 @@ def _describe(error: ValidationError, path: Path | None) -> str:
     lines = [f"invalid configuration ({where}):"]
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
-        env_name = "PACSFLOW_" + "__".join(
+        env_name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(
             str(part).upper() for part in item["loc"] if not isinstance(part, int)
         )
         value = item.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"  {key}: {item['msg']}{shown} [env {env_name}]")
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            what = "section" if len(item["loc"]) == 1 else "key"
+            message = f"unknown {what}{_suggestion(item['loc'])}"
+        lines.append(f"  {key}: {message}{shown} [env {env_name}]")
     return "\n".join(lines)
+
+
+def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, int]:
+    """The settings model a field holds, and how many list/table levels wrap it."""
+    from typing import Union, get_args, get_origin
+
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _model_of(get_args(annotation)[0])
+    if origin is list or origin is dict:
+        model, depth = _model_of(get_args(annotation)[-1])
+        return model, depth + 1
+    if origin is Union or (origin is not None and type(annotation).__name__ == "UnionType"):
+        for member in get_args(annotation):
+            model, depth = _model_of(member)
+            if model is not None:
+                return model, depth
+        return None, 0
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, 0
+    return None, 0
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the settings model at ``loc`` (a path of sections, keys, indexes) accepts."""
+    model: type[BaseModel] | None = Settings
+    position = 0
+    while model is not None and position < len(loc):
+        field = model.model_fields.get(str(loc[position]))
+        if field is None:
+            return []
+        model, wrappers = _model_of(field.annotation)
+        position += 1 + wrappers
+    if model is None or position != len(loc):
+        return []
+    return [name for name in model.model_fields if name != "config_path"]
+
+
+def _suggestion(loc: tuple[Any, ...]) -> str:
+    """``; did you mean 'x'?`` for the key nearest to ``loc``'s last part, or a list of keys."""
+    known = _keys_at(tuple(loc[:-1]))
+    close = difflib.get_close_matches(str(loc[-1]).lower(), known, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?"
+    return f"; known keys: {', '.join(known)}" if known else ""
+
+
+def check_environment_names(environ: Mapping[str, str]) -> None:
+    """Refuse ``PACSFLOW_<SECTION>__<KEY>`` variables naming no section or key.
+
+    pydantic-settings ignores a variable for a section that does not exist
+    (``PACSFLOW_CONSOLE__PORT``), so this check runs before it. Nested tables
+    (``PACSFLOW_ESCALATION__TEAMS__...``) are checked as far as the settings models go.
+    """
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or ENV_NESTED_DELIMITER not in upper:
+            continue
+        parts = upper[len(ENV_PREFIX) :].lower().split(ENV_NESTED_DELIMITER)
+        for depth in range(len(parts)):
+            known = _keys_at(tuple(parts[:depth]))
+            if not known:
+                break  # a table of free keys (people, teams, maps) or a plain value
+            if parts[depth] not in known:
+                close = difflib.get_close_matches(parts[depth], known, n=1, cutoff=0.6)
+                if close:
+                    corrected = [*parts[:depth], close[0], *parts[depth + 1 :]]
+                    nearest = ENV_NESTED_DELIMITER.join(corrected).upper()
+                    hint = f"; did you mean {ENV_PREFIX}{nearest}?"
+                else:
+                    hint = f"; known: {', '.join(known)}"
+                what = "section" if depth == 0 else "key"
+                where = ".".join(parts[: depth + 1])
+                problems.append(f"  {name}: unknown {what} {where!r}{hint}")
+                break
+    if problems:
+        raise ConfigError("invalid configuration (in the environment):\n" + "\n".join(problems))
+
+
+def _secret_variable_names(value: Any) -> set[str]:
+    """Every value of a ``*_env`` setting: the variables that hold secrets."""
+    names: set[str] = set()
+    if isinstance(value, BaseModel):
+        for field_name in type(value).model_fields:
+            item = getattr(value, field_name)
+            if field_name.endswith("_env") and isinstance(item, str) and item:
+                names.add(item.upper())
+            else:
+                names |= _secret_variable_names(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            names |= _secret_variable_names(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            names |= _secret_variable_names(item)
+    return names
+
+
+def check_secret_names(environ: Mapping[str, str], settings: Settings) -> None:
+    """Refuse single-underscore ``PACSFLOW_*`` variables no ``*_env`` setting names.
+
+    ``PACSFLOW_NODE_PORT`` is a typo of ``PACSFLOW_NODE__PORT``, not a secret.
+    """
+    # PACSFLOW_<SECTION> holds a whole section as JSON; pydantic validates its keys.
+    sections = {f"{ENV_PREFIX}{section}".upper() for section in Settings.model_fields}
+    # The documented default names stay valid when a site renames its secret variable.
+    defaults = [
+        field.default_factory()  # type: ignore[call-arg]
+        for field in Settings.model_fields.values()
+        if field.default_factory is not None
+    ]
+    secrets = _secret_variable_names(settings) | _secret_variable_names(defaults)
+    allowed = OTHER_ENVIRONMENT_VARIABLES | sections | secrets
+    settings_names = {
+        f"{ENV_PREFIX}{section}{ENV_NESTED_DELIMITER}{key}".upper()
+        for section in Settings.model_fields
+        for key in _keys_at((section,))
+    }
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or ENV_NESTED_DELIMITER in upper or upper in allowed:
+            continue
+        close = difflib.get_close_matches(upper, sorted(settings_names | allowed), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        problems.append(f"  {name}: not a pacsflow setting nor a secret a *_env key names{hint}")
+    if problems:
+        raise ConfigError("invalid configuration (in the environment):\n" + "\n".join(problems))

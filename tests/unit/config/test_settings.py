@@ -106,3 +106,64 @@ def test_results_alert_team_must_be_an_escalation_team(config):
     assert settings.results.alert_team == "pacs-admin"
     assert settings.results.give_up_after_hours == 72.0
     assert settings.priors.timeout_seconds == 3.0
+
+
+def test_an_unknown_key_in_the_file_names_the_nearest_known_key(tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text('[node]\nae_titel = "X"\n\n[escalation]\nack_timeout_secnds = 60\n')
+    with pytest.raises(ConfigError) as refused:
+        load_settings(path)
+    message = str(refused.value)
+    assert "node.ae_titel: unknown key; did you mean 'node.ae_title'?" in message
+    assert "did you mean 'escalation.ack_timeout_seconds'?" in message
+
+
+def test_an_unknown_section_in_the_file_is_refused(tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text("[worklst]\nroute = 'orm_o01'\n\n[console]\nport = 8080\n")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(path)
+    message = str(refused.value)
+    assert "worklst: unknown section; did you mean 'worklist'?" in message
+    assert "console: unknown section" in message
+
+
+@pytest.mark.parametrize(
+    ("env", "named", "nearest"),
+    [
+        ("PACSFLOW_CONSOLE__PORT", "unknown section 'console'", "known: node, pacs"),
+        ("PACSFLOW_WORKLST__ROUTE", "unknown section 'worklst'", "PACSFLOW_WORKLIST__ROUTE"),
+        ("PACSFLOW_NODE__AE_TITEL", "unknown key 'node.ae_titel'", "PACSFLOW_NODE__AE_TITLE"),
+        ("PACSFLOW_NODE_PORT", "not a pacsflow setting", "PACSFLOW_NODE__PORT"),
+        ("PACSFLOW_FHIR_TOKN", "not a pacsflow setting", "PACSFLOW_FHIR_TOKEN"),
+        (
+            "PACSFLOW_ESCALATION__WEBHOOK_SECRT",
+            "unknown key 'escalation.webhook_secrt'",
+            "PACSFLOW_ESCALATION__WEBHOOK_SECRET",
+        ),
+    ],
+)
+def test_an_unknown_environment_variable_stops_with_the_nearest_name(
+    config, monkeypatch, env, named, nearest
+):
+    monkeypatch.setenv(env, "1")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config)
+    message = str(refused.value)
+    assert env in message and named in message and nearest in message
+
+
+def test_the_other_pacsflow_variables_stay_valid(config, monkeypatch, tmp_path):
+    monkeypatch.setenv("PACSFLOW_CONFIG", str(config))
+    monkeypatch.setenv("PACSFLOW_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("PACSFLOW_FHIR_TOKEN", "t")  # [fhir] bearer_env's default
+    monkeypatch.setenv("PACSFLOW_FHIR_PRIVATE_KEY", "k")
+    monkeypatch.setenv("PACSFLOW_ESCALATION__WEBHOOK_SECRET", "s")
+    monkeypatch.setenv("PACSFLOW_ESCALATION__TEAMS", "{}")  # a table given whole as JSON
+    monkeypatch.setenv("PACSFLOW_NODE", '{"port": 11113}')  # a section given whole as JSON
+    assert load_settings().node.port == 11113
+    # a secret named by a *_env key is valid only while some setting names it (or by default)
+    monkeypatch.setenv("PACSFLOW_SITE_FHIR_SECRET", "t")
+    with pytest.raises(ConfigError, match="PACSFLOW_SITE_FHIR_SECRET"):
+        load_settings()
+    assert load_settings(fhir={"bearer_env": "PACSFLOW_SITE_FHIR_SECRET"}).fhir.auth == "none"
