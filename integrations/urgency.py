@@ -12,7 +12,7 @@ which it fires, and the tier it gives. Each finding of an analysis is scored lik
    also lower a tier (e.g. ``Nodule`` → Routine): the site decides explicitly.
 2. Otherwise, a finding present at the model's threshold takes the more urgent of the model
    manifest's tier for that label and the first built-in default rule that matches
-   (:data:`DEFAULT_RULES`: tension pneumothorax, aortic dissection, intracranial hemorrhage of
+   (:data:`DEFAULT_RULES`, from the one table in :mod:`integrations.default_rules`: tension pneumothorax, aortic dissection, intracranial hemorrhage of
    any subtype and acute stroke are Critical; pneumothorax, fracture and mass Urgent). A
    manifest can therefore never make an intracranial hemorrhage Routine silently.
 3. A finding that is not present is Routine and no rule fires.
@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from integrations.default_rules import DEFAULT_FINDING_RULES
 from models.results import AnalysisResult, Finding, UrgencyTier
 
 SITE = "site"
@@ -85,40 +86,9 @@ class UrgencyRule:
         return f"{self.source}:{self.name}"
 
 
-def _default(name: str, tier: UrgencyTier, **matcher: Any) -> UrgencyRule:
-    return UrgencyRule(name, tier, FindingMatcher(**matcher), source=DEFAULT)
-
-
-_HEMORRHAGE = (
-    r"(intracranial|epidural|extradural|subdural|subarachnoid|intraparenchymal|intracerebral"
-    r"|intraventricular|cerebral|mixed intracranial).*(hemorrhage|haemorrhage|bleed)"
-)
-
-DEFAULT_RULES: tuple[UrgencyRule, ...] = (
-    _default(
-        "tension-pneumothorax",
-        UrgencyTier.CRITICAL,
-        label_pattern=r"\btension pneumothorax\b",
-        codes=("99PACSFLOW:TENSION-PNEUMOTHORAX",),
-    ),
-    _default("aortic-dissection", UrgencyTier.CRITICAL, label_pattern=r"\baortic dissection\b"),
-    _default(
-        "intracranial-hemorrhage",
-        UrgencyTier.CRITICAL,
-        label_pattern=_HEMORRHAGE,
-        # intracranial, subarachnoid and cerebral hemorrhage (SNOMED CT)
-        codes=("SCT:1386000", "SCT:21454007", "SCT:274100004"),
-    ),
-    _default(
-        "acute-stroke",
-        UrgencyTier.CRITICAL,
-        label_pattern=r"\bacute\b.*\b(stroke|infarct(ion)?)\b|^stroke$|large vessel occlusion",
-    ),
-    _default(
-        "pneumothorax", UrgencyTier.URGENT, label_pattern=r"^pneumothorax$", codes=("SCT:36118008",)
-    ),
-    _default("fracture", UrgencyTier.URGENT, label_pattern=r"\bfracture\b"),
-    _default("mass", UrgencyTier.URGENT, label_pattern=r"\bmass\b"),
+DEFAULT_RULES: tuple[UrgencyRule, ...] = tuple(
+    UrgencyRule(row.name, UrgencyTier(row.tier), FindingMatcher(**row.matcher), source=DEFAULT)
+    for row in DEFAULT_FINDING_RULES
 )
 
 

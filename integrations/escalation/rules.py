@@ -5,7 +5,8 @@ Level 0 is whoever is on call for the team now (every shift that covers this mom
 team's time zone); levels 1, 2, ... are the team's backups in order. When nobody is on call,
 the first backup becomes level 0 so a Critical finding never waits for a shift to start.
 Rules are data: site rules first (``[[escalation.rules]]``), then, unless switched off, the
-built-in routes for the teams the site has defined.
+built-in routes for the teams the site has defined (:mod:`integrations.default_rules`, the
+same table that makes those findings Critical).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from integrations.default_rules import DEFAULT_FINDING_RULES
 from integrations.settings import EscalationSettings, PersonSettings, ShiftSettings, TeamSettings
 from integrations.urgency import FindingMatcher
 
@@ -33,32 +35,11 @@ class EscalationRule:
         return f"{self.source}:{self.name}"
 
 
-DEFAULT_ESCALATION_RULES: tuple[EscalationRule, ...] = (
-    EscalationRule(
-        "tension-pneumothorax",
-        "surgery",
-        FindingMatcher(
-            label_pattern=r"\btension pneumothorax\b", codes=("99PACSFLOW:TENSION-PNEUMOTHORAX",)
-        ),
-    ),
-    EscalationRule(
-        "aortic-dissection", "surgery", FindingMatcher(label_pattern=r"\baortic dissection\b")
-    ),
-    EscalationRule(
-        "intracranial-hemorrhage",
-        "neurosurgery",
-        FindingMatcher(
-            label_pattern=r"hemorrhage|haemorrhage|bleed",
-            codes=("SCT:1386000", "SCT:21454007", "SCT:274100004"),
-        ),
-    ),
-    EscalationRule(
-        "acute-stroke",
-        "stroke",
-        FindingMatcher(
-            label_pattern=r"\bacute\b.*\b(stroke|infarct(ion)?)\b|^stroke$|large vessel occlusion"
-        ),
-    ),
+# The built-in routes: the Critical rows of the one default table, with the team each names.
+DEFAULT_ESCALATION_RULES: tuple[EscalationRule, ...] = tuple(
+    EscalationRule(row.name, row.team, FindingMatcher(**row.matcher))
+    for row in DEFAULT_FINDING_RULES
+    if row.team is not None
 )
 
 
