@@ -168,7 +168,8 @@ def build_ack(
     reason = _ascii(problem.reason) if problem else ""
     msa_text = ""
     if problem:
-        msa_text = escape(f"{problem.condition.text}: {reason}", d)[:80]
+        # cut the text, not its escaped form: a cut escape sequence would garble MSA-3
+        msa_text = escape(f"{problem.condition.text}: {reason}"[:80], d)
     msa = build_segment(
         "MSA",
         {

@@ -15,8 +15,9 @@ from hl7apy.core import Message
 
 from integrations.dicom.uids import derived_uid
 from integrations.escalation.notification import Notification
+from integrations.hl7.er7 import escape_held as escape
+from integrations.hl7.er7 import release_held
 from integrations.hl7.oru import NOT_FOR_PRIMARY_DIAGNOSIS, person_name
-from integrations.hl7.priority import escape_text
 
 ALERT_MESSAGE_TYPE = "ORU^R01"
 
@@ -43,10 +44,10 @@ def build_alert(
     """The alert as ER7 text (segments separated by carriage returns)."""
     timestamp = now.strftime("%Y%m%d%H%M%S")
     message = Message("ORU_R01", version="2.5")
-    message.msh.msh_3 = sending_application
-    message.msh.msh_4 = sending_facility
-    message.msh.msh_5 = receiving_application
-    message.msh.msh_6 = receiving_facility
+    message.msh.msh_3 = escape(sending_application)
+    message.msh.msh_4 = escape(sending_facility)
+    message.msh.msh_5 = escape(receiving_application)
+    message.msh.msh_6 = escape(receiving_facility)
     message.msh.msh_7 = timestamp
     message.msh.msh_9 = "ORU^R01^ORU_R01"
     message.msh.msh_10 = alert_control_id(notification)
@@ -57,25 +58,23 @@ def build_alert(
     patient = result.add_group("ORU_R01_PATIENT")
     pid = patient.pid
     pid.pid_1 = "1"
-    identifier = escape_text(notification.patient_id)
+    identifier = escape(notification.patient_id)
     if issuer_of_patient_id:
-        identifier += f"^^^{escape_text(issuer_of_patient_id)}^MR"
+        identifier += f"^^^{escape(issuer_of_patient_id)}^MR"
     pid.pid_3 = identifier
     pid.pid_5 = person_name(patient_name) or "UNKNOWN"
     if patient_birth_date:
-        pid.pid_7 = patient_birth_date
+        pid.pid_7 = escape(patient_birth_date)
     if patient_sex in {"M", "F", "O", "U"}:
         pid.pid_8 = patient_sex
     if notification.patient_location:
         visit = patient.add_group("ORU_R01_VISIT")
         visit.pv1.pv1_1 = "1"
         visit.pv1.pv1_2 = "U"
-        visit.pv1.pv1_3 = escape_text(notification.patient_location)
+        visit.pv1.pv1_3 = escape(notification.patient_location)
 
     order = result.add_group("ORU_R01_ORDER_OBSERVATION")
-    order_number = (
-        escape_text(notification.accession_number) or notification.study_instance_uid[-22:]
-    )
+    order_number = escape(notification.accession_number or notification.study_instance_uid[-22:])
     order.orc.orc_1 = "RE"
     order.orc.orc_3 = order_number
     obr = order.obr
@@ -86,7 +85,7 @@ def build_alert(
     obr.obr_22 = timestamp
     obr.obr_25 = "P"
     copies = [
-        f"{escape_text(r.person.hl7_id or r.person_id)}^{escape_text(r.person.name)}"
+        f"{escape(r.person.hl7_id or r.person_id)}^{escape(r.person.name)}"
         for r in notification.recipients
     ]
     if copies:
@@ -103,26 +102,26 @@ def build_alert(
     for index, text in enumerate(notes, start=1):
         note = order.add_segment("NTE")
         note.nte_1 = str(index)
-        note.nte_3 = escape_text(text)
+        note.nte_3 = escape(text)
     timing = order.add_group("ORU_R01_TIMING_QTY")
     timing.tq1.tq1_1 = "1"
     timing.tq1.tq1_9 = "S^Stat^HL70485"
 
     scheme, _, value = notification.finding_code.partition(":")
     finding_id = (
-        f"{escape_text(value)}^{escape_text(notification.finding)}^{escape_text(scheme)}"
+        f"{escape(value)}^{escape(notification.finding)}^{escape(scheme)}"
         if value
-        else f"AI-FINDING^{escape_text(notification.finding)}^L"
+        else f"AI-FINDING^{escape(notification.finding)}^L"
     )
     observations = [
         (
             finding_id,
-            escape_text(
+            escape(
                 f"present, confidence {notification.probability:.2f}"
                 f" ({notification.analyzer}, rule {notification.rule or 'none'})"
             ),
         ),
-        ("AI-TIER^AI urgency tier^L", escape_text(notification.tier)),
+        ("AI-TIER^AI urgency tier^L", escape(notification.tier)),
     ]
     for index, (identifier_text, value_text) in enumerate(observations, start=1):
         group = order.add_group("ORU_R01_OBSERVATION")
@@ -133,4 +132,4 @@ def build_alert(
         obx.obx_5 = value_text
         obx.obx_8 = "AA"
         obx.obx_11 = "P"
-    return message.to_er7()
+    return release_held(message.to_er7())

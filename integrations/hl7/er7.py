@@ -3,7 +3,9 @@
 Implements the encoding rules of HL7 v2.5.1 chapter 2.5-2.7, which are the same from v2.3 to
 v2.5.1: segments end with a carriage return; the delimiters are declared by MSH-1 (field
 separator) and MSH-2 (component, repetition, escape, subcomponent); text containing a
-delimiter is written with the escape sequences ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``.
+delimiter is written with the escape sequences ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``, a line break
+(CR, LF, CRLF) as ``\\.br\\`` and other control characters as ``\\Xhh\\``. :func:`escape` is
+the one escaper of every message pacsflow builds (ORU, alert, ORM/OMI, ACK).
 
 Why not hl7apy's parser here: ``hl7apy.parser.parse_message`` takes about 7 ms for a
 four-segment ADT^A01 on the project's machines (element objects and a module lookup per
@@ -65,10 +67,43 @@ DEFAULT_DELIMITERS = Delimiters()
 
 # Escape sequences of HL7 v2.5.1 section 2.7.4, by the delimiter they stand for.
 _ESCAPE_NAMES = {"F": "field", "S": "component", "T": "subcomponent", "R": "repetition"}
+# C0 control characters other than tab (CR and LF are line breaks, see escape).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")
 
 
 def escape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
     """Text as it must be written inside a field: delimiters replaced by escape sequences."""
+    return _escape(text, delimiters, hold=False)
+
+
+# hl7apy's writer (priority and alert messages are built with it) knows only the \F\ \S\
+# \T\ \R\ \E\ \H\ \N\ sequences and re-escapes any other backslash, so "\.br\" would
+# reach the receiver as the literal text "\E\.br\E\". For those messages the line-break and
+# hex sequences are held as private-use characters while hl7apy writes, then released.
+_HELD_LINE_BREAK = "\ue000"
+_HELD_CONTROL_BASE = 0xE100  # + the control character's code
+_HELD = re.compile("[\ue000\ue100-\ue17f]")
+
+
+def escape_held(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
+    """:func:`escape` for a value given to hl7apy; pass the message it writes through
+    :func:`release_held`."""
+    return _escape(_HELD.sub("\ufffd", text), delimiters, hold=True)
+
+
+def release_held(er7: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
+    """The message text with the sequences :func:`escape_held` held written out."""
+    e = delimiters.escape
+
+    def written(match: re.Match[str]) -> str:
+        if match.group() == _HELD_LINE_BREAK:
+            return f"{e}.br{e}"
+        return f"{e}X{ord(match.group()) - _HELD_CONTROL_BASE:02X}{e}"
+
+    return _HELD.sub(written, er7)
+
+
+def _escape(text: str, delimiters: Delimiters, *, hold: bool) -> str:
     e = delimiters.escape
     out = text.replace(e, f"{e}E{e}")
     out = out.replace(delimiters.field, f"{e}F{e}")
@@ -76,7 +111,13 @@ def escape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
     out = out.replace(delimiters.subcomponent, f"{e}T{e}")
     out = out.replace(delimiters.repetition, f"{e}R{e}")
     # A segment terminator inside a value would end the segment: write it as a line break.
-    return out.replace("\r\n", f"{e}.br{e}").replace("\r", f"{e}.br{e}").replace("\n", f"{e}.br{e}")
+    line_break = _HELD_LINE_BREAK if hold else f"{e}.br{e}"
+    out = out.replace("\r\n", line_break).replace("\r", line_break).replace("\n", line_break)
+    # The MLLP block characters would end the frame; other C0 controls have no place in ER7
+    # text either: each is written as its hexadecimal escape \Xhh\ (section 2.7.6).
+    if hold:
+        return _CONTROL.sub(lambda match: chr(_HELD_CONTROL_BASE + ord(match.group())), out)
+    return _CONTROL.sub(lambda match: f"{e}X{ord(match.group()):02X}{e}", out)
 
 
 def unescape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:

@@ -29,6 +29,8 @@ from typing import Literal
 from hl7apy.core import Message
 
 from integrations.dicom.uids import derived_uid
+from integrations.hl7.er7 import escape_held as escape
+from integrations.hl7.er7 import release_held
 from models.results import UrgencyTier
 
 HL7_PRIORITY = {
@@ -43,17 +45,6 @@ DICOM_REQUESTED_PROCEDURE_PRIORITY = {
 }
 
 Route = Literal["orm_o01", "omi_o23"]
-
-
-def escape_text(text: str) -> str:
-    """HL7 escape sequences for the encoding characters (v2.5 section 2.7.4)."""
-    return (
-        text.replace("\\", "\\E\\")
-        .replace("|", "\\F\\")
-        .replace("^", "\\S\\")
-        .replace("&", "\\T\\")
-        .replace("~", "\\R\\")
-    )
 
 
 @dataclass(frozen=True)
@@ -99,10 +90,10 @@ def priority_control_id(update: PriorityUpdate, route: Route) -> str:
 def _msh(
     message: Message, update: PriorityUpdate, kind: str, control_id: str, now: datetime
 ) -> None:
-    message.msh.msh_3 = update.sending_application
-    message.msh.msh_4 = update.sending_facility
-    message.msh.msh_5 = update.receiving_application
-    message.msh.msh_6 = update.receiving_facility
+    message.msh.msh_3 = escape(update.sending_application)
+    message.msh.msh_4 = escape(update.sending_facility)
+    message.msh.msh_5 = escape(update.receiving_application)
+    message.msh.msh_6 = escape(update.receiving_facility)
     message.msh.msh_7 = now.strftime("%Y%m%d%H%M%S")
     message.msh.msh_9 = kind
     message.msh.msh_10 = control_id
@@ -115,30 +106,30 @@ def _patient(group: object, update: PriorityUpdate, visit_group: str) -> None:
 
     pid = group.pid  # type: ignore[attr-defined]
     pid.pid_1 = "1"
-    identifier = escape_text(update.patient_id)
+    identifier = escape(update.patient_id)
     if update.issuer_of_patient_id:
-        identifier += f"^^^{escape_text(update.issuer_of_patient_id)}^MR"
+        identifier += f"^^^{escape(update.issuer_of_patient_id)}^MR"
     pid.pid_3 = identifier
     pid.pid_5 = person_name(update.patient_name) or "UNKNOWN"
     if update.patient_birth_date:
-        pid.pid_7 = update.patient_birth_date
+        pid.pid_7 = escape(update.patient_birth_date)
     if update.patient_sex in {"M", "F", "O", "U"}:
         pid.pid_8 = update.patient_sex
     if update.patient_location:
         visit = group.add_group(visit_group)  # type: ignore[attr-defined]
         visit.pv1.pv1_1 = "1"
         visit.pv1.pv1_2 = "U"
-        visit.pv1.pv1_3 = escape_text(update.patient_location)
+        visit.pv1.pv1_3 = escape(update.patient_location)
 
 
 def _note(update: PriorityUpdate) -> str:
     finding = f": {update.primary_finding}" if update.primary_finding else ""
     rule = f" (rule {update.rule})" if update.rule else ""
-    return escape_text(f"AI urgency tier {update.tier.value}{finding}{rule}")
+    return escape(f"AI urgency tier {update.tier.value}{finding}{rule}")
 
 
 def _order_number(update: PriorityUpdate) -> str:
-    return escape_text(update.accession_number) or update.study_instance_uid[-22:]
+    return escape(update.accession_number or update.study_instance_uid[-22:])
 
 
 def build_orm_o01(update: PriorityUpdate, now: datetime) -> str:
@@ -157,18 +148,18 @@ def build_orm_o01(update: PriorityUpdate, now: datetime) -> str:
     obr = choice.obr
     obr.obr_1 = "1"
     obr.obr_3 = _order_number(update)
-    obr.obr_4 = f"^{escape_text(update.study_description) or 'Imaging study'}"
+    obr.obr_4 = f"^{escape(update.study_description) or 'Imaging study'}"
     obr.obr_5 = code
-    obr.obr_18 = escape_text(update.accession_number)
+    obr.obr_18 = escape(update.accession_number)
     if update.modality:
-        obr.obr_24 = escape_text(update.modality.split("/")[0])
+        obr.obr_24 = escape(update.modality.split("/")[0])
     obr.obr_27 = f"^^^^^{code}"
     note = detail.add_segment("NTE")
     note.nte_1 = "1"
     note.nte_3 = _note(update)
     zds = message.add_segment("ZDS")
-    zds.zds_1 = f"{update.study_instance_uid}^100^Application^DICOM"
-    return message.to_er7()
+    zds.zds_1 = f"{escape(update.study_instance_uid)}^100^Application^DICOM"
+    return release_held(message.to_er7())
 
 
 def build_omi_o23(update: PriorityUpdate, now: datetime) -> str:
@@ -187,18 +178,18 @@ def build_omi_o23(update: PriorityUpdate, now: datetime) -> str:
     obr = order.obr
     obr.obr_1 = "1"
     obr.obr_3 = _order_number(update)
-    obr.obr_4 = f"^{escape_text(update.study_description) or 'Imaging study'}"
+    obr.obr_4 = f"^{escape(update.study_description) or 'Imaging study'}"
     note = order.add_segment("NTE")
     note.nte_1 = "1"
     note.nte_3 = _note(update)
     ipc = order.add_segment("IPC")
     ipc.ipc_1 = _order_number(update)
     ipc.ipc_2 = _order_number(update)
-    ipc.ipc_3 = update.study_instance_uid
+    ipc.ipc_3 = escape(update.study_instance_uid)
     ipc.ipc_4 = _order_number(update)
     if update.modality:
-        ipc.ipc_5 = escape_text(update.modality.split("/")[0])
-    return message.to_er7()
+        ipc.ipc_5 = escape(update.modality.split("/")[0])
+    return release_held(message.to_er7())
 
 
 def build_priority_update(
