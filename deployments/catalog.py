@@ -1,9 +1,10 @@
 """The flow deployments pacsflow serves (I/O: imports the flows on demand).
 
-``process-study`` is normally executed by the warm workers (in-process, models loaded); the
-Runner started by ``pacsflow serve`` serves the other deployments (training, evaluation,
-acceptance...) in subprocesses, and process-study too when a site runs no warm worker.
-Later features add their flow here: one line each.
+``process-study`` is executed by the warm workers (in-process, models loaded) or, on the
+work-pool route, by the workers of the Prefect work pool (``flows.dispatch.WorkPoolDispatcher``
+deploys it there); the Runner started by ``pacsflow serve`` serves the other deployments
+(training, evaluation, acceptance...) in subprocesses. Later features add their flow here:
+one line each, and the same deployment in prefect.yaml (a test checks they agree).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         "Rebuild the demo model packages from generated images (not for clinical use)",
     ),
 )
+
+
+def spec_for(entrypoint: str) -> DeploymentSpec:
+    return next(spec for spec in DEPLOYMENTS if spec.entrypoint == entrypoint)
 
 
 def runner_deployments(include_process_study: bool) -> list[DeploymentSpec]:

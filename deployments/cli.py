@@ -21,6 +21,7 @@ COMMANDS = (
     "deployments.commands.worker",
     "deployments.commands.serve",
     "deployments.commands.runner",
+    "deployments.commands.dispatcher",
     "deployments.commands.rerun",
     "deployments.commands.demo",
     "deployments.commands.models",

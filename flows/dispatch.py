@@ -6,6 +6,11 @@ long-lived process with the models loaded) claims queued runs and executes each 
 the ``process-study`` deployment, in-process: the run shows in the Prefect UI under the
 deployment (retry and rerun work there), without paying for a new Python process and a model
 load per study.
+
+``WorkPoolDispatcher`` is the scale-out route (``[worker] route = "work-pool"``, or
+``count = 0``): it hands each queued run to the Prefect work pool that prefect.yaml declares,
+as a scheduled run of the same deployment, and plain ``prefect worker start --pool ...``
+processes on any host execute it. It records each run's end in the dispatch table.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import psycopg
 
+from integrations.db.records import DispatchItem
 from integrations.db.store import DISPATCH_CHANNEL, StudyStore
 from integrations.dicom.assembly import CompletionPolicy, close_reason
 from integrations.dicom.routing import route_study
@@ -237,3 +244,134 @@ class WarmWorker:
                     await asyncio.sleep(2.0)
                 async for _ in listener.notifies(timeout=idle_poll_seconds, stop_after=1):
                     pass
+
+
+CODE_ROOT = Path(__file__).resolve().parents[1]  # the folder flows/ and tasks/ live in
+_TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def work_pool_run_parameters(item: DispatchItem) -> dict[str, Any]:
+    """The parameters of process-study for a queued row (the same the warm workers pass)."""
+    return {"study_instance_uid": item.study_instance_uid}
+
+
+def work_pool_run_name(item: DispatchItem) -> str:
+    """PHI-free: the dispatch row and generation, never the accession or the patient."""
+    return f"study-d{item.id}-g{item.generation}"
+
+
+class WorkPoolDispatcher:
+    """Hands queued runs to a Prefect work pool, once each, and records how they ended."""
+
+    def __init__(self, store: StudyStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.pool = settings.worker.work_pool
+        self.queue = settings.worker.work_queue
+        # The dispatch table's worker column for rows that belong to the pool.
+        self.pool_worker = f"work-pool:{self.pool}"
+        self._deployment_id: UUID | None = None
+
+    def ensure_deployment(self, client: Any) -> UUID:
+        """The process-study deployment on the pool: created (with a process pool) when
+        missing or on another pool; kept as it is when ``prefect deploy`` already put it there.
+        """
+        from prefect.client.schemas.actions import WorkPoolCreate
+        from prefect.exceptions import ObjectNotFound
+        from prefect.utilities.callables import parameter_schema
+
+        from flows.process_study import DEPLOYMENT_NAME, FLOW_NAME, process_study
+
+        if self._deployment_id is not None:
+            return self._deployment_id
+        try:
+            client.read_work_pool(self.pool)
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(name=self.pool, type="process"))
+            log.info("created Prefect work pool %s (process)", self.pool)
+        try:
+            existing = client.read_deployment_by_name(f"{FLOW_NAME}/{DEPLOYMENT_NAME}")
+        except ObjectNotFound:
+            existing = None
+        if existing is not None and existing.work_pool_name == self.pool and existing.pull_steps:
+            self._deployment_id = existing.id
+            return existing.id
+        from deployments.catalog import PROCESS_STUDY, spec_for
+
+        self._deployment_id = client.create_deployment(  # an upsert by flow and name
+            flow_id=client.create_flow_from_name(FLOW_NAME),
+            name=DEPLOYMENT_NAME,
+            description=spec_for(PROCESS_STUDY).description,
+            work_pool_name=self.pool,
+            work_queue_name=self.queue,
+            entrypoint="flows/process_study.py:process_study",
+            pull_steps=[
+                {"prefect.deployments.steps.set_working_directory": {"directory": str(CODE_ROOT)}}
+            ],
+            parameter_openapi_schema=parameter_schema(process_study).model_dump(),
+            enforce_parameter_schema=True,
+        )
+        log.info("process-study deployed to work pool %s, queue %s", self.pool, self.queue)
+        return self._deployment_id
+
+    def run_once(self, client: Any) -> tuple[int, int]:
+        """Hand every queued run to the pool, then record the runs that ended; return both
+        counts."""
+        deployment_id = self.ensure_deployment(client)
+
+        def schedule(item: DispatchItem) -> str:
+            flow_run = client.create_flow_run_from_deployment(
+                deployment_id,
+                parameters=work_pool_run_parameters(item),
+                name=work_pool_run_name(item),
+                idempotency_key=f"pacsflow-dispatch-{item.id}",
+                work_queue_name=self.queue,
+            )
+            return str(flow_run.id)
+
+        handed = 0
+        while (item := self.store.hand_to_work_pool(self.pool_worker, schedule)) is not None:
+            handed += 1
+            log.info("study run d%d handed to work pool %s", item.id, self.pool)
+        return handed, self.record_ended(client)
+
+    def record_ended(self, client: Any) -> int:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        active = self.store.work_pool_runs(self.pool_worker)
+        if not active:
+            return 0
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[UUID(run_id) for _, run_id in active])
+            )
+        )
+        states = {str(run.id): run.state for run in runs}
+        ended = 0
+        for dispatch_id, run_id in active:
+            state = states.get(run_id)
+            if state is None:  # deleted in Prefect: nobody will run it
+                self.store.finish_dispatch(dispatch_id, succeeded=False, error="flow run deleted")
+            elif state.type.value in _TERMINAL:
+                succeeded = state.type.value == "COMPLETED"
+                error = None if succeeded else f"{state.type.value}: {state.message}"
+                self.store.finish_dispatch(dispatch_id, succeeded=succeeded, error=error)
+                if not succeeded:
+                    log.warning("study run d%d ended %s", dispatch_id, state.type.value)
+            else:
+                continue
+            ended += 1
+        return ended
+
+    def run_forever(self, stop: threading.Event) -> None:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            while not stop.is_set():
+                try:
+                    self.run_once(client)
+                except Exception:
+                    log.exception("work-pool dispatch pass failed; retrying")
+                    self._deployment_id = None
+                    stop.wait(2.0)
+                stop.wait(self.settings.worker.dispatch_poll_seconds)

@@ -273,11 +273,43 @@ class ModelsSettings(Section):
         return value
 
 
+WorkerRoute = Literal["auto", "warm", "work-pool"]
+DEFAULT_WORK_POOL = "pacsflow"  # the work pool and queue prefect.yaml declares
+DEFAULT_WORK_QUEUE = "studies"
+
+
 class WorkerSettings(Section):
-    """Warm workers: long-lived processes that run process-study in-process with models loaded."""
+    """Who executes process-study runs: warm workers, or the workers of a Prefect work pool.
+
+    ``route = "warm"``: ``count`` long-lived processes run process-study in-process with the
+    models loaded (the fast route). ``route = "work-pool"``: every closed study becomes a
+    scheduled run of the process-study deployment on ``work_pool`` / ``work_queue``, executed
+    by plain ``prefect worker start --pool <work_pool>`` processes on any host (the scale-out
+    route). ``"auto"``: warm when ``count`` >= 1, the work pool when ``count = 0``.
+    """
 
     count: Annotated[int, Field(ge=0, le=64)] = 1
     lease_seconds: Annotated[float, Field(ge=5)] = 300.0
+    route: WorkerRoute = "auto"
+    work_pool: Annotated[str, Field(min_length=1)] = DEFAULT_WORK_POOL
+    work_queue: Annotated[str, Field(min_length=1)] = DEFAULT_WORK_QUEUE
+    # Work-pool route: how often the dispatcher looks for queued studies and finished runs.
+    dispatch_poll_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+
+    @model_validator(mode="after")
+    def _someone_processes(self) -> WorkerSettings:
+        if self.route == "warm" and self.count == 0:
+            raise ValueError("route 'warm' with count = 0 would process no study")
+        return self
+
+    @property
+    def uses_work_pool(self) -> bool:
+        return self.route == "work-pool" or (self.route == "auto" and self.count == 0)
+
+    @property
+    def warm_count(self) -> int:
+        """How many warm workers ``pacsflow serve`` starts (none on the work-pool route)."""
+        return 0 if self.uses_work_pool else self.count
 
 
 class RetrySettings(Section):

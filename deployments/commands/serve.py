@@ -3,7 +3,8 @@
 Starts, in this order: the embedded PostgreSQL when ``[database] url`` is empty, the Prefect
 server when ``PREFECT_API_URL`` is not set, then as supervised child processes the DICOM node,
 the results sender (SR and overlays to the PACS), the HL7 ADT listener and the EMR sender (when
-enabled), the warm workers, the escalation
+enabled), the warm workers (or, on the work-pool route, the dispatcher that hands studies to
+the Prefect work pool), the escalation
 service and the Runner for the other flow deployments. Stops them all on Ctrl-C.
 """
 
@@ -108,7 +109,7 @@ def running_site(settings: Settings) -> Iterator[Site]:
             supervisor.add("hl7-listener", pacsflow_command("hl7-listener"), env)
         if settings.emr.enabled or settings.fhir.enabled:  # ORU and FHIR out, from the outboxes
             supervisor.add("emr-sender", pacsflow_command("emr-sender"), env)
-        for index in range(settings.worker.count):
+        for index in range(settings.worker.warm_count):
             name = f"worker-{index + 1}"
             supervisor.add(
                 name, pacsflow_command("worker", "--name", f"{os.uname().nodename}:{name}"), env
@@ -116,10 +117,10 @@ def running_site(settings: Settings) -> Iterator[Site]:
         # Re-sends, backups and acknowledgements of Critical escalations (first sends come
         # from the workers themselves).
         supervisor.add("escalation-service", pacsflow_command("escalation-service"), env)
-        with_process_study = settings.worker.count == 0  # no warm worker: the Runner takes it
-        if runner_deployments(include_process_study=with_process_study):
-            runner_args = ["runner", "--with-process-study"] if with_process_study else ["runner"]
-            supervisor.add("runner", pacsflow_command(*runner_args), env)
+        if settings.worker.uses_work_pool:  # closed studies become runs on the work pool
+            supervisor.add("dispatcher", pacsflow_command("dispatcher"), env)
+        if runner_deployments(include_process_study=False):
+            supervisor.add("runner", pacsflow_command("runner"), env)
         yield Site(settings, supervisor, env, api_url, embedded)
     finally:
         supervisor.stop()
@@ -152,5 +153,11 @@ def run(args: argparse.Namespace) -> int:
             f"pacsflow is running: DICOM node {settings.node.ae_title} on {settings.node.host}:{settings.node.port}"
         )
         print(f"Prefect UI: {site.prefect_ui_url}   (Ctrl-C stops everything)")
+        if settings.worker.uses_work_pool:
+            print(
+                f"studies go to Prefect work pool {settings.worker.work_pool}: start workers with"
+                f" PREFECT_API_URL={site.prefect_api_url}"
+                f" prefect worker start --pool {settings.worker.work_pool}"
+            )
         wait_until_stopped(site, stop)
     return 0

@@ -8,7 +8,7 @@ the workers agree on "quiet for N seconds" whatever host they run on.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -128,6 +128,20 @@ WHERE id = (
     LIMIT 1
 )
 RETURNING id, study_instance_uid, generation, reason, queued_at, closed_at
+"""
+
+# The work-pool route's pick: like _CLAIM, never a second run of a study whose run is active.
+_NEXT_FOR_WORK_POOL = """
+SELECT d.id, d.study_instance_uid, d.generation, d.reason, d.queued_at, d.closed_at
+FROM dispatch d
+WHERE d.state = 'queued'
+  AND NOT EXISTS (
+      SELECT 1 FROM dispatch r
+      WHERE r.study_instance_uid = d.study_instance_uid AND r.state = 'running'
+        AND r.lease_expires_at > clock_timestamp())
+ORDER BY d.priority DESC, d.queued_at
+FOR UPDATE SKIP LOCKED
+LIMIT 1
 """
 
 DISPATCH_CHANNEL = "pacsflow_dispatch"
@@ -431,6 +445,48 @@ class StudyStore:
             if touched:
                 conn.execute(f"NOTIFY {DISPATCH_CHANNEL}")
         return touched
+
+    # -- the work-pool route ----------------------------------------------------------------
+
+    def hand_to_work_pool(
+        self, pool_worker: str, schedule: Callable[[DispatchItem], str]
+    ) -> DispatchItem | None:
+        """Give the next queued run to a Prefect work pool; None when nothing is queued.
+
+        ``schedule`` creates the flow run (idempotently, keyed by the row) and returns its
+        ID. It is called with the row locked, and the row is marked running under
+        ``pool_worker`` with that run in the same transaction, so a row becomes one run,
+        once, even with several dispatchers. A study whose earlier run is still with the pool
+        waits, as on the warm route. If ``schedule`` raises, the row stays queued.
+        """
+        with self.database.connection() as conn, conn.transaction():
+            row = conn.execute(_NEXT_FOR_WORK_POOL).fetchone()
+            if row is None:
+                return None
+            item = DispatchItem(**row)
+            flow_run_id = schedule(item)
+            conn.execute(
+                "UPDATE dispatch SET state = 'running', started_at = clock_timestamp(),"
+                " worker = %s, flow_run_id = %s, lease_expires_at = 'infinity' WHERE id = %s",
+                (pool_worker, flow_run_id, item.id),
+            )
+            conn.execute(
+                "UPDATE studies SET state = 'processing', updated_at = clock_timestamp()"
+                " WHERE study_instance_uid = %s AND generation = %s"
+                "   AND state IN ('queued', 'done', 'failed')",
+                (item.study_instance_uid, item.generation),
+            )
+        return item
+
+    def work_pool_runs(self, pool_worker: str) -> list[tuple[int, str]]:
+        """(dispatch ID, flow run ID) of the runs handed to the pool and not finished."""
+        with self.database.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, flow_run_id FROM dispatch WHERE state = 'running' AND worker = %s"
+                " AND flow_run_id IS NOT NULL ORDER BY id",
+                (pool_worker,),
+            ).fetchall()
+        return [(int(row["id"]), str(row["flow_run_id"])) for row in rows]
 
     # -- studies as the flow sees them ------------------------------------------------------
 

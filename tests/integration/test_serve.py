@@ -56,7 +56,10 @@ def test_serve_starts_the_site_and_ctrl_c_stops_every_child(
         children = psutil.Process(process.pid).children(recursive=True)
         commands = [" ".join(child.cmdline()) for child in children]
         assert any("deployments.cli node" in c for c in commands)
-        assert any("deployments.cli runner --with-process-study" in c for c in commands)
+        # [worker] count = 0: the work-pool route hands studies to the pool; the Runner
+        # serves the other deployments
+        assert any("deployments.cli dispatcher" in c for c in commands)
+        assert any(c.endswith("deployments.cli runner") for c in commands)
         assert any("deployments.cli escalation-service" in c for c in commands)
         assert any("deployments.cli hl7-listener" in c for c in commands)
         assert any("deployments.cli emr-sender" in c for c in commands)
