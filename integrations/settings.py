@@ -645,6 +645,22 @@ HL7_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
 RetryDelays = Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)]
 
 
+class Hl7SenderSettings(Section):
+    """``[[hl7.allowed_senders]]``: one system allowed to send ADT. Every key given must match:
+    ``application`` MSH-3 and ``facility`` MSH-4 (namespace ID, first component; case does not
+    matter), ``host`` the source IP address of the connection."""
+
+    application: str = ""
+    facility: str = ""
+    host: str = ""
+
+    @model_validator(mode="after")
+    def _names_someone(self) -> Hl7SenderSettings:
+        if not (self.application or self.facility or self.host):
+            raise ValueError("give at least one of application, facility or host")
+        return self
+
+
 class Hl7Settings(Section):
     """The HL7 v2 ADT listener (``pacsflow hl7-listener``): where it listens, what it accepts.
 
@@ -664,6 +680,9 @@ class Hl7Settings(Section):
     max_message_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     idle_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
     max_connections: Annotated[int, Field(ge=1, le=1000)] = 32
+    # Who may send ADT (an A40 merge moves results between MRNs). Empty: any sender, with a
+    # warning at start. A message from anyone else gets AR, is logged and is not applied.
+    allowed_senders: list[Hl7SenderSettings] = Field(default_factory=list)
 
     @field_validator("accepted_versions")
     @classmethod

@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     log.info(
         "HL7 listener on %s:%d (versions %s)", host, port, ", ".join(settings.hl7.accepted_versions)
     )
+    if not settings.hl7.allowed_senders:
+        log.warning("HL7 listener accepts ADT from any sender: set [hl7] allowed_senders")
     try:
         stop.wait()
     finally:

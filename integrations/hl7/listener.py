@@ -6,6 +6,9 @@ For each MLLP message::
          │ bad bytes          │ invalid                      │ database down
          └────────── AE with the reason ──────┘              └─ AR (nothing stored, resend later)
 
+A message whose sender (MSH-3, MSH-4, source address) is not in ``[hl7] allowed_senders``
+(when the list is set) is answered AR, logged and neither stored nor applied.
+
 AA is returned only after the transaction committed. A duplicate control ID is acknowledged
 AA again but changes nothing. Enhanced acknowledgment mode (MSH-15 set) answers with the
 accept codes CA/CE/CR and honours MSH-15 (AL, ER, SU, NE); pacsflow sends no application
@@ -32,9 +35,35 @@ from integrations.hl7.adt import AdtMessage, parse_adt, read_header
 from integrations.hl7.charset import CharsetError, decode_message, python_codec
 from integrations.hl7.header import MessageHeader, format_dtm
 from integrations.hl7.mllp import MllpServer
-from integrations.settings import Hl7Settings
+from integrations.settings import Hl7SenderSettings, Hl7Settings
 
 log = logging.getLogger(__name__)
+
+
+def _namespace(hd: str, header: MessageHeader) -> str:
+    """The namespace ID (first component) of an HD field as written, for matching."""
+    return hd.split(header.delimiters.component, 1)[0].strip().casefold()
+
+
+def peer_host(peer: str) -> str:
+    """The address part of an MLLP peer ``host:port`` (``[v6]:port`` too)."""
+    return peer.rsplit(":", 1)[0].strip("[]")
+
+
+def sender_allowed(header: MessageHeader, peer: str, allowed: list[Hl7SenderSettings]) -> bool:
+    """True when some allowed sender matches MSH-3, MSH-4 and the source address (or the
+    list is empty)."""
+    if not allowed:
+        return True
+    application = _namespace(header.sending_application, header)
+    facility = _namespace(header.sending_facility, header)
+    host = peer_host(peer)
+    return any(
+        (not entry.application or entry.application.casefold() == application)
+        and (not entry.facility or entry.facility.casefold() == facility)
+        and (not entry.host or entry.host == host)
+        for entry in allowed
+    )
 
 
 def _ack_wanted(header: MessageHeader | None, success: bool) -> bool:
@@ -86,6 +115,8 @@ class AdtListener:
             header, _ = read_header(text)
         except Hl7MessageError as error:
             problem = problem or error.problem
+        if header is not None and not sender_allowed(header, peer, self.settings.allowed_senders):
+            return self._refuse_sender(header, peer, charset)
         if problem is None:
             try:
                 message = parse_adt(text, self.settings.accepted_versions)
@@ -150,6 +181,35 @@ class AdtListener:
             sending_application=self.settings.sending_application,
             sending_facility=self.settings.sending_facility,
             problem=problem,
+        )
+        return ack.encode(python_codec(charset) or "ascii", errors="replace")
+
+    def _refuse_sender(self, header: MessageHeader, peer: str, charset: str) -> bytes | None:
+        """AR for a sender not in allowed_senders: logged (no PHI), not stored, not applied."""
+        log.warning(
+            "refused %s %s from %s: sender %s / %s is not in [hl7] allowed_senders",
+            header.message_type,
+            header.message_control_id,
+            peer,
+            _namespace(header.sending_application, header).upper() or "(no MSH-3)",
+            _namespace(header.sending_facility, header).upper() or "(no MSH-4)",
+        )
+        if not _ack_wanted(header, False):
+            return None
+        ack = build_ack(
+            header,
+            self._mode(header, AcknowledgmentCode.APPLICATION_REJECT),
+            control_id=secrets.token_hex(10),
+            timestamp=format_dtm(datetime.now(UTC)),
+            sending_application=self.settings.sending_application,
+            sending_facility=self.settings.sending_facility,
+            problem=Hl7Problem(
+                ErrorCondition.APPLICATION_INTERNAL_ERROR,
+                "sender not allowed: MSH-3/MSH-4 or the source address is not a known ADT sender",
+                "MSH",
+                1,
+                3,
+            ),
         )
         return ack.encode(python_codec(charset) or "ascii", errors="replace")
 

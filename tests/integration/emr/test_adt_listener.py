@@ -220,3 +220,38 @@ def _connect(port: int) -> AdtSender | None:
         return AdtSender(port)
     except OSError:
         return None
+
+
+ALLOWED_ADT = [{"application": "ADTSYS", "facility": "HOSP", "host": "127.0.0.1"}]
+
+
+def test_only_allowed_senders_are_applied(settings_factory, caplog) -> None:
+    settings = settings_factory(hl7={"allowed_senders": ALLOWED_ADT})
+    with running_listener(settings) as site:
+        sender = site.sender()
+        assert msa(sender.send(adt("A01", "OK-1", ward="WARD-A")))[:2] == ("AA", "OK-1")
+        # another system: AR, nothing stored, nothing applied, even a merge
+        stranger = adt("A02", "EVIL-1", ward="ICU").replace("|ADTSYS|HOSP|", "|ROGUE|HOSP|")
+        merge = adt("A40", "EVIL-2", mrn="12345", prior_mrn="999").replace(
+            "|ADTSYS|HOSP|", "|ADTSYS|ELSEWHERE|"
+        )
+        with caplog.at_level("WARNING", logger="integrations.hl7.listener"):
+            code, control_id, reason = msa(sender.send(stranger))
+            assert (code, control_id) == ("AR", "EVIL-1") and "sender not allowed" in reason
+            assert msa(sender.send(merge))[:2] == ("AR", "EVIL-2")
+        sender.close()
+        assert site.patients.context("HOSP|12345").location.point_of_care == "WARD-A"
+        assert [row["message_control_id"] for row in inbox(site.database)] == ["OK-1"]
+        refusals = [r.getMessage() for r in caplog.records if "allowed_senders" in r.getMessage()]
+        assert len(refusals) == 2 and "ROGUE" in refusals[0] and "EVIL-1" in refusals[0]
+        for line in refusals:  # no patient data in the log
+            assert "12345" not in line and "MÜLLER" not in line and "19610415" not in line
+
+
+def test_a_known_sender_from_an_unknown_address_is_refused(settings_factory) -> None:
+    allowed = [{"application": "ADTSYS", "host": "10.20.30.40"}]
+    with running_listener(settings_factory(hl7={"allowed_senders": allowed})) as site:
+        sender = site.sender()
+        assert msa(sender.send(adt("A01", "ADDR-1")))[0] == "AR"
+        sender.close()
+        assert inbox(site.database) == []
