@@ -628,7 +628,8 @@ class EscalationSettings(Section):
 
 
 class WorklistSettings(Section):
-    """How the tier reaches the PACS/RIS worklist: an HL7 priority update through the outbox."""
+    """How the tier reaches the PACS/RIS worklist: an HL7 priority update through the outbox,
+    to the ``[ris]`` endpoint."""
 
     # none | orm_o01 (ORM^O01, ORC-1 order control) | omi_o23 (OMI^O23, IHE imaging order)
     route: Literal["none", "orm_o01", "omi_o23"] = "none"
@@ -748,6 +749,26 @@ class EmrSettings(Section):
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
 
 
+class RisSettings(Section):
+    """The RIS's HL7 MLLP receiver for the worklist priority updates (ORM^O01 / OMI^O23).
+
+    Its own destination: ``[worklist] route`` chooses the message, this section where it goes
+    (never the EMR's endpoint). Retries as for ``[emr]``: the last delay repeats, AE answers
+    are retried at most ``ae_max_attempts`` times (0 = forever), AR fails the message.
+    """
+
+    host: str = "127.0.0.1"
+    port: Port = 2577
+    connect_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    ack_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    retry_delays_seconds: RetryDelays = Field(
+        default_factory=lambda: [5.0, 15.0, 30.0, 60.0, 120.0, 300.0]
+    )
+    retry_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
+    ae_max_attempts: Annotated[int, Field(ge=0)] = 20
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+
 class FhirSettings(Section):
     """The FHIR R4 server DiagnosticReports are posted to, and how pacsflow authenticates.
 
@@ -817,6 +838,7 @@ class Settings(BaseSettings):
     hl7: Hl7Settings = Field(default_factory=Hl7Settings)
     mrn: MrnSettings = Field(default_factory=MrnSettings)
     emr: EmrSettings = Field(default_factory=EmrSettings)
+    ris: RisSettings = Field(default_factory=RisSettings)
     fhir: FhirSettings = Field(default_factory=FhirSettings)
 
     # Set by load_settings: the file the settings came from (None when none was read).

@@ -77,7 +77,7 @@ def send_priority_update(
     message_type, control_id, payload = build_priority_update(
         update, worklist.route, datetime.now(UTC)
     )
-    outbox = OutboxStore(runtime.database)
+    outbox = OutboxStore(runtime.database, "ris")  # [ris], never the EMR's endpoint
     outbox.enqueue(
         message_control_id=control_id,
         message_type=message_type,

@@ -1,4 +1,5 @@
-"""``pacsflow emr-sender``: deliver the EMR outboxes (HL7 ORU over MLLP, FHIR DiagnosticReport)."""
+"""``pacsflow emr-sender``: deliver the outboxes (HL7 ORU to the EMR and ORM/OMI to the RIS over
+MLLP, FHIR DiagnosticReport)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "emr-sender", help="deliver queued results to the EMR (HL7 MLLP and FHIR), with retries"
     )
     parser.add_argument(
-        "--only", choices=("hl7", "fhir"), help="drain one outbox only (default: every enabled one)"
+        "--only",
+        choices=("hl7", "ris", "fhir"),
+        help="drain one outbox only (default: every enabled one)",
     )
     parser.set_defaults(handler=run)
 
@@ -32,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
         from integrations.hl7.sender import Hl7Sender
 
         senders.append(Hl7Sender(database, settings))
+    if settings.worklist.route != "none" and args.only in (None, "ris"):
+        from integrations.hl7.sender import Hl7Sender
+
+        senders.append(Hl7Sender(database, settings, "ris"))
     if settings.fhir.enabled and args.only in (None, "fhir"):
         from integrations.fhir.sender import FhirSender
 

@@ -107,7 +107,8 @@ def running_site(settings: Settings) -> Iterator[Site]:
         supervisor.add("results-sender", pacsflow_command("results-sender"), env)
         if settings.hl7.enabled:  # ADT in: patient, ward and ordering physician for results
             supervisor.add("hl7-listener", pacsflow_command("hl7-listener"), env)
-        if settings.emr.enabled or settings.fhir.enabled:  # ORU and FHIR out, from the outboxes
+        # ORU and FHIR to the EMR, ORM/OMI to the RIS, from the outboxes
+        if settings.emr.enabled or settings.fhir.enabled or settings.worklist.route != "none":
             supervisor.add("emr-sender", pacsflow_command("emr-sender"), env)
         for index in range(settings.worker.warm_count):
             name = f"worker-{index + 1}"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from psycopg.types.json import Jsonb
 
@@ -42,7 +42,7 @@ WHERE o.id = (
         SELECT id, next_attempt_at, leased_until,
                row_number() OVER (PARTITION BY {partition} ORDER BY {order}) AS position,
                max(priority) OVER (PARTITION BY {partition}) AS queue_priority
-        FROM {table} WHERE state = 'pending'
+        FROM {table} WHERE state = 'pending'{destination}
     ) AS pending
     WHERE position = 1
       AND next_attempt_at <= clock_timestamp()
@@ -92,6 +92,10 @@ class LeasedQueue:
     def __init__(self, database: Database) -> None:
         self.database = database
 
+    def _destination_condition(self) -> str:
+        """SQL that limits a query to this store's rows (HL7: one destination's)."""
+        return ""
+
     def _claim_row(self, lease_seconds: float) -> dict[str, Any] | None:
         """Lease the next row to send (see the class docstring for the order).
 
@@ -102,7 +106,10 @@ class LeasedQueue:
             conn.execute("SET LOCAL synchronous_commit TO OFF")
             row: dict[str, Any] | None = conn.execute(
                 _CLAIM.format(  # type: ignore[arg-type]
-                    table=self.table, partition=self.partition, order=self.order
+                    table=self.table,
+                    partition=self.partition,
+                    order=self.order,
+                    destination=self._destination_condition(),
                 ),
                 {"lease": lease_seconds},
             ).fetchone()
@@ -160,6 +167,7 @@ class LeasedQueue:
             cursor = conn.execute(
                 f"UPDATE {self.table} SET leased_until = NULL"  # type: ignore[arg-type]
                 " WHERE state = 'pending' AND leased_until IS NOT NULL"
+                f"{self._destination_condition()}"
             )
             return cursor.rowcount
 
@@ -169,7 +177,7 @@ class LeasedQueue:
             row = conn.execute(
                 "SELECT extract(epoch FROM min(greatest(next_attempt_at,"  # type: ignore[arg-type]
                 " coalesce(leased_until, next_attempt_at))) - clock_timestamp()) AS wait"
-                f" FROM {self.table} WHERE state = 'pending'"
+                f" FROM {self.table} WHERE state = 'pending'{self._destination_condition()}"
             ).fetchone()
         if row is None or row["wait"] is None:
             return None
@@ -249,11 +257,29 @@ class _Outbox(LeasedQueue):
             return cursor.rowcount
 
 
+Hl7Destination = Literal["emr", "ris"]
+HL7_DESTINATIONS: tuple[Hl7Destination, ...] = ("emr", "ris")
+
+
 class OutboxStore(_Outbox):
-    """Outbound HL7 v2 messages (ORU^R01 results, and what other stages queue)."""
+    """Outbound HL7 v2 messages (ORU^R01 results, and what other stages queue).
+
+    Each row has a destination: ``emr`` (results and alerts, ``[emr]``) or ``ris`` (the
+    ORM/OMI priority updates, ``[ris]``). A store made for one destination claims only its
+    rows; :meth:`enqueue` writes to the store's destination.
+    """
 
     table = "hl7_outbox"
     key_column = "message_control_id"
+
+    def __init__(self, database: Database, destination: Hl7Destination = "emr") -> None:
+        super().__init__(database)
+        if destination not in HL7_DESTINATIONS:
+            raise ValueError(f"unknown HL7 destination {destination!r}")
+        self.destination = destination
+
+    def _destination_condition(self) -> str:
+        return f" AND destination = '{self.destination}'"  # one of HL7_DESTINATIONS
 
     def enqueue(
         self,
@@ -276,8 +302,8 @@ class OutboxStore(_Outbox):
         with self.database.connection() as conn:
             row = conn.execute(
                 "INSERT INTO hl7_outbox (message_control_id, study_instance_uid, patient_key,"
-                " message_type, payload, priority, clinical_context)"
-                " VALUES (%s, %s, %s, %s, %s, %s, 'given')"
+                " message_type, payload, priority, clinical_context, destination)"
+                " VALUES (%s, %s, %s, %s, %s, %s, 'given', %s)"
                 " ON CONFLICT (message_control_id) DO NOTHING RETURNING id",
                 (
                     message_control_id,
@@ -286,6 +312,7 @@ class OutboxStore(_Outbox):
                     message_type,
                     payload,
                     priority,
+                    self.destination,
                 ),
             ).fetchone()
             if row is not None:

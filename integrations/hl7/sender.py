@@ -1,4 +1,5 @@
-"""The HL7 outbox sender: ORU^R01 (and any queued HL7 message) to the EMR over MLLP (I/O).
+"""The HL7 outbox sender: ORU^R01 (and any queued HL7 message) to the EMR, ORM/OMI to the RIS,
+over MLLP (I/O).
 
 ACK handling (the issue's rules, the peer's word is final on AR)::
 
@@ -15,7 +16,7 @@ import logging
 from datetime import UTC, datetime
 
 from integrations.db.connection import Database
-from integrations.db.outbox import OutboxItem, OutboxStore
+from integrations.db.outbox import Hl7Destination, OutboxItem, OutboxStore
 from integrations.db.patients import PatientStore, ResolvedContext
 from integrations.emr.document import ResultDocument
 from integrations.emr.identifiers import MrnRules
@@ -48,20 +49,27 @@ def encode_payload(payload: str) -> bytes:
 
 
 class Hl7Sender(OutboxSender):
+    """Drains one destination of the HL7 outbox: ``emr`` ([emr], ORU and alerts) or ``ris``
+    ([ris], the worklist's ORM/OMI priority updates)."""
+
     name = "hl7"
 
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(
+        self, database: Database, settings: Settings, destination: Hl7Destination = "emr"
+    ) -> None:
         emr = settings.emr
+        peer = settings.ris if destination == "ris" else emr
         super().__init__(
             database,
-            OutboxStore(database),
+            OutboxStore(database, destination),
             PatientStore(database, MrnRules.from_settings(settings.mrn)),
-            RetrySchedule(emr.retry_delays_seconds, emr.retry_jitter),
-            lease_seconds=emr.connect_timeout_seconds + emr.ack_timeout_seconds + 30.0,
-            poll_seconds=emr.poll_seconds,
-            context_wait_seconds=emr.context_wait_seconds,
+            RetrySchedule(peer.retry_delays_seconds, peer.retry_jitter),
+            lease_seconds=peer.connect_timeout_seconds + peer.ack_timeout_seconds + 30.0,
+            poll_seconds=peer.poll_seconds,
+            context_wait_seconds=emr.context_wait_seconds if destination == "emr" else 0.0,
         )
-        self.settings = emr
+        self.name = f"hl7-{destination}" if destination != "emr" else "hl7"
+        self.settings = peer
         self.route = MessageRoute(
             sending_application=settings.hl7.sending_application,
             sending_facility=settings.hl7.sending_facility,
@@ -70,10 +78,10 @@ class Hl7Sender(OutboxSender):
             processing_id=emr.processing_id,
         )
         self.client = MllpClient(
-            emr.host,
-            emr.port,
-            connect_timeout=emr.connect_timeout_seconds,
-            ack_timeout=emr.ack_timeout_seconds,
+            peer.host,
+            peer.port,
+            connect_timeout=peer.connect_timeout_seconds,
+            ack_timeout=peer.ack_timeout_seconds,
         )
 
     def render(self, item: OutboxItem, resolved: ResolvedContext | None) -> str:

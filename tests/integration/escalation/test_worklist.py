@@ -161,3 +161,39 @@ def test_a_study_still_arriving_is_listed_as_received_and_a_prior_is_not(make_si
     statuses = {row["study_instance_uid"]: row["status"] for row in worklist.rows()}
     assert statuses[arriving.StudyInstanceUID] == "analysing"
     assert len(statuses) == 2
+
+
+def test_the_priority_update_goes_to_the_ris_and_never_to_the_emr(make_site, make_mllp_peer):
+    from integrations.hl7.sender import Hl7Sender
+    from tests.integration.emr.helpers import fast_emr
+
+    ris, emr = make_mllp_peer(validate=False), make_mllp_peer(validate=False)
+    site = make_site(worklist={"route": "orm_o01"}, ris=fast_emr(ris.port), emr=fast_emr(emr.port))
+    context = site.closed_study("wl-ris", location="Resus 2")
+    analysis = site.analysis(context, [("Intracranial hemorrhage", 0.9)], analyzer="head-ct")
+    escalate.fn(context, [analysis])
+    update_worklist.fn(context, [analysis], results_stored=True)
+    (queued,) = [
+        m
+        for m in OutboxStore(site.database).messages(context.study_instance_uid)
+        if m["message_type"] == "ORM^O01"
+    ]
+    ris_sender, emr_sender = Hl7Sender(site.database, site.settings, "ris"), None
+    try:
+        assert ris_sender.drain() == 1
+        emr_sender = Hl7Sender(site.database, site.settings)
+        emr_sender.drain()
+    finally:
+        ris_sender.close()
+        if emr_sender is not None:
+            emr_sender.close()
+    (received,) = ris.wait_for(1)
+    assert received["text"].split("\r")[0].split("|")[8] == "ORM^O01^ORM_O01"  # MSH-9
+    assert queued["message_control_id"] in received["text"]
+    assert not any("ORM^O01" in record["text"] for record in emr.received())
+    with site.database.connection() as conn:
+        row = conn.execute(
+            "SELECT destination, state FROM hl7_outbox WHERE message_control_id = %s",
+            (queued["message_control_id"],),
+        ).fetchone()
+    assert (row["destination"], row["state"]) == ("ris", "sent")
