@@ -1,8 +1,10 @@
 """End-to-end latency: study close → SR stored in the PACS, over N chest X-ray studies.
 
-Usage: ``python -m bench.end_to_end [--studies 20] [--quiet 1.0]``. Starts a real site the way
-``pacsflow serve`` does (PostgreSQL, Prefect server, node, one warm worker) and Orthanc as the
-PACS, sends N generated chest X-ray studies one at a time from Orthanc, and reports per study:
+Usage: ``python -m bench.end_to_end [--studies 20] [--quiet 1.0] [--route warm|work-pool]``.
+Starts a real site the way ``pacsflow serve`` does (PostgreSQL, Prefect server, node, one warm
+worker; or, with ``--route work-pool``, the dispatcher and one plain
+``prefect worker start --pool pacsflow --type process``) and Orthanc as the PACS, sends N
+generated chest X-ray studies one at a time from Orthanc, and reports per study:
 
 * total: from the study's close moment (last instance + quiet period, the policy's own clock)
   to the SR's C-STORE acknowledged by Orthanc;
@@ -33,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=20)
     parser.add_argument("--quiet", type=float, default=1.0, help="study quiet period in seconds")
+    parser.add_argument("--route", choices=("warm", "work-pool"), default="warm")
     parser.add_argument(
         "--models", default="var/models", help="model packages (demo ones are built when missing)"
     )
@@ -79,6 +82,7 @@ def main() -> None:
                 ]
             },
             prefect={"server_port": prefect_port},
+            worker={"route": args.route, "count": 1 if args.route == "warm" else 0},
         )
         orthanc_process = OrthancProcess(
             OrthancConfig(
@@ -93,6 +97,16 @@ def main() -> None:
         orthanc = OrthancClient(orthanc_process.url)
         try:
             with running_site(settings) as site:
+                if args.route == "work-pool":
+                    site.supervisor.add(
+                        "prefect-worker",
+                        process_worker_command(settings),
+                        {
+                            **site.env,
+                            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+                            "PREFECT_WORKER_QUERY_SECONDS": "1",  # default 10 s
+                        },
+                    )
                 database = open_database(settings, migrate_schema=False)
                 deadline = time.monotonic() + 120
                 while not orthanc.echo("pacsflow"):  # the node child is still starting
@@ -124,8 +138,13 @@ def main() -> None:
                     overheads.append(total - inference)
                 breakdown = step_breakdown(database, quiet=args.quiet)
                 database.close()
+                executor = (
+                    "one warm worker"
+                    if args.route == "warm"
+                    else "work pool, one Prefect process worker"
+                )
                 print(
-                    f"{args.studies} chest X-ray studies, quiet period {args.quiet} s, one warm worker, CPU"
+                    f"{args.studies} chest X-ray studies, quiet period {args.quiet} s, {executor}, CPU"
                 )
                 print(f"close → SR stored : {summary(totals)}")
                 print(f"inference         : {summary(inferences)}")
@@ -140,6 +159,13 @@ def main() -> None:
         finally:
             orthanc.close()
             orthanc_process.stop()
+
+
+def process_worker_command(settings) -> list[str]:
+    import sys
+
+    pool = settings.worker.work_pool
+    return [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
 
 
 def step_breakdown(database, quiet: float) -> list[tuple[str, float]]:
@@ -166,7 +192,7 @@ def step_breakdown(database, quiet: float) -> list[tuple[str, float]]:
             close = study["last_received_at"] + timedelta(seconds=quiet)
             add("close detected (closer poll)", (study["closed_at"] - close).total_seconds())
             add(
-                "queued -> claimed by worker",
+                "queued -> claimed (warm) / handed to the pool",
                 (study["started_at"] - study["queued_at"]).total_seconds(),
             )
             if steps:
