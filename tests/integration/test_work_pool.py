@@ -25,7 +25,7 @@ from tests.integration.test_end_to_end import (
     upload,
     wait_for,
 )
-from tests.site import running_node
+from tests.site import running_node, running_results_sender
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STUDIES = 3
@@ -99,10 +99,10 @@ def dispatch_rows(store, study_uid):
     with store.database.connection() as conn:
         return conn.execute(
             "SELECT d.id, d.state, d.worker, d.flow_run_id, d.error,"
-            " EXTRACT(EPOCH FROM (s.finished_at - st.closed_at)) AS close_to_sr"
+            " EXTRACT(EPOCH FROM ((SELECT max(r.stored_at) FROM result_objects r"
+            "   WHERE r.study_instance_uid = d.study_instance_uid AND r.kind = 'sr')"
+            "   - st.closed_at)) AS close_to_sr"
             " FROM dispatch d JOIN studies st USING (study_instance_uid)"
-            " LEFT JOIN study_steps s ON s.study_instance_uid = d.study_instance_uid"
-            "   AND s.generation = d.generation AND s.step = 'store_results'"
             " WHERE d.study_instance_uid = %s ORDER BY d.id",
             (study_uid,),
         ).fetchall()
@@ -124,7 +124,7 @@ def test_closed_studies_run_on_a_plain_prefect_process_worker(
         upload(clean_orthanc, study.datasets)
     worker = process_worker(settings, prefect_api_url, tmp_path)
     stop = threading.Event()
-    with running_node(settings) as site:
+    with running_node(settings) as site, running_results_sender(settings):
         dispatcher = WorkPoolDispatcher(site.store, settings)
         thread = threading.Thread(
             target=contextvars.copy_context().run,
