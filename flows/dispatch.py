@@ -42,7 +42,7 @@ def named_at_creation() -> Any:
     """process-study for runs the worker created with their name: no rename call per run.
 
     Runs started elsewhere (the Prefect UI, ``prefect deployment run``) keep the flow's
-    ``flow_run_name`` function, which looks the accession and modality up.
+    ``flow_run_name`` function, which looks the modality, study key and generation up.
     """
     from flows.process_study import process_study
 
@@ -137,16 +137,19 @@ class WarmWorker:
         item = await asyncio.to_thread(self.store.claim, self.name, lease)
         if item is None:
             return False
-        parameters = {"study_instance_uid": item.study_instance_uid}
         keep_lease = asyncio.create_task(self._extend_lease(item.id, lease))
         try:
             study = await asyncio.to_thread(self.store.study, item.study_instance_uid)
+            if study is None:
+                raise LookupError(f"queued study {item.study_instance_uid} has no study row")
+            # Prefect sees the opaque study key only: never an accession, MRN or name.
+            parameters = {"study_key": study.study_key}
             async with get_client() as client:
                 flow_run = await client.create_flow_run_from_deployment(
                     await self.deployment_id(),
                     parameters=parameters,
                     state=Pending(),
-                    name=study.display_name if study else item.study_instance_uid,
+                    name=study.run_name,
                 )
             await asyncio.to_thread(self.store.attach_flow_run, item.id, str(flow_run.id))
             state = await run_flow_async(
@@ -250,9 +253,13 @@ CODE_ROOT = Path(__file__).resolve().parents[1]  # the folder flows/ and tasks/ 
 _TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-def work_pool_run_parameters(item: DispatchItem) -> dict[str, Any]:
-    """The parameters of process-study for a queued row (the same the warm workers pass)."""
-    return {"study_instance_uid": item.study_instance_uid}
+def work_pool_run_parameters(store: StudyStore, item: DispatchItem) -> dict[str, Any]:
+    """The parameters of process-study for a queued row (the same the warm workers pass):
+    the opaque study key, never a patient identifier."""
+    study = store.study(item.study_instance_uid)
+    if study is None:
+        raise LookupError(f"queued study {item.study_instance_uid} has no study row")
+    return {"study_key": study.study_key}
 
 
 def work_pool_run_name(item: DispatchItem) -> str:
@@ -322,7 +329,7 @@ class WorkPoolDispatcher:
         def schedule(item: DispatchItem) -> str:
             flow_run = client.create_flow_run_from_deployment(
                 deployment_id,
-                parameters=work_pool_run_parameters(item),
+                parameters=work_pool_run_parameters(self.store, item),
                 name=work_pool_run_name(item),
                 idempotency_key=f"pacsflow-dispatch-{item.id}",
                 work_queue_name=self.queue,

@@ -18,6 +18,9 @@ error is a :class:`TransientError`::
         ├── PeerUnavailableError    no connection, association aborted, timeout
         └── PeerBusyError           a peer said "try later" (DIMSE 0xA7xx out of resources, HTTP 503...)
 
+Peer errors may carry ``advice``: what the operator should check, in plain words (a failed
+run's state message in Prefect ends with it).
+
 ``TransientError`` and ``PeerError`` are siblings on purpose: a peer that refused is not
 retried, a peer that could not be reached is.
 """
@@ -61,9 +64,12 @@ class PackageError(ModelError):
 class PeerError(PacsflowError):
     """A peer answered with a failure that retrying will not fix."""
 
-    def __init__(self, message: str, *, peer: str = "", study_instance_uid: str = "") -> None:
+    def __init__(
+        self, message: str, *, peer: str = "", study_instance_uid: str = "", advice: str = ""
+    ) -> None:
         self.peer = peer
         self.study_instance_uid = study_instance_uid
+        self.advice = advice  # what the operator should check, in plain words
         super().__init__(message)
 
 
@@ -96,9 +102,12 @@ class PeerRejectedError(PeerError):
 class TransientError(PacsflowError):
     """A failure worth retrying: the same request may succeed later."""
 
-    def __init__(self, message: str, *, peer: str = "", study_instance_uid: str = "") -> None:
+    def __init__(
+        self, message: str, *, peer: str = "", study_instance_uid: str = "", advice: str = ""
+    ) -> None:
         self.peer = peer
         self.study_instance_uid = study_instance_uid
+        self.advice = advice  # what the operator should check, in plain words
         super().__init__(message)
 
 

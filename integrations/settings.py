@@ -327,6 +327,9 @@ class PrefectSettings(Section):
 
     server_host: str = "127.0.0.1"
     server_port: Port = 4200
+    # The address browsers use for the Prefect UI and its API, when it is not
+    # http://server_host:server_port (server_host 0.0.0.0, a reverse proxy, TLS in front).
+    public_url: str = ""
 
 
 ResultCarrier = Literal["sr", "gsps", "secondary_capture", "segmentation", "parametric_map"]
@@ -558,6 +561,10 @@ class EscalationSettings(Section):
     # Links carried by every notification: the study (placeholders {study_instance_uid} and
     # {accession_number}) and the acknowledge page served by the escalation service.
     study_link_template: str = ""
+    # Pages, e-mails and SMS end up on lock screens and in mailboxes: by default they say tier,
+    # finding, ward and links only. true adds the accession number (and, in the signed
+    # webhook, the patient ID). The HL7 alert to the EMR always carries what the EMR needs.
+    include_identifiers: bool = False
     base_url: HttpUrl = "http://127.0.0.1:8470"
     listen_host: str = "127.0.0.1"
     listen_port: Port = 8470

@@ -1,7 +1,8 @@
 """The small records tasks pass to each other: references, never datasets or pixels (pure).
 
-They carry UIDs, paths and a few labels, so they are cheap to hash and safe in Prefect's
-run history: no patient name, no birth date, no pixel data.
+They carry UIDs, paths, the opaque study key and a few labels, so they are cheap to hash and
+safe in Prefect's run history: no patient name, patient ID, birth date, accession number or
+pixel data.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 class StudyContext:
     study_instance_uid: str
     generation: int
-    display_name: str
+    study_key: str
     modalities: tuple[str, ...]
     closed_at: datetime | None
     analyzers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # analyzer -> series UIDs

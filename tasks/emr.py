@@ -20,7 +20,7 @@ from integrations.emr.enqueue import enqueue_result, order_from_instance, study_
 from integrations.result_files import load_analysis
 from tasks.context import AnalysisRef, StudyContext
 from tasks.runtime import get_runtime
-from tasks.steps import recorded_step
+from tasks.steps import recorded_step, step_log
 
 
 @task(name="send_oru", cache_policy=NO_CACHE, persist_result=False)
@@ -50,5 +50,11 @@ def send_oru(context: StudyContext, analysis: AnalysisRef) -> str:
             message_control_id=queued.message_control_id,
             hl7_queued=queued.hl7_queued,
             fhir_queued=queued.fhir_queued,
+        )
+        step_log().info(
+            "%s: result queued for the EMR (HL7 %s, FHIR %s)",
+            analysis.analyzer,
+            "yes" if queued.hl7_queued else "no",
+            "yes" if queued.fhir_queued else "no",
         )
         return queued.message_control_id

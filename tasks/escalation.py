@@ -18,7 +18,7 @@ from integrations.escalation.engine import CriticalFindingInput, engine_for
 from integrations.escalation.rules import escalation_key
 from tasks.context import AnalysisRef, StudyContext
 from tasks.runtime import get_runtime
-from tasks.steps import recorded_step
+from tasks.steps import recorded_step, step_log
 from tasks.worklist import publish_tier
 
 __all__ = ["escalate", "escalation_key"]
@@ -72,4 +72,13 @@ def escalate(context: StudyContext, analyses: list[AnalysisRef]) -> int:
             tier=tier.value,
             tier_raised=raised,
         )
+        if findings:
+            delivered = sum(outcome.delivered for outcome in outcomes)
+            level = step_log().info if delivered == len(outcomes) else step_log().warning
+            level(
+                "%d Critical findings, %d escalations opened, %d first pages delivered",
+                len(findings),
+                len(outcomes),
+                delivered,
+            )
         return len(outcomes)

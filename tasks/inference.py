@@ -16,7 +16,7 @@ from integrations.urgency import apply_urgency, finding_rules, fired_rule
 from models.results import AnalysisResult, UrgencyTier
 from tasks.context import AnalysisRef, CriticalFinding, StudyContext
 from tasks.runtime import get_runtime
-from tasks.steps import recorded_step
+from tasks.steps import recorded_step, step_log
 
 
 def analysis_ref(result: AnalysisResult, result_path: str) -> AnalysisRef:
@@ -99,5 +99,18 @@ def run_inference(context: StudyContext, analyzer: str) -> AnalysisRef:
             tier=result.tier.value,
             status=result.status,
             seconds=round(result.inference_seconds, 3),
+        )
+        positives = ", ".join(
+            f"{f.label} {f.probability:.2f} ({f.tier.value})" for f in result.positive_findings
+        )
+        step_log().info(
+            "%s %s: %s, tier %s, %s (%d images, %.1f s)",
+            analyzer,
+            result.model.version,
+            result.status,
+            result.tier.value,
+            positives or result.reason or "no finding",
+            len(datasets),
+            result.inference_seconds,
         )
         return analysis_ref(result, str(path))

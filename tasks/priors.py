@@ -22,7 +22,7 @@ from integrations.dicom.priors import (
 )
 from tasks.context import PriorRef, StudyContext
 from tasks.runtime import get_runtime
-from tasks.steps import recorded_step
+from tasks.steps import recorded_step, step_log
 
 
 def current_study(context: StudyContext) -> CurrentStudy | None:
@@ -88,12 +88,18 @@ def fetch_priors(context: StudyContext) -> PriorRef:
                 detail=outcome.reason or f"{outcome.moved} instances moved",
             )
         if not outcome.available:
-            detail["prior"] = outcome.reason
-            return PriorRef(
-                False, outcome.reason or not_available("no earlier study of this patient")
-            )
+            reason = outcome.reason or not_available("no earlier study of this patient")
+            detail["prior"] = reason
+            # A PACS that did not answer or move is a degraded run, not "no prior exists".
+            if chosen is not None or "C-FIND" in reason:
+                detail["degraded"] = True
+                step_log().warning("going on without a prior: %s", reason)
+            else:
+                step_log().info("%s", reason)
+            return PriorRef(False, reason)
         assert chosen is not None
         detail["prior"] = chosen.study_instance_uid
+        step_log().info("prior moved here: %d instances", outcome.moved)
         return PriorRef(
             True,
             study_instance_uid=chosen.study_instance_uid,

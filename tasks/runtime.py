@@ -37,6 +37,7 @@ class Runtime:
                 port=pacs.port,
                 calling_ae_title=self.settings.node.ae_title,
                 timeout_seconds=pacs.timeout_seconds,
+                role="PACS",
             )
         )
 
@@ -53,6 +54,7 @@ class Runtime:
                 calling_ae_title=self.settings.node.ae_title,
                 timeout_seconds=pacs.timeout_seconds,
                 connect_timeout_seconds=self.settings.priors.timeout_seconds,
+                role="PACS",
             )
         )
 

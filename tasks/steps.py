@@ -1,7 +1,13 @@
-"""What every task shares: its outcome recorded per study, and the retry policy (I/O)."""
+"""What every task shares: its outcome recorded per study, its log, the retry policy (I/O).
+
+Task logs go to the Prefect UI, so they say what happened in words, with no patient data:
+each step logs one line of its own, retries and degraded steps log at WARNING, and Prefect's
+"Finished in state Completed()" line for every task is dropped as noise (failures stay).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,13 +20,48 @@ from integrations.settings import RetrySettings
 from tasks.context import StudyContext
 from tasks.runtime import get_runtime
 
+_module_log = logging.getLogger(__name__)
+
+
+class _DropCompletedTaskLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Finished in state Completed(")
+
+
+logging.getLogger("prefect.task_runs").addFilter(_DropCompletedTaskLines())
+
+
+def step_log() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run logger (its lines show in the UI), or a plain one outside a run."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return _module_log
+
 
 def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect retry condition: retry only when the failure is a TransientError."""
+    """Prefect retry condition: retry only when the failure is a TransientError.
+
+    A retry logs at WARNING with its reason, so a run that waits for a peer does not look
+    like a plain Running one.
+    """
     try:
         state.result()
     except Exception as error:
-        return is_transient(error)
+        transient = is_transient(error)
+        if transient:
+            attempt = int(getattr(task_run, "run_count", 0) or 0)
+            step_log().warning(
+                "%s failed (attempt %d of %d) and will be retried: %s",
+                task.name,
+                attempt,
+                int(getattr(task, "retries", 0) or 0) + 1,
+                error,
+            )
+        return transient
     return False
 
 

@@ -15,13 +15,21 @@ from tasks.runtime import get_runtime
 class UnknownStudyError(PacsflowError):
     """process-study was asked for a study the node never received."""
 
+    def __init__(self, message: str, *, advice: str = "") -> None:
+        self.advice = advice
+        super().__init__(message)
+
 
 @task(name="load_study", cache_policy=NO_CACHE, persist_result=False)
-def load_study(study_instance_uid: str) -> StudyContext:
+def load_study(study_key: str) -> StudyContext:
     runtime = get_runtime()
-    study = runtime.store.study(study_instance_uid)
+    study = runtime.store.study_by_key(study_key)
     if study is None:
-        raise UnknownStudyError(f"study {study_instance_uid} is not known to this node")
+        raise UnknownStudyError(
+            f"no study has the key {study_key!r} at this node",
+            advice="give the study key (pacsflow find ACCESSION|STUDY_UID|MRN prints it)",
+        )
+    study_instance_uid = study.study_instance_uid
     route = study.route
     if route is None or not route.is_routed:
         # A run started by hand (UI, CLI) for a study that was unrouted: apply today's rules.
@@ -34,7 +42,7 @@ def load_study(study_instance_uid: str) -> StudyContext:
     return StudyContext(
         study_instance_uid=study.study_instance_uid,
         generation=study.generation,
-        display_name=study.display_name,
+        study_key=study.study_key,
         modalities=study.modalities,
         closed_at=study.closed_at,
         analyzers=dict(route.analyzers),

@@ -23,7 +23,7 @@ from integrations.hl7.priority import PriorityUpdate, build_priority_update
 from models.results import UrgencyTier
 from tasks.context import AnalysisRef, StudyContext
 from tasks.runtime import Runtime, get_runtime
-from tasks.steps import recorded_step
+from tasks.steps import recorded_step, step_log
 
 log = logging.getLogger(__name__)
 
@@ -144,5 +144,10 @@ def update_worklist(
             primary_finding=primary.primary_finding if primary else "",
             rule=primary.urgency_rule if primary else "",
             priority_message=control_id,
+        )
+        step_log().info(
+            "worklist: tier %s%s",
+            tier.value,
+            ", priority update queued" if control_id else "",
         )
         return tier.value

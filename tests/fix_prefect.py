@@ -1,6 +1,7 @@
 """A real Prefect server for the test session, on a free port with its own home (I/O).
 
-The test process talks to it through temporary settings; subprocesses started by tests get
+It is started with the environment ``pacsflow serve`` gives the server it starts, so its UI
+asks its own port. The test process talks to it through temporary settings; subprocesses started by tests get
 ``PREFECT_API_URL`` from :func:`prefect_env`.
 """
 
@@ -17,6 +18,8 @@ import httpx
 import pytest
 
 from deployments.orthanc import free_port
+from deployments.prefect_urls import server_environment
+from integrations.settings import load_settings
 
 
 @pytest.fixture(scope="session")
@@ -26,11 +29,15 @@ def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
+    # The environment `pacsflow serve` gives the server it starts: its UI asks this port.
+    served = load_settings(
+        None, search=False, prefect={"server_host": "127.0.0.1", "server_port": port}
+    )
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_URL": "",
+        **server_environment(served),
     }
     log = open(home / "server.log", "wb")  # noqa: SIM115 - closed at teardown
     process = subprocess.Popen(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -91,7 +90,7 @@ def send_studies(orthanc: OrthancClient, studies: list[DemoStudy]) -> None:
         outcome = orthanc.send_study(NODE_ALIAS, [study.study_instance_uid])
         log.info(
             "Orthanc sent %s (%s instances, %s failed)",
-            study.accession_number,
+            study.description,
             outcome.get("InstancesCount"),
             outcome.get("FailedInstancesCount"),
         )
@@ -146,8 +145,8 @@ def note_deliveries(outcomes: list[Outcome], emr: DemoEmr | None, inbox: DemoInb
             results = [m for m in emr.recorder.matching(accession) if m.kind == "ORU^R01"]
             if results:
                 outcome.emr_seconds = min(m.at for m in results) - outcome.closed_at
-        if inbox is not None:
-            pages = inbox.recorder.matching(accession)
+        if inbox is not None:  # pages carry no accession: the Study UID names the study
+            pages = inbox.recorder.matching(outcome.study.study_instance_uid)
             if pages:
                 outcome.paged_seconds = min(m.at for m in pages) - outcome.closed_at
 
@@ -251,9 +250,9 @@ def run(args: argparse.Namespace) -> int:
             "the demo needs Orthanc as its PACS: run `make demo` as root, or apt-get install orthanc"
         )
     prepare_models(settings)
-    # The site's processes log warnings only, so the results table stays readable.
-    os.environ.setdefault("PACSFLOW_LOG_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The console shows what `pacsflow serve` shows: study state changes, warnings, errors
+    # (`--log-level warning` for less). PREFECT_LOGGING_LEVEL stays INFO: it also decides
+    # what the task logs in the Prefect UI say.
     stop = stop_event()
     emr, inbox = start_demo_peers(settings)
     orthanc_process = start_orthanc(settings, args.orthanc_http_port)

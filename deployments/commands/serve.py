@@ -25,6 +25,8 @@ import httpx
 import psycopg
 
 from deployments.catalog import runner_deployments
+from deployments.prefect_urls import api_url as served_api_url
+from deployments.prefect_urls import client_environment, public_base_url, server_environment
 from deployments.supervisor import Supervisor, pacsflow_command
 from integrations.db.connection import database_url
 from integrations.db.schema import migrate
@@ -47,12 +49,9 @@ class Site:
     supervisor: Supervisor
     env: dict[str, str]
     prefect_api_url: str
+    prefect_ui_url: str
     embedded_database: object = None
     extra: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def prefect_ui_url(self) -> str:
-        return self.prefect_api_url.removesuffix("/api")
 
 
 def wait_for_prefect(api_url: str, supervisor: Supervisor, timeout: float = 120.0) -> None:
@@ -77,10 +76,13 @@ def running_site(settings: Settings) -> Iterator[Site]:
     env = {**settings_environment(settings), "PACSFLOW_DATABASE__URL": url}
     supervisor = Supervisor()
     try:
+        debugging = os.environ.get("PACSFLOW_LOG_LEVEL", "").upper() == "DEBUG"
         api_url = os.environ.get("PREFECT_API_URL", "")
+        ui_url = os.environ.get("PREFECT_UI_URL", "") or api_url.removesuffix("/api")
         if not api_url:
             host, port = settings.prefect.server_host, settings.prefect.server_port
-            api_url = f"http://{host}:{port}/api"
+            api_url = served_api_url(settings)
+            ui_url = public_base_url(settings)
             prefect_home = settings.node.storage_dir / "prefect"
             prefect_home.mkdir(parents=True, exist_ok=True)
             supervisor.add(
@@ -96,12 +98,17 @@ def running_site(settings: Settings) -> Iterator[Site]:
                     "--port",
                     str(port),
                     "--analytics-off",
+                    # uvicorn's per-request access lines only when debugging
+                    "--log-level",
+                    "INFO" if debugging else "WARNING",
                 ],
-                {"PREFECT_HOME": str(prefect_home), "PREFECT_API_URL": ""},
+                {"PREFECT_HOME": str(prefect_home), **server_environment(settings)},
             )
             env["PREFECT_HOME"] = str(prefect_home)
             wait_for_prefect(api_url, supervisor)
         env["PREFECT_API_URL"] = api_url
+        env["PREFECT_UI_URL"] = ui_url
+        env.update(client_environment(started_server=not os.environ.get("PREFECT_API_URL")))
         supervisor.add("node", pacsflow_command("node"), env)
         # SR and overlays to the PACS, from the results outbox the workers fill
         supervisor.add("results-sender", pacsflow_command("results-sender"), env)
@@ -122,7 +129,7 @@ def running_site(settings: Settings) -> Iterator[Site]:
             supervisor.add("dispatcher", pacsflow_command("dispatcher"), env)
         if runner_deployments(include_process_study=False):
             supervisor.add("runner", pacsflow_command("runner"), env)
-        yield Site(settings, supervisor, env, api_url, embedded)
+        yield Site(settings, supervisor, env, api_url, ui_url, embedded)
     finally:
         supervisor.stop()
         if embedded is not None:

@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     prepare_models(settings)  # refuse to start before touching the queue
     runtime = Runtime(settings=settings, database=open_database(settings))
     install_runtime(runtime)
+    from deployments.cli import quiet_prefect_console
+
+    quiet_prefect_console()
     worker = WarmWorker(runtime.store, settings, name=args.name)
     log.info("worker %s waiting for studies", worker.name)
     try:

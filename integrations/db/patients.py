@@ -187,13 +187,9 @@ class PatientStore:
             " studies_moved, messages_moved) VALUES (%s, %s, %s, %s, %s)",
             (prior_key, key, inbox_id, len(studies), messages_moved),
         )
-        log.info(
-            "merged patient %s into %s: %d studies, %d messages",
-            prior_key,
-            key,
-            len(studies),
-            messages_moved,
-        )
+        # the keys are MRNs: never at INFO (console, shipped logs)
+        log.info("merged a patient (A40): %d studies, %d messages", len(studies), messages_moved)
+        log.debug("merged patient %s into %s", prior_key, key)
 
     def _studies_of(self, conn: Any, key: MatchKey) -> list[str]:
         """Studies whose DICOM patient matches ``key`` under the matching rules.

@@ -9,6 +9,11 @@ from typing import Any
 from integrations.dicom.routing import Route
 
 
+def run_name(modalities: tuple[str, ...], study_key: str, generation: int) -> str:
+    """``CR S7K2M9QX4PAB gen 1``: no accession, MRN, name or birth date, ever."""
+    return " ".join(part for part in ("/".join(modalities), study_key, f"gen {generation}") if part)
+
+
 @dataclass(frozen=True)
 class StudyRecord:
     study_instance_uid: str
@@ -33,6 +38,7 @@ class StudyRecord:
     close_reason: str | None
     route: Route | None
     unrouted_reason: str | None
+    study_key: str = ""  # opaque, PHI-free: what Prefect and the IT operator see
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> StudyRecord:
@@ -43,10 +49,9 @@ class StudyRecord:
         return cls(**values)
 
     @property
-    def display_name(self) -> str:
-        """A readable, PHI-free run name: accession (or UID) and modalities."""
-        label = self.accession_number or self.study_instance_uid
-        return f"{label} {'/'.join(self.modalities)}".strip()
+    def run_name(self) -> str:
+        """The Prefect run name, readable and PHI-free: modalities, study key, generation."""
+        return run_name(self.modalities, self.study_key, self.generation)
 
 
 @dataclass(frozen=True)

@@ -497,6 +497,31 @@ class StudyStore:
             ).fetchone()
         return None if row is None else StudyRecord.from_row(row)
 
+    def study_by_key(self, study_key: str) -> StudyRecord | None:
+        """The study of an opaque study key (what Prefect runs are given)."""
+        with self.database.connection() as conn:
+            row = conn.execute(
+                "SELECT * FROM studies WHERE study_key = %s", (study_key.strip().upper(),)
+            ).fetchone()
+        return None if row is None else StudyRecord.from_row(row)
+
+    def find_studies(self, term: str) -> list[tuple[StudyRecord, list[str]]]:
+        """Studies whose accession number, Study Instance UID, patient ID or study key is
+        ``term``, newest first, each with its Prefect flow run IDs (newest first)."""
+        term = term.strip()
+        with self.database.connection() as conn:
+            rows = conn.execute(
+                "SELECT s.*, coalesce(array_agg(d.flow_run_id::text ORDER BY d.id DESC)"
+                "   FILTER (WHERE d.flow_run_id IS NOT NULL), '{}') AS flow_run_ids"
+                " FROM studies s LEFT JOIN dispatch d USING (study_instance_uid)"
+                " WHERE s.state <> 'prior' AND (s.accession_number = %(term)s"
+                "   OR s.study_instance_uid = %(term)s OR s.patient_id = %(term)s"
+                "   OR s.study_key = upper(%(term)s))"
+                " GROUP BY s.study_instance_uid ORDER BY s.first_received_at DESC",
+                {"term": term},
+            ).fetchall()
+        return [(StudyRecord.from_row(row), list(row["flow_run_ids"])) for row in rows]
+
     def instances(
         self, study_instance_uid: str, series: Iterable[str] | None = None
     ) -> list[InstanceRecord]:

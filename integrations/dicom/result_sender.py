@@ -79,6 +79,7 @@ def pacs_peer(settings: Settings) -> Peer:
         port=pacs.port,
         calling_ae_title=settings.node.ae_title,
         timeout_seconds=pacs.timeout_seconds,
+        role="PACS",
     )
 
 

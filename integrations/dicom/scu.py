@@ -9,6 +9,7 @@ Failures map onto the error tree: no connection, an aborted association or a tim
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from pathlib import Path
 from pydicom import Dataset
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, Association, _config
+from pynetdicom import AE, Association, _config, evt
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
@@ -51,10 +52,44 @@ class Peer:
     # TCP connect and association negotiation; None: ``timeout_seconds``. A short one makes a
     # peer that is down or drops packets cost seconds, not the DIMSE timeout.
     connect_timeout_seconds: float | None = None
+    role: str = "DICOM peer"  # how failure messages name it: "PACS"
 
     @property
     def label(self) -> str:
         return f"{self.ae_title}@{self.host}:{self.port}"
+
+    @property
+    def named(self) -> str:
+        return f"{self.role} {self.label}"
+
+
+# PS3.8 9.3.4 A-ASSOCIATE-RJ: (source, reason/diagnostic) in plain words.
+_REJECTION_WORDS: dict[tuple[int | None, int | None], str] = {
+    (1, 2): "application context name not supported",
+    (1, 3): "calling AE title not recognised",
+    (1, 7): "called AE title not recognised",
+    (2, 2): "protocol version not supported",
+    (3, 1): "temporary congestion",
+    (3, 2): "local limit exceeded",
+}
+
+
+def _connect_failure(host: str, port: int, timeout: float) -> str:
+    """Why a TCP connection to the peer fails, in the operating system's words.
+
+    pynetdicom only logs the socket error; one more connection attempt names it.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=min(timeout, 5.0)):
+            return "the connection dropped before the association was requested"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except TimeoutError:
+        return f"no answer within {min(timeout, 5.0):.0f} s"
+    except socket.gaierror as error:
+        return f"host name not resolved ({error.strerror})"
+    except OSError as error:
+        return error.strerror or type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -82,25 +117,56 @@ class DicomClient:
     @contextmanager
     def _associate(self, contexts: list, study_instance_uid: str = "") -> Iterator[Association]:
         ae = self._ae()
+        connected: list[bool] = []
         assoc = ae.associate(
-            self.peer.host, self.peer.port, contexts=contexts, ae_title=self.peer.ae_title
+            self.peer.host,
+            self.peer.port,
+            contexts=contexts,
+            ae_title=self.peer.ae_title,
+            evt_handlers=[(evt.EVT_CONN_OPEN, lambda _event: connected.append(True))],
         )
+        peer = self.peer
+        negotiation = peer.connect_timeout_seconds or peer.timeout_seconds
         if not assoc.is_established:
             if assoc.is_rejected:
                 primitive = assoc.acceptor.primitive
                 result = getattr(primitive, "result", None)
-                reason = f"association rejected by {self.peer.label} (result {result}, diagnostic {getattr(primitive, 'diagnostic', None)})"
+                source = getattr(primitive, "result_source", None)
+                diagnostic = getattr(primitive, "diagnostic", None)
+                words = _REJECTION_WORDS.get((source, diagnostic), f"diagnostic {diagnostic}")
+                reason = (
+                    f"{peer.named} rejected the association ({words};"
+                    f" result {result}, source {source})"
+                )
+                advice = (
+                    f"check that the {peer.role} knows our AE {peer.calling_ae_title}"
+                    f" and that its AE title is {peer.ae_title}"
+                )
                 if result == 0x02:  # rejected-transient
                     raise PeerBusyError(
-                        reason, peer=self.peer.label, study_instance_uid=study_instance_uid
+                        reason,
+                        peer=peer.label,
+                        study_instance_uid=study_instance_uid,
+                        advice=f"the {peer.role} is busy; pacsflow retries",
                     )
                 raise PeerRejectedError(
-                    reason, peer=self.peer.label, study_instance_uid=study_instance_uid
+                    reason, peer=peer.label, study_instance_uid=study_instance_uid, advice=advice
+                )
+            if connected:
+                cause = (
+                    f"{peer.named} accepted the connection but aborted or did not answer"
+                    f" the association request within {negotiation:.0f} s"
+                )
+                advice = f"check the {peer.role}'s log and that it accepts our AE {peer.calling_ae_title}"
+            else:
+                why = _connect_failure(peer.host, peer.port, negotiation)
+                cause = f"{peer.named} refused the association ({why})"
+                advice = (
+                    f"check that the {peer.role} is up and listens on {peer.host}:{peer.port},"
+                    f" and that our AE {peer.calling_ae_title} is registered"
                 )
             raise PeerUnavailableError(
-                f"cannot associate with {self.peer.label}: no answer or aborted",
-                peer=self.peer.label,
-                study_instance_uid=study_instance_uid,
+                cause, peer=peer.label, study_instance_uid=study_instance_uid, advice=advice
             )
         try:
             yield assoc

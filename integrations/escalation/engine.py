@@ -282,6 +282,7 @@ class EscalationEngine:
             study_closed_at=record.study_closed_at,
             issued_at=now,
             clinical_use=record.clinical_use,
+            include_identifiers=self.escalation.include_identifiers,
         )
         delivered_record: list[EscalationRecord] = []
         lock = threading.Lock()

@@ -1,10 +1,12 @@
 """What every escalation message carries, in each channel's form, and the webhook signature
 (pure).
 
-Every notification carries the study (accession, modality, Study Instance UID), the patient's
-ward, the finding with its confidence, a link to the study and an acknowledge link with its
-token. Patient names never leave in notifications; the patient ID goes only to the signed
-webhook and the HL7 alert (channels that land in systems, not on lock screens).
+Every notification carries the tier, the finding with its confidence, the patient's ward, the
+modality and Study Instance UID, a link to the study and an acknowledge link with its token.
+Patient names, MRNs and accession numbers stay out by default: pages, SMS and e-mails land
+on lock screens and in mailboxes. ``[escalation] include_identifiers = true`` adds the
+accession number to the texts and the accession and patient ID to the signed webhook. The
+HL7 alert to the EMR (a system, not a screen) always carries what the EMR needs.
 
 The webhook body is signed like this (the receiver recomputes and compares in constant time)::
 
@@ -63,6 +65,7 @@ class Notification:
     study_closed_at: datetime | None
     issued_at: datetime
     clinical_use: bool = True  # False: the model is not for clinical use; every form says so
+    include_identifiers: bool = False  # accession (texts) and patient ID (webhook)
 
     @property
     def delivery_id(self) -> str:
@@ -84,17 +87,23 @@ class Notification:
         return warning + ("REMINDER " if self.resend else "")
 
     def subject(self) -> str:
-        return (
+        subject = (
             f"{self.prefix}CRITICAL AI finding: {self.finding} ({self.probability:.0%})"
-            f" - {self.ward} - Acc {self.accession_number or '?'}"
+            f" - {self.ward}"
         )
+        if self.include_identifiers:
+            subject += f" - Acc {self.accession_number or '?'}"
+        return subject
 
     def short_text(self) -> str:
         """For pagers and SMS: at most 160 characters, the acknowledge link always whole."""
         tail = f" Ack: {self.ack_link}"
+        study = self.modality
+        if self.include_identifiers:
+            study = f"acc {self.accession_number or '?'} {self.modality}"
         head = (
             f"{self.prefix}CRITICAL AI: {self.finding} {self.probability:.0%}, {self.ward},"
-            f" acc {self.accession_number or '?'} {self.modality}."
+            f" {study}."
         )
         room = SHORT_TEXT_LIMIT - len(tail)
         if room <= 1:
@@ -117,7 +126,7 @@ class Notification:
             "",
             f"Finding:     {self.finding} (confidence {self.probability:.0%}, tier {self.tier})",
             f"Ward:        {self.ward}",
-            f"Accession:   {self.accession_number or '(none)'}",
+            *([f"Accession:   {self.accession_number or '(none)'}"] * self.include_identifiers),
             f"Modality:    {self.modality}",
             f"Study UID:   {self.study_instance_uid}",
             f"Team:        {self.team_name} ({self.level_label})",
@@ -140,7 +149,17 @@ class Notification:
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> dict[str, Any]:
-        """The webhook body (and the pager broker's, minus the patient ID)."""
+        """The webhook body: identifiers only with ``include_identifiers``."""
+        study: dict[str, Any] = {
+            "study_instance_uid": self.study_instance_uid,
+            "modality": self.modality,
+            "closed_at": self.study_closed_at.isoformat() if self.study_closed_at else None,
+            "link": self.study_link,
+        }
+        patient: dict[str, Any] = {"ward": self.patient_location}
+        if self.include_identifiers:
+            study["accession_number"] = self.accession_number
+            patient["id"] = self.patient_id
         return {
             "type": EVENT_TYPE,
             "idempotency_key": self.idempotency_key,
@@ -153,14 +172,8 @@ class Notification:
                 {"id": r.person_id, "name": r.person.name, "pager": r.person.pager}
                 for r in self.recipients
             ],
-            "study": {
-                "study_instance_uid": self.study_instance_uid,
-                "accession_number": self.accession_number,
-                "modality": self.modality,
-                "closed_at": self.study_closed_at.isoformat() if self.study_closed_at else None,
-                "link": self.study_link,
-            },
-            "patient": {"id": self.patient_id, "ward": self.patient_location},
+            "study": study,
+            "patient": patient,
             "finding": {
                 "label": self.finding,
                 "code": self.finding_code,

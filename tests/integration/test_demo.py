@@ -60,3 +60,9 @@ def test_demo_runs_every_study_to_the_pacs_the_emr_and_the_on_call_inbox(
         urgency, paged = cells[5], cells[8]
         assert bool(paged) == (urgency == "Critical"), row
     assert "not for clinical use" in table
+    # a readable console: no per-request, per-PDU, per-SMTP-command or per-task chatter
+    console = done.stdout + done.stderr
+    for noise in ("HTTP Request:", 'HTTP/1.1"', "csrf-token", "Finished in state Completed()"):
+        assert noise not in console, noise
+    assert not [line for line in console.splitlines() if " mail.log" in line]
+    assert "done: tier Critical" in console  # one line per study state change

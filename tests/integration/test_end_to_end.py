@@ -82,13 +82,24 @@ def upload(orthanc, datasets):
         orthanc.client.upload(buffer.getvalue())
 
 
-def completed_runs(prefect_api_url, study_uid):
+def study_key(study_uid):
+    from tasks.runtime import get_runtime
+
+    study = get_runtime().store.study(study_uid)
+    return study.study_key if study else None
+
+
+def runs_of(prefect_api_url, study_uid, state_type="COMPLETED"):
+    key = study_key(study_uid)
     return [
         run
         for run in flow_runs(prefect_api_url, "process-study")
-        if run["parameters"].get("study_instance_uid") == study_uid
-        and run["state_type"] == "COMPLETED"
+        if key and run["parameters"].get("study_key") == key and run["state_type"] == state_type
     ]
+
+
+def completed_runs(prefect_api_url, study_uid):
+    return runs_of(prefect_api_url, study_uid)
 
 
 def test_study_pushed_by_orthanc_ends_with_an_sr_in_orthanc_and_a_completed_deployment_run(
@@ -113,7 +124,9 @@ def test_study_pushed_by_orthanc_ends_with_an_sr_in_orthanc_and_a_completed_depl
         assert sr.PatientID == study.datasets[0].PatientID
         runs = wait_for(lambda: completed_runs(prefect_api_url, study.study_instance_uid))
         assert runs[0]["deployment_id"] is not None  # a run of the process-study deployment
-        assert runs[0]["name"].startswith("E2E-ORTHANC")  # readable, PHI-free name
+        key = site.store.study(study.study_instance_uid).study_key
+        assert runs[0]["name"] == f"DX {key} gen 1"  # readable, PHI-free name
+        assert runs[0]["parameters"] == {"study_key": key}
         # the results sender records the delivery as a step once every object is stored
         wait_for(
             lambda: (
@@ -168,6 +181,19 @@ def test_study_sent_by_storescu_ends_with_an_sr_and_a_rerun_replaces_it(
     ]
 
 
+def _logs(prefect_api_url, flow_run_id, level=0):
+    response = httpx.post(
+        f"{prefect_api_url}/logs/filter",
+        json={
+            "logs": {"flow_run_id": {"any_": [flow_run_id]}, "level": {"ge_": level}},
+            "limit": 200,
+        },
+        timeout=10,
+    )
+    response.raise_for_status()
+    return [log["message"] for log in response.json()]
+
+
 def _dispatch_states(site, study_uid):
     with site.database.connection() as conn:
         return [
@@ -191,7 +217,7 @@ def _delivered(site, study_uid):
 
 
 def test_unreachable_pacs_completes_the_run_and_the_outbox_delivers_without_a_rerun(
-    site_settings, clean_orthanc, node_port
+    site_settings, clean_orthanc, node_port, prefect_api_url
 ):
     from deployments.orthanc import free_port
     from models.phantoms.chest import chest_xray_study
@@ -206,6 +232,23 @@ def test_unreachable_pacs_completes_the_run_and_the_outbox_delivers_without_a_re
     ):
         clean_orthanc.client.send_study("pacsflow", [study.study_instance_uid])
         wait_for(lambda: _dispatch_states(site, study.study_instance_uid) == ["completed"])
+        # priors the PACS could not give are a degraded step: a WARNING, and in the summary
+        (run,) = runs_of(prefect_api_url, study.study_instance_uid)
+        warnings = wait_for(
+            lambda: [
+                line
+                for line in _logs(prefect_api_url, run["id"], level=30)  # WARNING and up
+                if line.startswith("going on without a prior: ")
+            ]
+        )
+        assert "PACS did not answer C-FIND" in warnings[0]
+        (summary,) = httpx.post(
+            f"{prefect_api_url}/artifacts/filter",
+            json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}},
+            timeout=10,
+        ).json()
+        assert "## Prior: no prior: PACS did not answer C-FIND (PACS" in summary["data"]
+        assert "refused the association (connection refused)" in summary["data"]
         steps = site.store.steps(study.study_instance_uid)
         assert steps["store_results"]["state"] == "completed"
         assert steps["store_results"]["detail"]["queued"] == 1
@@ -219,7 +262,7 @@ def test_unreachable_pacs_completes_the_run_and_the_outbox_delivers_without_a_re
         )
         assert (
             "PeerUnavailableError" in waiting[0]["last_error"]
-            or "cannot associate" in (waiting[0]["last_error"])
+            or "refused the association" in (waiting[0]["last_error"])
         )
         assert orthanc_sr_instances(clean_orthanc, study.study_instance_uid) == []
     up = site_settings()
@@ -256,7 +299,7 @@ def test_run_started_from_the_prefect_deployment_is_executed_by_the_warm_worker(
         for _attempt in range(5):  # the test server's SQLite answers 503 when busy
             created = httpx.post(
                 f"{prefect_api_url}/deployments/{deployment['id']}/create_flow_run",
-                json={"parameters": {"study_instance_uid": study.study_instance_uid}},
+                json={"parameters": {"study_key": study_key(study.study_instance_uid)}},
                 timeout=10,
             )
             if created.status_code != 503:

@@ -24,10 +24,13 @@ QUIET_AFTER_RESULT_SECONDS = 60.0
 
 
 def runs_of(prefect_api_url: str, study_uid: str) -> list[dict]:
+    from tasks.runtime import get_runtime
+
+    study = get_runtime().store.study(study_uid)  # Prefect knows the study by its key only
     return [
         run
         for run in flow_runs(prefect_api_url, "process-study")
-        if run["parameters"].get("study_instance_uid") == study_uid
+        if study and run["parameters"].get("study_key") == study.study_key
     ]
 
 

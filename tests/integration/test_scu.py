@@ -10,7 +10,7 @@ from pydicom import Dataset
 from deployments.orthanc import free_port
 from integrations.dicom.header import read_header
 from integrations.dicom.scu import DicomClient, Peer
-from integrations.errors import PeerUnavailableError
+from integrations.errors import PeerRejectedError, PeerUnavailableError
 from tests.dicom_samples import make_instance
 from tests.fix_orthanc import NODE_AE_TITLE, PACS_AE_TITLE
 from tests.site import running_node
@@ -58,9 +58,30 @@ def test_move_brings_a_study_to_the_node(settings_factory, clean_orthanc, node_p
         assert study.state == "prior"  # a prior is kept, never processed itself
 
 
-def test_unreachable_peer_is_a_transient_error():
-    with pytest.raises(PeerUnavailableError, match="cannot associate"):
-        client(free_port()).echo()
+def test_unreachable_peer_is_a_transient_error_that_says_connection_refused():
+    port = free_port()  # nothing listens there
+    with pytest.raises(PeerUnavailableError) as raised:
+        client(port).echo()
+    assert str(raised.value) == (
+        f"DICOM peer {PACS_AE_TITLE}@127.0.0.1:{port} refused the association (connection refused)"
+    )
+    assert raised.value.advice == (
+        f"check that the DICOM peer is up and listens on 127.0.0.1:{port},"
+        f" and that our AE {NODE_AE_TITLE} is registered"
+    )
+
+
+def test_a_rejected_calling_ae_title_is_named_in_plain_words(settings_factory, node_port):
+    settings = settings_factory(
+        node={"ae_title": NODE_AE_TITLE, "port": node_port, "allowed_callers": [PACS_AE_TITLE]}
+    )
+    stranger = DicomClient(
+        Peer(NODE_AE_TITLE, "127.0.0.1", node_port, calling_ae_title="STRANGER", role="PACS")
+    )
+    with running_node(settings, close_studies=False), pytest.raises(PeerRejectedError) as raised:
+        stranger.echo()
+    assert "calling AE title not recognised" in str(raised.value)
+    assert raised.value.advice.startswith("check that the PACS knows our AE STRANGER")
 
 
 def test_a_moved_prior_never_reopens_a_study_pacsflow_already_analysed(

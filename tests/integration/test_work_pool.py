@@ -152,7 +152,7 @@ def test_closed_studies_run_on_a_plain_prefect_process_worker(
                 run = httpx.get(f"{prefect_api_url}/flow_runs/{row['flow_run_id']}").json()
                 assert run["state_type"] == "COMPLETED"
                 assert run["work_pool_name"] == settings.worker.work_pool
-                assert run["parameters"] == {"study_instance_uid": uid}
+                assert run["parameters"] == {"study_key": site.store.study(uid).study_key}
             print(
                 f"\nwork-pool route, study close -> SR stored: {latencies} s,"
                 f" median {statistics.median(latencies):.2f} s"

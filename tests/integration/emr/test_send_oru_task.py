@@ -46,7 +46,7 @@ def test_send_oru_queues_hl7_and_fhir_documents_once(settings_factory, tmp_path:
         )
         uid = header.study_instance_uid
         result_path = save_analysis(tmp_path / "results", chest_result())
-        context = StudyContext(uid, 1, "ACC-77 DX", ("DX",), None, {"chest-xray": ()})
+        context = StudyContext(uid, 1, "S0000TESTKEY", ("DX",), None, {"chest-xray": ()})
         reference = AnalysisRef(
             "chest-xray", str(result_path), "analysed", "Critical", "1.2.0", "Pneumothorax", (), 0.4
         )

@@ -148,7 +148,7 @@ class Site:
         return StudyContext(
             study_instance_uid=dataset.StudyInstanceUID,
             generation=row["generation"],
-            display_name=store_record.display_name,
+            study_key=store_record.study_key,
             modalities=store_record.modalities,
             closed_at=row["closed_at"],
             analyzers={"test-chest": (dataset.SeriesInstanceUID,)},

@@ -71,6 +71,7 @@ def test_a_study_without_patient_orientation_completes_with_the_sr_saying_why(
         wait_for(lambda: completed_runs(node, uid) == 1)
         steps = node.store.steps(uid)
         assert node.store.study(uid).state == "done"
+        study_key = node.store.study(uid).study_key  # what Prefect knows the study by
         held = wait_for(lambda: {"SR", "PR"} <= set(found := held_by_modality()) and found)
     assert all(step["state"] == "completed" for step in steps.values())
     assert steps["build_overlays:chest-xray"]["detail"]["objects"] == ["gsps"]
@@ -81,7 +82,7 @@ def test_a_study_without_patient_orientation_completes_with_the_sr_saying_why(
     (run,) = [
         run
         for run in flow_runs(prefect_api_url, "process-study")
-        if run["parameters"].get("study_instance_uid") == uid
+        if run["parameters"].get("study_key") == study_key
     ]
     assert run["state_type"] == "COMPLETED"
     logged = wait_for(

@@ -80,7 +80,8 @@ def test_every_form_carries_study_ward_finding_confidence_and_links():
     item = notification()
     data = item.to_json()
     assert data["study"]["study_instance_uid"] == item.study_instance_uid
-    assert data["patient"] == {"id": "PID-1", "ward": "ICU bed 3"}
+    assert data["patient"] == {"ward": "ICU bed 3"}
+    assert "accession_number" not in data["study"]
     assert data["finding"]["confidence"] == 0.934 and data["finding"]["tier"] == "Critical"
     assert data["acknowledge"] == {
         "url": "https://pacsflow.h.test/ack/tok-en_1",
@@ -93,8 +94,18 @@ def test_every_form_carries_study_ward_finding_confidence_and_links():
         assert "Tension Pneumothorax" in text and "93%" in text and "ICU bed 3" in text
     assert personal.ack_link in personal.short_text() and personal.ack_link in personal.email_body()
     assert item.study_link in personal.email_body()
-    # the patient ID stays out of texts that end up on lock screens
-    assert "PID-1" not in personal.short_text() + personal.subject() + personal.email_body()
+    # by default no MRN and no accession number in anything that leaves as a page
+    every_text = personal.short_text() + personal.subject() + personal.email_body()
+    assert "PID-1" not in every_text and "A123" not in every_text
+    assert "PID-1" not in json.dumps(data) and "A123" not in json.dumps(data)
+
+
+def test_a_site_may_add_the_accession_to_texts_and_the_mrn_to_the_webhook():
+    item = notification(include_identifiers=True).for_recipient(SURGEON)
+    assert "A123" in item.subject() and "A123" in item.short_text()
+    assert "A123" in item.email_body() and "PID-1" not in item.email_body()
+    assert item.to_json()["patient"] == {"id": "PID-1", "ward": "ICU bed 3"}
+    assert item.to_json()["study"]["accession_number"] == "A123"
 
 
 def test_short_text_keeps_the_ack_link_whole_within_160_characters():
