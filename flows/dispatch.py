@@ -1,8 +1,9 @@
 """From received instances to flow runs: study close, then one run per study (I/O).
 
 ``StudyCloser`` (in the node process) applies the completion policy and routing to open
-studies and queues one run per closed, routed study in PostgreSQL. ``WarmWorker`` (a
-long-lived process with the models loaded) claims queued runs and executes each as a run of
+studies and queues one run per closed, routed study in PostgreSQL, with its dispatch
+priority (``integrations.dicom.priority``). ``WarmWorker`` (a long-lived process with the
+models loaded) claims queued runs, highest priority first, and executes each as a run of
 the ``process-study`` deployment, in-process: the run shows in the Prefect UI under the
 deployment (retry and rerun work there), without paying for a new Python process and a model
 load per study.
@@ -11,6 +12,11 @@ load per study.
 ``count = 0``): it hands each queued run to the Prefect work pool that prefect.yaml declares,
 as a scheduled run of the same deployment, and plain ``prefect worker start --pool ...``
 processes on any host execute it. It records each run's end in the dispatch table.
+
+A worker heartbeats its claim from a thread of its own (a model holding the event loop
+cannot stop it); a claim whose heartbeat stops expires after ``[worker] lease_seconds``, and
+every worker's heartbeat thread also queues such studies again and sets their Prefect runs
+to Crashed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +36,15 @@ from uuid import UUID
 
 import psycopg
 
+from integrations.db.patients import PatientStore
 from integrations.db.records import DispatchItem
 from integrations.db.store import DISPATCH_CHANNEL, StudyStore
 from integrations.dicom.assembly import CompletionPolicy, close_reason
-from integrations.dicom.routing import route_study
+from integrations.dicom.header import read_header
+from integrations.dicom.priority import StudyPriority, decide_priority
+from integrations.dicom.routing import SeriesInfo, route_study
+from integrations.emr.identifiers import MrnRules
+from integrations.errors import DatasetError
 from integrations.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +75,31 @@ class StudyCloser:
         )
         self.rules = settings.routing.to_rules()
         self.body_part_overrides = settings.routing.to_overrides()
+        self.priority_rules = settings.worker.to_priority_rules()
+        self.patients = PatientStore(store.database, MrnRules.from_settings(settings.mrn))
+
+    def priority_of(self, study_instance_uid: str, series: list[SeriesInfo]) -> StudyPriority:
+        """Order priority from the images and ADT, then the study-type rules."""
+        requested = []
+        for path in self.store.first_instance_paths(study_instance_uid):
+            try:
+                requested.append(read_header(Path(path).read_bytes()).requested_procedure_priority)
+            except (OSError, DatasetError) as error:
+                log.warning(
+                    "study %s: cannot read %s for its priority: %s", study_instance_uid, path, error
+                )
+        patient_class = ""
+        study = self.store.study(study_instance_uid)
+        if study is not None and study.patient_id:
+            key = self.patients.rules.dicom_key(study.patient_id, study.issuer_of_patient_id)
+            context = self.patients.context(str(key))
+            patient_class = context.patient_class if context else ""
+        return decide_priority(
+            series,
+            self.priority_rules,
+            requested_priorities=requested,
+            patient_class=patient_class,
+        )
 
     def run_once(self) -> int:
         now, activities = self.store.open_studies()
@@ -70,20 +108,25 @@ class StudyCloser:
             reason = close_reason(activity, self.policy, now)
             if reason is None:
                 continue
-            route = route_study(
-                self.store.series_of(activity.study_instance_uid),
-                self.rules,
-                self.body_part_overrides,
+            series = self.store.series_of(activity.study_instance_uid)
+            route = route_study(series, self.rules, self.body_part_overrides)
+            priority = (
+                self.priority_of(activity.study_instance_uid, series) if route.is_routed else None
             )
-            if self.store.close_study(activity, route, reason.value, self.policy.quiet_seconds):
+            if self.store.close_study(
+                activity, route, reason.value, self.policy.quiet_seconds, priority
+            ):
                 closed += 1
                 if route.is_routed:
+                    assert priority is not None
                     log.info(
-                        "study %s closed (%s), generation %d, analyzers %s",
+                        "study %s closed (%s), generation %d, analyzers %s, priority %d: %s",
                         activity.study_instance_uid,
                         reason.value,
                         activity.generation,
                         ", ".join(route.analyzers),
+                        priority.value,
+                        priority.decided_by,
                     )
                 else:
                     log.warning(
@@ -118,6 +161,8 @@ class WarmWorker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.stats = WorkerStats()
         self._deployment_id: str | None = None
+        self._held: int | None = None  # the dispatch id this worker's heartbeat renews
+        self._held_lock = threading.Lock()
 
     async def deployment_id(self) -> str:
         if self._deployment_id is None:
@@ -133,11 +178,13 @@ class WarmWorker:
         from prefect.flow_engine import run_flow_async
         from prefect.states import Pending
 
-        lease = self.settings.worker.lease_seconds
-        item = await asyncio.to_thread(self.store.claim, self.name, lease)
+        item = await asyncio.to_thread(
+            self.store.claim, self.name, self.settings.worker.lease_seconds
+        )
         if item is None:
             return False
-        keep_lease = asyncio.create_task(self._extend_lease(item.id, lease))
+        with self._held_lock:
+            self._held = item.id
         try:
             study = await asyncio.to_thread(self.store.study, item.study_instance_uid)
             if study is None:
@@ -161,10 +208,21 @@ class WarmWorker:
             log.exception("run for study %s could not be executed", item.study_instance_uid)
             succeeded, error = False, f"{type(exc).__name__}: {exc}"
         finally:
-            keep_lease.cancel()
-        await asyncio.to_thread(
-            self.store.finish_dispatch, item.id, succeeded=succeeded, error=error
+            with self._held_lock:
+                self._held = None
+        recorded = await asyncio.to_thread(
+            self.store.finish_dispatch,
+            item.id,
+            succeeded=succeeded,
+            error=error,
+            worker=self.name,
         )
+        if not recorded:
+            log.warning(
+                "study %s: this worker's claim had expired and the study was queued again;"
+                " the outcome of this run is not recorded in the queue",
+                item.study_instance_uid,
+            )
         if succeeded:
             self.stats.completed += 1
         else:
@@ -214,10 +272,70 @@ class WarmWorker:
                     self.stats.failed += 1
         return executed
 
-    async def _extend_lease(self, dispatch_id: int, lease: float) -> None:
-        while True:
-            await asyncio.sleep(lease / 3)
-            await asyncio.to_thread(self.store.extend_lease, dispatch_id, lease)
+    def heartbeat_once(self) -> None:
+        """Renew this worker's claim, then recover the claims of workers that stopped."""
+        with self._held_lock:
+            held = self._held
+        if held is not None and not self.store.extend_lease(
+            held, self.settings.worker.lease_seconds, self.name
+        ):
+            log.warning(
+                "dispatch %d: the claim expired before its heartbeat (worker too slow?)", held
+            )
+        requeued = self.store.requeue_expired()
+        if requeued:
+            log.warning("queued again after their worker stopped: %s", ", ".join(requeued))
+        self.crash_lost_runs()
+
+    def crash_lost_runs(self) -> int:
+        """Set the Prefect runs of stopped workers to Crashed; return how many were set."""
+        from prefect.client.orchestration import get_client
+        from prefect.states import Crashed
+
+        lost = self.store.lost_runs()
+        if not lost:
+            return 0
+        crashed = 0
+        with get_client(sync_client=True) as client:
+            for run in lost:
+                flow_run_id = str(run["flow_run_id"])
+                try:
+                    state = client.read_flow_run(UUID(flow_run_id)).state
+                    if state is None or not state.is_final():
+                        message = (
+                            f"worker {run['worker'] or '(unknown)'} stopped (heartbeat lost);"
+                            " the study was re-queued"
+                        )
+                        client.set_flow_run_state(
+                            UUID(flow_run_id), Crashed(message=message), force=True
+                        )
+                        crashed += 1
+                except Exception as error:  # recorded; retried at the next heartbeat
+                    self.store.mark_run_crashed(flow_run_id, f"{type(error).__name__}: {error}")
+                    continue
+                self.store.mark_run_crashed(flow_run_id)
+        return crashed
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.worker.heartbeat_seconds):
+            try:
+                self.heartbeat_once()
+            except Exception:
+                log.exception("worker heartbeat failed; retrying")
+
+    @contextmanager
+    def heartbeating(self) -> Iterator[None]:
+        """The heartbeat thread, for as long as the block runs."""
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._heartbeat, args=(stop,), name=f"heartbeat {self.name}", daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(10)
 
     async def run_forever(self, stop: asyncio.Event, idle_poll_seconds: float = 1.0) -> None:
         """Drain the queue; wake on NOTIFY from the closer, poll as a fallback."""
@@ -226,7 +344,7 @@ class WarmWorker:
         # One Prefect API client for every task of every run: without it each sync task run
         # builds its own client, and with it a TLS context from the CA bundle (about 50 ms
         # per task here, most of the orchestration overhead of a study).
-        with SyncClientContext.get_or_create():
+        with SyncClientContext.get_or_create(), self.heartbeating():
             await self._serve(stop, idle_poll_seconds)
 
     async def _serve(self, stop: asyncio.Event, idle_poll_seconds: float) -> None:
@@ -358,11 +476,15 @@ class WorkPoolDispatcher:
         for dispatch_id, run_id in active:
             state = states.get(run_id)
             if state is None:  # deleted in Prefect: nobody will run it
-                self.store.finish_dispatch(dispatch_id, succeeded=False, error="flow run deleted")
+                self.store.finish_dispatch(
+                    dispatch_id, succeeded=False, error="flow run deleted", worker=self.pool_worker
+                )
             elif state.type.value in _TERMINAL:
                 succeeded = state.type.value == "COMPLETED"
                 error = None if succeeded else f"{state.type.value}: {state.message}"
-                self.store.finish_dispatch(dispatch_id, succeeded=succeeded, error=error)
+                self.store.finish_dispatch(
+                    dispatch_id, succeeded=succeeded, error=error, worker=self.pool_worker
+                )
                 if not succeeded:
                     log.warning("study run d%d ended %s", dispatch_id, state.type.value)
             else:

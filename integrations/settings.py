@@ -273,6 +273,31 @@ class ModelsSettings(Section):
         return value
 
 
+def default_worker_count(cpu_count: int | None = None) -> int:
+    """Half the CPU cores, at least 2 and at most 8.
+
+    At least two, so that one long study never holds the queue alone; at most eight, because
+    every warm worker keeps its own copy of the models in memory.
+    """
+    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    return max(2, min(8, cores // 2))
+
+
+class PriorityRuleSettings(Section):
+    """A study-type rule of the dispatch priority: matching series get ``rank`` (0-99).
+
+    Conditions as in ``[[routing.rules]]``: ``modality`` and ``body_part`` compare
+    case-insensitively, ``protocol`` is a regex searched in ProtocolName and
+    SeriesDescription; a rule without conditions matches every series.
+    """
+
+    name: str
+    rank: Annotated[int, Field(ge=0, le=99)]
+    modality: list[str] = Field(default_factory=list)
+    body_part: list[str] = Field(default_factory=list)
+    protocol: Annotated[str | None, AfterValidator(_compile_regex)] = None
+
+
 WorkerRoute = Literal["auto", "warm", "work-pool"]
 DEFAULT_WORK_POOL = "pacsflow"  # the work pool and queue prefect.yaml declares
 DEFAULT_WORK_QUEUE = "studies"
@@ -288,8 +313,12 @@ class WorkerSettings(Section):
     route). ``"auto"``: warm when ``count`` >= 1, the work pool when ``count = 0``.
     """
 
-    count: Annotated[int, Field(ge=0, le=64)] = 1
-    lease_seconds: Annotated[float, Field(ge=5)] = 300.0
+    # default: see default_worker_count
+    count: Annotated[int, Field(ge=0, le=64)] = Field(default_factory=default_worker_count)
+    lease_seconds: Annotated[float, Field(ge=5, le=3600)] = 15.0
+    heartbeat_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0
+    # Study-type rules, first match per series; None: the defaults in integrations.dicom.priority
+    priority_rules: list[PriorityRuleSettings] | None = None
     route: WorkerRoute = "auto"
     work_pool: Annotated[str, Field(min_length=1)] = DEFAULT_WORK_POOL
     work_queue: Annotated[str, Field(min_length=1)] = DEFAULT_WORK_QUEUE
@@ -310,6 +339,40 @@ class WorkerSettings(Section):
     def warm_count(self) -> int:
         """How many warm workers ``pacsflow serve`` starts (none on the work-pool route)."""
         return 0 if self.uses_work_pool else self.count
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> WorkerSettings:
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ValueError("heartbeat_seconds must be at most half of lease_seconds")
+        return self
+
+    @field_validator("priority_rules")
+    @classmethod
+    def _unique_priority_rule_names(
+        cls, rules: list[PriorityRuleSettings] | None
+    ) -> list[PriorityRuleSettings] | None:
+        names = [rule.name for rule in rules or ()]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"rule names must be unique, repeated: {', '.join(duplicates)}")
+        return rules
+
+    def to_priority_rules(self) -> tuple[PriorityRule, ...]:
+        if self.priority_rules is None:
+            return DEFAULT_RULES
+        return tuple(
+            PriorityRule(
+                Rule(
+                    name=rule.name,
+                    analyzers=(),
+                    modality=tuple(rule.modality),
+                    body_part=tuple(rule.body_part),
+                    protocol=rule.protocol,
+                ),
+                rule.rank,
+            )
+            for rule in self.priority_rules
+        )
 
 
 class RetrySettings(Section):

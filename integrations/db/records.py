@@ -74,3 +74,5 @@ class DispatchItem:
     reason: str
     queued_at: datetime
     closed_at: datetime | None
+    priority: int = 0
+    priority_reason: str = ""

@@ -19,6 +19,7 @@ from integrations.db.connection import Database
 from integrations.db.records import DispatchItem, InstanceRecord, StudyRecord
 from integrations.dicom.assembly import StudyActivity
 from integrations.dicom.header import InstanceHeader
+from integrations.dicom.priority import StudyPriority
 from integrations.dicom.routing import Route, SeriesInfo
 
 # One round trip per received instance. The instance row goes in first; only when it is new
@@ -113,8 +114,11 @@ SELECT (SELECT count(*) FROM inserted) AS new,
 FROM (SELECT 1) AS one LEFT JOIN known ON true
 """
 
+# The highest priority first (decided at close: order priority, then study type), then the
+# study closed first; a study with a live run (lease not expired) waits for it.
 _CLAIM = """
 UPDATE dispatch SET state = 'running', started_at = clock_timestamp(), worker = %(worker)s,
+       heartbeat_at = clock_timestamp(),
        lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
 WHERE id = (
     SELECT d.id FROM dispatch d
@@ -123,11 +127,12 @@ WHERE id = (
           SELECT 1 FROM dispatch r
           WHERE r.study_instance_uid = d.study_instance_uid AND r.state = 'running'
             AND r.lease_expires_at > clock_timestamp())
-    ORDER BY d.priority DESC, d.queued_at
+    ORDER BY d.priority DESC, d.closed_at NULLS LAST, d.queued_at, d.id
     FOR UPDATE SKIP LOCKED
     LIMIT 1
 )
-RETURNING id, study_instance_uid, generation, reason, queued_at, closed_at
+RETURNING id, study_instance_uid, generation, reason, queued_at, closed_at, priority,
+          priority_reason
 """
 
 # The work-pool route's pick: like _CLAIM, never a second run of a study whose run is active.
@@ -303,12 +308,18 @@ class StudyStore:
         ]
 
     def close_study(
-        self, activity: StudyActivity, route: Route, close_reason: str, quiet_seconds: float
+        self,
+        activity: StudyActivity,
+        route: Route,
+        close_reason: str,
+        quiet_seconds: float,
+        priority: StudyPriority | None = None,
     ) -> bool:
         """Close one generation of a study and queue its run (or mark it unrouted).
 
         Returns False when the study moved on meanwhile (a new instance arrived): the
         condition is re-checked inside the same statement, so nothing is closed early.
+        ``priority`` places the run in the queue (see ``integrations.dicom.priority``).
         """
         state = "queued" if route.is_routed else "unrouted"
         with self.database.connection() as conn, conn.transaction():
@@ -339,6 +350,7 @@ class StudyStore:
                     activity.generation,
                     "closed",
                     closed["closed_at"],
+                    priority,
                 )
         return True
 
@@ -349,16 +361,32 @@ class StudyStore:
         generation: int,
         reason: str,
         closed_at: datetime | None,
+        priority: StudyPriority | None = None,
     ) -> int | None:
+        """Queue a run; without ``priority`` (a rerun), the study's last decided one is kept."""
         conn.execute(
             "UPDATE dispatch SET state = 'superseded', finished_at = clock_timestamp()"
             " WHERE study_instance_uid = %s AND state = 'queued' AND generation < %s",
             (study_instance_uid, generation),
         )
+        if priority is None:
+            last = conn.execute(
+                "SELECT priority, priority_rule, priority_reason FROM dispatch"
+                " WHERE study_instance_uid = %s ORDER BY id DESC LIMIT 1",
+                (study_instance_uid,),
+            ).fetchone()
+            value, rule, why = (
+                (last["priority"], last["priority_rule"], last["priority_reason"])
+                if last
+                else (0, "", "")
+            )
+        else:
+            value, rule, why = priority.value, priority.rule, priority.decided_by
         row = conn.execute(
-            "INSERT INTO dispatch (study_instance_uid, generation, reason, closed_at)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
-            (study_instance_uid, generation, reason, closed_at),
+            "INSERT INTO dispatch (study_instance_uid, generation, reason, closed_at, priority,"
+            " priority_rule, priority_reason) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            (study_instance_uid, generation, reason, closed_at, value, rule, why),
         ).fetchone()
         conn.execute(f"NOTIFY {DISPATCH_CHANNEL}")
         return None if row is None else int(row["id"])
@@ -391,13 +419,16 @@ class StudyStore:
             )
         return DispatchItem(**row)
 
-    def extend_lease(self, dispatch_id: int, lease_seconds: float) -> None:
+    def extend_lease(self, dispatch_id: int, lease_seconds: float, worker: str) -> bool:
+        """Heartbeat: renew ``worker``'s lease; False when the run is no longer its own."""
         with self.database.connection() as conn:
-            conn.execute(
-                "UPDATE dispatch SET lease_expires_at = clock_timestamp() + make_interval(secs => %s)"
-                " WHERE id = %s AND state = 'running'",
-                (lease_seconds, dispatch_id),
-            )
+            row = conn.execute(
+                "UPDATE dispatch SET heartbeat_at = clock_timestamp(),"
+                " lease_expires_at = clock_timestamp() + make_interval(secs => %s)"
+                " WHERE id = %s AND state = 'running' AND worker = %s RETURNING id",
+                (lease_seconds, dispatch_id, worker),
+            ).fetchone()
+        return row is not None
 
     def attach_flow_run(self, dispatch_id: int, flow_run_id: str) -> None:
         with self.database.connection() as conn:
@@ -406,23 +437,28 @@ class StudyStore:
             )
 
     def finish_dispatch(
-        self, dispatch_id: int, *, succeeded: bool, error: str | None = None
-    ) -> None:
+        self, dispatch_id: int, *, succeeded: bool, error: str | None = None, worker: str
+    ) -> bool:
+        """Record the run's end; False when ``worker`` had lost it (its lease expired and
+        the study was queued again): the re-queued run's outcome is left alone."""
         with self.database.connection() as conn:
-            conn.execute(
+            row = conn.execute(
                 "UPDATE dispatch SET state = %s, finished_at = clock_timestamp(), error = %s"
-                " WHERE id = %s",
-                ("completed" if succeeded else "failed", error, dispatch_id),
-            )
+                " WHERE id = %s AND state = 'running' AND worker = %s RETURNING id",
+                ("completed" if succeeded else "failed", error, dispatch_id, worker),
+            ).fetchone()
+        return row is not None
 
     def requeue_expired(self) -> list[str]:
         """Runs whose worker vanished (lease expired): queue them again, or fail them when a
-        newer run is already waiting. Returns the study UIDs touched."""
+        newer run is already waiting. Their Prefect flow runs go to ``dispatch_lost_runs``
+        (see :meth:`lost_runs`). Returns the study UIDs touched."""
         touched = []
         with self.database.connection() as conn, conn.transaction():
             rows = conn.execute(
-                "SELECT id, study_instance_uid FROM dispatch WHERE state = 'running'"
-                " AND lease_expires_at < clock_timestamp() FOR UPDATE SKIP LOCKED"
+                "SELECT id, study_instance_uid, worker, flow_run_id FROM dispatch"
+                " WHERE state = 'running' AND lease_expires_at < clock_timestamp()"
+                " FOR UPDATE SKIP LOCKED"
             ).fetchall()
             for row in rows:
                 waiting = conn.execute(
@@ -438,8 +474,21 @@ class StudyStore:
                 else:
                     conn.execute(
                         "UPDATE dispatch SET state = 'queued', worker = NULL, started_at = NULL,"
+                        " heartbeat_at = NULL, flow_run_id = NULL,"
                         " error = 'worker lost; queued again' WHERE id = %s",
                         (row["id"],),
+                    )
+                if row["flow_run_id"] is not None:
+                    conn.execute(
+                        "INSERT INTO dispatch_lost_runs (flow_run_id, dispatch_id,"
+                        " study_instance_uid, worker) VALUES (%s, %s, %s, %s)"
+                        " ON CONFLICT DO NOTHING",
+                        (
+                            row["flow_run_id"],
+                            row["id"],
+                            row["study_instance_uid"],
+                            row["worker"] or "",
+                        ),
                     )
                 touched.append(row["study_instance_uid"])
             if touched:
@@ -487,6 +536,41 @@ class StudyStore:
                 (pool_worker,),
             ).fetchall()
         return [(int(row["id"]), str(row["flow_run_id"])) for row in rows]
+
+    def lost_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Flow runs of vanished workers not yet set to Crashed in Prefect, oldest first."""
+        with self.database.connection() as conn:
+            return conn.execute(
+                "SELECT flow_run_id, dispatch_id, study_instance_uid, worker, lost_at"
+                " FROM dispatch_lost_runs WHERE crashed_at IS NULL ORDER BY lost_at LIMIT %s",
+                (limit,),
+            ).fetchall()
+
+    def mark_run_crashed(self, flow_run_id: str, error: str | None = None) -> None:
+        """The lost run is Crashed in Prefect (``error``: why setting it failed, to retry)."""
+        with self.database.connection() as conn:
+            if error is None:
+                conn.execute(
+                    "UPDATE dispatch_lost_runs SET crashed_at = clock_timestamp(), error = NULL"
+                    " WHERE flow_run_id = %s",
+                    (flow_run_id,),
+                )
+            else:
+                conn.execute(
+                    "UPDATE dispatch_lost_runs SET error = %s WHERE flow_run_id = %s",
+                    (error, flow_run_id),
+                )
+
+    def first_instance_paths(self, study_instance_uid: str) -> list[str]:
+        """The spool path of one instance per series (the first by instance number)."""
+        with self.database.connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT ON (series_instance_uid) path FROM instances"
+                " WHERE study_instance_uid = %s"
+                " ORDER BY series_instance_uid, instance_number NULLS LAST, sop_instance_uid",
+                (study_instance_uid,),
+            ).fetchall()
+        return [row["path"] for row in rows]
 
     # -- studies as the flow sees them ------------------------------------------------------
 

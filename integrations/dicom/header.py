@@ -52,6 +52,8 @@ INSTANCE_NUMBER = 0x00200013
 LATERALITY = 0x00200060
 FRAME_ANATOMY_SEQUENCE = 0x00209071
 SHARED_FUNCTIONAL_GROUPS_SEQUENCE = 0x52009229
+REQUEST_ATTRIBUTES_SEQUENCE = 0x00400275
+REQUESTED_PROCEDURE_PRIORITY = 0x00401003
 CODE_ELEMENTS = frozenset({CODE_VALUE, CODING_SCHEME_DESIGNATOR, CODE_MEANING, LONG_CODE_VALUE})
 
 WANTED = frozenset(
@@ -84,6 +86,9 @@ WANTED = frozenset(
         # Enhanced (multi-frame) objects put Anatomic Region Sequence in the Frame Anatomy
         # functional group; only the shared groups are read (one small item), never per-frame.
         SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+        # the order an image was acquired for: top level, or in the Request Attributes
+        REQUESTED_PROCEDURE_PRIORITY,
+        REQUEST_ATTRIBUTES_SEQUENCE,
     }
 )
 
@@ -118,6 +123,8 @@ class InstanceHeader:
     instance_number: int | None = None
     laterality: str = ""
     view_position: str = ""
+    # (0040,1003), top level or in the Request Attributes Sequence: STAT, HIGH, ROUTINE...
+    requested_procedure_priority: str = ""
     station_name: str = ""
     anatomic_regions: tuple[AnatomicRegion, ...] = ()
 
@@ -210,7 +217,25 @@ def parse_dataset(dataset_bytes: bytes, transfer_syntax_uid: str) -> InstanceHea
         view_position=text(VIEW_POSITION).upper(),
         station_name=decoded(STATION_NAME),
         anatomic_regions=_anatomic_regions(values, transfer_syntax_uid),
+        requested_procedure_priority=_requested_procedure_priority(values, transfer_syntax_uid),
     )
+
+
+def _requested_procedure_priority(values: dict[int, bytes], transfer_syntax_uid: str) -> str:
+    """(0040,1003) at the top level, else from the first Request Attributes item giving it."""
+    raw = values.get(REQUESTED_PROCEDURE_PRIORITY, b"")
+    if not raw:
+        wanted = frozenset({REQUESTED_PROCEDURE_PRIORITY})
+        items = _items(values.get(REQUEST_ATTRIBUTES_SEQUENCE), transfer_syntax_uid, wanted)
+        raw = next(
+            (
+                item[REQUESTED_PROCEDURE_PRIORITY]
+                for item in items
+                if item.get(REQUESTED_PROCEDURE_PRIORITY)
+            ),
+            b"",
+        )
+    return _ascii(raw).upper()
 
 
 def _anatomic_regions(
