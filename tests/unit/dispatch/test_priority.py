@@ -55,9 +55,10 @@ def test_order_priority_outranks_every_study_type_rule():
     assert value(KNEE_XRAY, requested_priorities=["HIGH"]) > value(HEAD_CT)
     assert value(HEAD_CT, requested_priorities=["LOW"]) < value(KNEE_XRAY)
     # several images, several orders: the most urgent one counts
-    assert decide_priority(
-        [CHEST_XRAY], requested_priorities=["ROUTINE", "", "STAT"]
-    ).order is OrderPriority.STAT
+    assert (
+        decide_priority([CHEST_XRAY], requested_priorities=["ROUTINE", "", "STAT"]).order
+        is OrderPriority.STAT
+    )
 
 
 @pytest.mark.parametrize(
