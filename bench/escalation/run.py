@@ -317,6 +317,19 @@ def wait_closed(database: Any, study_uids: list[str], timeout: float = 120.0) ->
     raise TimeoutError("the routine studies were not queued")
 
 
+def wait_busy(database: Any, workers: int, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with database.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) AS n FROM dispatch WHERE state = 'running'"
+            ).fetchone()
+        if row["n"] >= workers:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"fewer than {workers} workers took a study")
+
+
 def bench_fault(
     count: int,
     models: Path,
@@ -371,6 +384,9 @@ def bench_fault(
                         uids.append(str(datasets[0].StudyInstanceUID))
                         sent += 1
                     wait_closed(database, uids)
+                    # every worker is started and busy with a routine study (the first time,
+                    # this waits for the workers to load their models)
+                    wait_busy(database, settings.worker.count)
                     datasets = chain_study(index)
                     send(datasets, settings, AE)
                     study_uid = datasets[0].StudyInstanceUID
