@@ -44,7 +44,7 @@ from integrations.dicom.header import read_header
 from integrations.dicom.priority import StudyPriority, decide_priority
 from integrations.dicom.routing import SeriesInfo, route_study
 from integrations.emr.identifiers import MrnRules
-from integrations.errors import DatasetError
+from integrations.errors import DatasetError, StoreError
 from integrations.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,13 @@ class StudyCloser:
         study = self.store.study(study_instance_uid)
         if study is not None and study.patient_id:
             key = self.patients.rules.dicom_key(study.patient_id, study.issuer_of_patient_id)
-            context = self.patients.context(str(key))
+            try:
+                context = self.patients.context(str(key))
+            except StoreError as error:  # a broken merge chain must not stop study close
+                log.warning(
+                    "study %s: no ADT context for its priority: %s", study_instance_uid, error
+                )
+                context = None
             patient_class = context.patient_class if context else ""
         return decide_priority(
             series,
@@ -117,8 +123,7 @@ class StudyCloser:
                 activity, route, reason.value, self.policy.quiet_seconds, priority
             ):
                 closed += 1
-                if route.is_routed:
-                    assert priority is not None
+                if priority is not None:
                     log.info(
                         "study %s closed (%s), generation %d, analyzers %s, priority %d: %s",
                         activity.study_instance_uid,
