@@ -141,13 +141,19 @@ def _encoded(dataset: Dataset, implicit: bool = False) -> bytes:
 
 
 @pytest.mark.parametrize("implicit", [False, True])
-def test_header_reads_requested_procedure_priority_from_the_request_attributes(implicit):
+@pytest.mark.parametrize("defined_length", [False, True])
+def test_header_reads_requested_procedure_priority_from_the_request_attributes(
+    implicit, defined_length
+):
     dataset = make_instance("prio-1")
     request = Dataset()
     request.RequestedProcedureID = "RP1"
     request.StudyInstanceUID = dataset.StudyInstanceUID
     request.RequestedProcedurePriority = "stat"
     dataset.RequestAttributesSequence = Sequence([request])
+    if defined_length:  # an implicit VR sequence of defined length is walked only when wanted
+        dataset["RequestAttributesSequence"].is_undefined_length = False
+        request.is_undefined_length_sequence_item = False
     header = read_header(_encoded(dataset, implicit))
     assert header.requested_procedure_priority == "STAT"
     assert header.study_instance_uid == dataset.StudyInstanceUID  # not the item's copy
