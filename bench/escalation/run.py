@@ -338,6 +338,7 @@ def bench_fault(
     routine: int,
     http: RecordingHttpServer,
     smtp: RecordingSmtpServer,
+    fifo: bool = False,
 ) -> dict[str, list[float]]:
     from pynetdicom import AE
 
@@ -362,12 +363,15 @@ def bench_fault(
                 '\n[[routing.rules]]\nname = "ankle"\nmodality = ["DX", "CR"]\n'
                 'body_part = ["ANKLE"]\nanalyzers = ["msk-fracture"]\n'
             )
+            if fifo:  # the reference: every study ranks 0, claims follow close time
+                handle.write("\n[worker]\npriority_rules = []\n")
         os.environ.pop("PREFECT_API_URL", None)
         os.environ["PACSFLOW_ESCALATION__WEBHOOK_SECRET"] = WEBHOOK_SECRET
         settings = load_settings(config)
         print(
             f"fault run: PACS {mode} (port {pacs_port}), {settings.worker.count} warm workers"
-            f" (the default here), {routine} routine studies ahead; store path: {store_path()}",
+            f" (the default here), {routine} routine studies ahead; store path: {store_path()};"
+            f" claims {'in close order (--fifo)' if fifo else 'by priority'}",
             flush=True,
         )
         with running_site(settings) as _site:
@@ -408,7 +412,8 @@ def bench_fault(
                     )
             finally:
                 database.close()
-    return {f"fault ({mode})": latencies, "queued or running at close": ahead}
+    label = f"fault ({mode}{', fifo' if fifo else ''})"
+    return {label: latencies, "queued or running at close": ahead}
 
 
 def wait_for_run(database: Any, study_uid: str, timeout: float = 300.0) -> None:
@@ -464,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
         "--fault", choices=["closed", "blackhole"], help="the fault run: PACS down this way"
     )
     parser.add_argument("--routine", type=int, default=20, help="routine studies ahead (--fault)")
+    parser.add_argument(
+        "--fifo", action="store_true", help="reference: claims in close order (--fault)"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # before prefect is imported
     logging.basicConfig(level=logging.WARNING)
@@ -473,7 +481,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.fault:
             results = bench_fault(
-                args.studies, Path(args.models), args.quiet, args.fault, args.routine, http, smtp
+                args.studies,
+                Path(args.models),
+                args.quiet,
+                args.fault,
+                args.routine,
+                http,
+                smtp,
+                fifo=args.fifo,
             )
         elif args.chain:
             results = bench_chain(args.studies, Path(args.models), args.quiet, http, smtp)
