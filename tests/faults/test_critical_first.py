@@ -42,10 +42,10 @@ def dispatch_states(database) -> dict[str, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
+@pytest.mark.skipif(
     not HAS_RESULTS_OUTBOX,
-    reason="without the results outbox (issue 9 item 1) every worker waits on the PACS retries",
-    strict=True,
+    reason="needs the results outbox (issue 9 item 1): without it a worker waits on the PACS"
+    " retries, and the page misses 60 s whenever both workers are in them (bench.escalation)",
 )
 def test_critical_study_behind_20_routine_pages_within_60_s_while_the_pacs_is_down(
     settings_factory, node_port, prefect_api_url, demo_models_dir, notify_http, notify_smtp,
