@@ -107,6 +107,8 @@ def test_sigkilled_worker_study_is_finished_by_another_with_one_sr_and_one_page(
     with SwitchablePacsLink(clean_orthanc.dicom_port) as link, running_node(settings) as site:
         env = worker_env(settings, prefect_api_url, PACSFLOW_PACS__PORT=str(link.port))
         workers = {name: start_worker(name, env, logs) for name in ("worker-a", "worker-b")}
+        # results reach the PACS through the results outbox and its sender
+        sender = start_worker("results-sender", env, logs, ("results-sender",))
         try:
             assert (
                 clean_orthanc.client.send_study("pacsflow", [study_uid])["FailedInstancesCount"]
@@ -172,6 +174,7 @@ def test_sigkilled_worker_study_is_finished_by_another_with_one_sr_and_one_page(
             assert prefect_state(prefect_api_url, done["flow_run_id"])["type"] == "COMPLETED"
             assert done["flow_run_id"] != lost_run_id
 
+            wait_for(lambda: sr_instances(clean_orthanc, study_uid), 60, "the SR in Orthanc")
             time.sleep(2.0)  # anything late would arrive now
             assert sr_instances(clean_orthanc, study_uid) == 1
             assert len(pneumothorax_pages(notify_http)) == 1
@@ -190,5 +193,5 @@ def test_sigkilled_worker_study_is_finished_by_another_with_one_sr_and_one_page(
             assert [row["analyzer"] for row in analyses] == ["chest-xray"]
             assert state == "done"
         finally:
-            for process in workers.values():
+            for process in [*workers.values(), sender]:
                 stop_worker(process)

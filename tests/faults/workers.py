@@ -33,11 +33,14 @@ def worker_env(settings: Settings, prefect_api_url: str, **overrides: str) -> di
     return {**env, **overrides}
 
 
-def start_worker(name: str, env: dict[str, str], folder: Path) -> subprocess.Popen:
+def start_worker(
+    name: str, env: dict[str, str], folder: Path, command: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """``pacsflow worker --name NAME`` (or another ``command``), its output in NAME.log."""
     folder.mkdir(parents=True, exist_ok=True)
     log = open(folder / f"{name}.log", "wb")  # noqa: SIM115 - the child holds it
     return subprocess.Popen(
-        [sys.executable, "-m", "deployments.cli", "worker", "--name", name],
+        [sys.executable, "-m", "deployments.cli", *(command or ("worker", "--name", name))],
         env=env,
         cwd=folder,
         stdout=log,
