@@ -43,6 +43,7 @@ from pydantic_settings import (
 
 from integrations.dicom.ae import AllowedCaller, normalize_ae_title
 from integrations.dicom.body_part import BodyPartOverride
+from integrations.dicom.priority import DEFAULT_RULES, PriorityRule
 from integrations.dicom.routing import Rule
 from integrations.dicom.uids import is_valid_uid
 from integrations.errors import ConfigError

@@ -11,7 +11,12 @@ import yaml
 
 from deployments.catalog import DEPLOYMENTS
 from integrations.errors import ConfigError
-from integrations.settings import DEFAULT_WORK_POOL, DEFAULT_WORK_QUEUE, load_settings
+from integrations.settings import (
+    DEFAULT_WORK_POOL,
+    DEFAULT_WORK_QUEUE,
+    default_worker_count,
+    load_settings,
+)
 
 PREFECT_YAML = Path(__file__).resolve().parents[3] / "prefect.yaml"
 
@@ -43,7 +48,7 @@ def test_process_study_is_on_the_pool_and_queue_the_dispatcher_uses(project):
 @pytest.mark.parametrize(
     ("worker", "pool", "warm"),
     [
-        ({}, False, 1),
+        ({}, False, default_worker_count()),  # the default follows the machine
         ({"count": 0}, True, 0),
         ({"count": 3, "route": "work-pool"}, True, 0),
     ],
