@@ -119,14 +119,15 @@ class StudyCloser:
             priority = (
                 self.priority_of(activity.study_instance_uid, series) if route.is_routed else None
             )
-            if self.store.close_study(
+            study_key = self.store.close_study(
                 activity, route, reason.value, self.policy.quiet_seconds, priority
-            ):
+            )
+            if study_key is not None:
                 closed += 1
                 if priority is not None:
                     log.info(
                         "study %s closed (%s), generation %d, analyzers %s, priority %d: %s",
-                        activity.study_instance_uid,
+                        study_key,
                         reason.value,
                         activity.generation,
                         ", ".join(route.analyzers),
@@ -136,7 +137,7 @@ class StudyCloser:
                 else:
                     log.warning(
                         "study %s closed unrouted: %s",
-                        activity.study_instance_uid,
+                        study_key,
                         route.unrouted_reason,
                     )
         return closed

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import logging
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 from pydicom import dcmread
 
 from integrations.db.analyses import AnalysisStore, BuiltObject
@@ -44,9 +42,7 @@ from models.interval_change import PriorComparison, compare_with_prior
 from models.results import AnalysisResult, UrgencyTier
 from tasks.context import AnalysisRef, PriorRef, ResultObjectRef, StudyContext
 from tasks.runtime import get_runtime
-from tasks.steps import recorded_step
-
-log = logging.getLogger(__name__)
+from tasks.steps import recorded_step, step_log
 
 
 def interval_change(result: AnalysisResult, prior: PriorRef) -> PriorComparison | None:
@@ -63,7 +59,7 @@ def interval_change(result: AnalysisResult, prior: PriorRef) -> PriorComparison 
 
 def _warn(message: str) -> None:
     """A WARNING in the task run's log (the module log outside a run)."""
-    _run_log().warning(message)
+    step_log().warning(message)
 
 
 def content_time(context: StudyContext) -> datetime.datetime:
@@ -253,14 +249,6 @@ def build_overlays(context: StudyContext, analysis: AnalysisRef) -> list[ResultO
         return refs
 
 
-def _run_log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The task run's log (shown in the Prefect UI); the module's log outside a run."""
-    try:
-        return get_run_logger()  # type: ignore[return-value]
-    except MissingContextError:
-        return log
-
-
 def _enqueue(step: str, context: StudyContext, objects: list[ResultObjectRef], part: Part) -> int:
     """Queue the objects for the PACS in the results outbox; the results sender delivers.
 
@@ -285,7 +273,7 @@ def _enqueue(step: str, context: StudyContext, objects: list[ResultObjectRef], p
         if added < len(queued):
             detail["already_waiting"] = len(queued) - added
         if queued:
-            _run_log().info("queued %d objects for PACS %s", len(queued), peer)
+            step_log().info("queued %d objects for PACS %s", len(queued), peer)
         return len(queued)
 
 

@@ -314,11 +314,12 @@ class StudyStore:
         close_reason: str,
         quiet_seconds: float,
         priority: StudyPriority | None = None,
-    ) -> bool:
+    ) -> str | None:
         """Close one generation of a study and queue its run (or mark it unrouted).
 
-        Returns False when the study moved on meanwhile (a new instance arrived): the
-        condition is re-checked inside the same statement, so nothing is closed early.
+        Returns the study key, or None when the study moved on meanwhile (a new instance
+        arrived): the condition is re-checked inside the same statement, so nothing is closed
+        early.
         ``priority`` places the run in the queue (see ``integrations.dicom.priority``).
         """
         state = "queued" if route.is_routed else "unrouted"
@@ -330,7 +331,7 @@ class StudyStore:
                 " WHERE study_instance_uid = %(uid)s AND generation = %(generation)s"
                 "   AND state = 'receiving'"
                 "   AND last_received_at = %(last)s"
-                " RETURNING closed_at",
+                " RETURNING closed_at, study_key",
                 {
                     "state": state,
                     "reason": close_reason,
@@ -342,7 +343,7 @@ class StudyStore:
                 },
             ).fetchone()
             if closed is None:
-                return False
+                return None
             if route.is_routed:
                 self._enqueue(
                     conn,
@@ -352,7 +353,7 @@ class StudyStore:
                     closed["closed_at"],
                     priority,
                 )
-        return True
+        return str(closed["study_key"])
 
     def _enqueue(
         self,
