@@ -29,22 +29,15 @@ class Runtime:
 
     @property
     def pacs(self) -> DicomClient:
-        pacs = self.settings.pacs
-        return DicomClient(
-            Peer(
-                ae_title=pacs.ae_title,
-                host=pacs.host,
-                port=pacs.port,
-                calling_ae_title=self.settings.node.ae_title,
-                timeout_seconds=pacs.timeout_seconds,
-                role="PACS",
-            )
-        )
+        return self._pacs_client()
 
     @property
     def pacs_for_priors(self) -> DicomClient:
         """The PACS as the prior search calls it: a short wait to connect and associate, so a
         PACS that is down costs the run ``[priors] timeout_seconds``, then "no prior"."""
+        return self._pacs_client(connect_timeout_seconds=self.settings.priors.timeout_seconds)
+
+    def _pacs_client(self, connect_timeout_seconds: float | None = None) -> DicomClient:
         pacs = self.settings.pacs
         return DicomClient(
             Peer(
@@ -53,7 +46,7 @@ class Runtime:
                 port=pacs.port,
                 calling_ae_title=self.settings.node.ae_title,
                 timeout_seconds=pacs.timeout_seconds,
-                connect_timeout_seconds=self.settings.priors.timeout_seconds,
+                connect_timeout_seconds=connect_timeout_seconds,
                 role="PACS",
             )
         )
