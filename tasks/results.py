@@ -35,7 +35,7 @@ from integrations.dicom.result_objects import (
     as_prior_comparison,
     build_result_objects,
 )
-from integrations.dicom.result_sender import pacs_peer
+from integrations.dicom.scu import pacs_peer
 from integrations.escalation.channels import outbox_priority
 from integrations.result_files import load_analysis, save_dataset, study_results_dir
 from models.interval_change import PriorComparison, compare_with_prior

@@ -14,7 +14,7 @@ from functools import cached_property
 
 from integrations.db.connection import Database, open_database
 from integrations.db.store import StudyStore
-from integrations.dicom.scu import DicomClient, Peer
+from integrations.dicom.scu import DicomClient, pacs_peer
 from integrations.settings import Settings, load_settings
 
 
@@ -38,17 +38,8 @@ class Runtime:
         return self._pacs_client(connect_timeout_seconds=self.settings.priors.timeout_seconds)
 
     def _pacs_client(self, connect_timeout_seconds: float | None = None) -> DicomClient:
-        pacs = self.settings.pacs
         return DicomClient(
-            Peer(
-                ae_title=pacs.ae_title,
-                host=pacs.host,
-                port=pacs.port,
-                calling_ae_title=self.settings.node.ae_title,
-                timeout_seconds=pacs.timeout_seconds,
-                connect_timeout_seconds=connect_timeout_seconds,
-                role="PACS",
-            )
+            pacs_peer(self.settings, connect_timeout_seconds=connect_timeout_seconds)
         )
 
     def close(self) -> None:

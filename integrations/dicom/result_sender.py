@@ -49,7 +49,7 @@ from integrations.db.results_outbox import (
 )
 from integrations.db.store import StudyStore
 from integrations.db.worklist import WorklistStore
-from integrations.dicom.scu import DicomClient, Peer
+from integrations.dicom.scu import DicomClient, pacs_peer
 from integrations.emr.retry import Disposition, Outcome, RetrySchedule, failed, retry, sent
 from integrations.emr.sender import QueueSender
 from integrations.errors import (
@@ -69,18 +69,6 @@ log = logging.getLogger(__name__)
 
 ALERT_CHECK_SECONDS = 30.0
 MAX_STUDIES_NAMED = 10
-
-
-def pacs_peer(settings: Settings) -> Peer:
-    pacs = settings.pacs
-    return Peer(
-        ae_title=pacs.ae_title,
-        host=pacs.host,
-        port=pacs.port,
-        calling_ae_title=settings.node.ae_title,
-        timeout_seconds=pacs.timeout_seconds,
-        role="PACS",
-    )
 
 
 def _describe(error: Exception) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydicom import Dataset
 from pydicom.filereader import read_file_meta_info
@@ -34,6 +35,9 @@ from integrations.errors import (
     PeerRejectedError,
     PeerUnavailableError,
 )
+
+if TYPE_CHECKING:
+    from integrations.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,20 @@ class Peer:
     @property
     def named(self) -> str:
         return f"{self.role} {self.label}"
+
+
+def pacs_peer(settings: Settings, *, connect_timeout_seconds: float | None = None) -> Peer:
+    """The site's ``[pacs]`` as this node calls it (stores, queries and moves alike)."""
+    pacs = settings.pacs
+    return Peer(
+        ae_title=pacs.ae_title,
+        host=pacs.host,
+        port=pacs.port,
+        calling_ae_title=settings.node.ae_title,
+        timeout_seconds=pacs.timeout_seconds,
+        connect_timeout_seconds=connect_timeout_seconds,
+        role="PACS",
+    )
 
 
 # PS3.8 9.3.4 A-ASSOCIATE-RJ: (source, reason/diagnostic) in plain words.
