@@ -659,6 +659,9 @@ class EscalationSettings(Section):
     claim_seconds: Annotated[float, Field(ge=5, le=600)] = 120.0
     # Retry pause for an escalation no channel could deliver.
     undelivered_retry_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0
+    # /api/escalations and /metrics answer a console login, or this bearer token (the name of
+    # the environment variable holding it; unset = login only), for monitoring.
+    api_token_env: str = "PACSFLOW_ESCALATION_API_TOKEN"
 
     @field_validator("timezone")
     @classmethod
@@ -882,6 +885,82 @@ class FhirSettings(Section):
         return self
 
 
+class ConsoleSettings(Section):
+    """The web console (``pacsflow console``): worklist, studies, analytics, system, audit.
+
+    ``session_secret_env`` names the environment variable holding the key that signs session
+    cookies and acknowledgement links (at least 32 characters); the escalation service reads
+    the same variable to accept a console login. ``cookie_secure`` stays on except for plain
+    http on localhost (tests, a demo).
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 8480
+    # How people reach the console (links from the escalation service's acknowledge pages).
+    base_url: HttpUrl = "http://127.0.0.1:8480"
+    session_secret_env: str = "PACSFLOW_CONSOLE_SECRET"
+    idle_timeout_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 15.0
+    # A session ends after this long whatever the activity (the roles are re-read at login).
+    max_session_hours: Annotated[float, Field(gt=0, le=7 * 24)] = 12.0
+    cookie_secure: bool = True
+    same_site: Literal["lax", "strict"] = "lax"
+    # An acknowledge link on a console page or from a notification is valid this long.
+    ack_link_minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)] = 60.0
+    # The Prefect UI, for the run link on a study page ('' = from PREFECT_API_URL).
+    prefect_ui_url: str = ""
+
+
+class LdapSettings(Section):
+    """The directory people log in with: bind as the user, then read their groups.
+
+    Either ``user_dn_template`` (``uid={username},ou=people,...``), or ``user_search_base``
+    with ``user_filter`` (``(uid={username})``; searched with ``bind_dn`` /
+    ``bind_password_env`` or anonymously). Groups: ``groupOfNames`` under
+    ``group_search_base`` whose ``member`` is the user's DN, and the user's ``memberOf``.
+    """
+
+    url: str = ""
+    start_tls: bool = False
+    user_dn_template: str = ""
+    user_search_base: str = ""
+    user_filter: str = "(uid={username})"
+    bind_dn: str = ""
+    bind_password_env: str = "PACSFLOW_LDAP_BIND_PASSWORD"
+    group_search_base: str = ""
+    group_filter: str = "(&(objectClass=groupOfNames)(member={user_dn}))"
+    display_name_attribute: str = "cn"
+    # A CA file for ldaps:// and StartTLS ('' = the system's).
+    ca_file: str = ""
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    group_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
+
+    @field_validator("url")
+    @classmethod
+    def _ldap_url(cls, value: str) -> str:
+        if value and not re.match(r"^ldaps?://[^\s/]+", value):
+            raise ValueError("must be an ldap:// or ldaps:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _how_to_find_users(self) -> LdapSettings:
+        if self.user_dn_template and "{username}" not in self.user_dn_template:
+            raise ValueError("user_dn_template must contain {username}")
+        if self.user_search_base and "{username}" not in self.user_filter:
+            raise ValueError("user_filter must contain {username}")
+        return self
+
+
+class RbacSettings(Section):
+    """Roles from directory groups: each key is a list of group DNs. No per-user grants."""
+
+    radiologist: list[str] = Field(default_factory=list)
+    emergency_physician: list[str] = Field(default_factory=list)
+    technologist: list[str] = Field(default_factory=list)
+    department_head: list[str] = Field(default_factory=list)
+    it_admin: list[str] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     """All of pacsflow's configuration. Build it with :func:`load_settings`."""
 
@@ -911,6 +990,9 @@ class Settings(BaseSettings):
     emr: EmrSettings = Field(default_factory=EmrSettings)
     ris: RisSettings = Field(default_factory=RisSettings)
     fhir: FhirSettings = Field(default_factory=FhirSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    ldap: LdapSettings = Field(default_factory=LdapSettings)
+    rbac: RbacSettings = Field(default_factory=RbacSettings)
 
     # Set by load_settings: the file the settings came from (None when none was read).
     config_path: Path | None = None
