@@ -136,6 +136,7 @@ def create_app(
     templates = Environment(
         loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["j2", "html"])
     )
+    templates.filters["person"] = views.person_name
     mapping = role_mapping(settings.rbac)
     cookie = settings.console
     ack_link_seconds = settings.console.ack_link_minutes * 60
@@ -287,7 +288,9 @@ def create_app(
         request.state.session = session
         console.record("user_login", user.username, host, success=True)
         log.info("console login %s (%s)", user.username, ", ".join(sorted(roles)))
-        return RedirectResponse(target or landing(session), status_code=303)
+        # "/" is where everyone lands first: send each role to its own first page instead.
+        destination = target if target not in ("", "/") else landing(session)
+        return RedirectResponse(destination, status_code=303)
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:

@@ -27,6 +27,13 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
 
 
+def person_name(value: str) -> str:
+    """A DICOM PN (``Family^Given^Middle``) as people read it: ``Family, Given Middle``."""
+    family, _, rest = (value or "").partition("^")
+    given = " ".join(part for part in rest.split("^") if part)
+    return f"{family}, {given}" if given else family
+
+
 def processing_status(row: dict[str, Any]) -> str:
     status = str(row.get("status") or "received")
     return PROCESSING_STATUS.get(status, "analysing" if row.get("analysing_at") else "received")

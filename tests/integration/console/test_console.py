@@ -87,7 +87,7 @@ def test_role_route_matrix(console_site, user):
         assert critical["tier"] == "Critical" and critical["primary_finding"] == PRIMARY_FINDING
         assert "primary_probability" not in critical
         assert critical["acknowledge"] and critical["acknowledge"][0].startswith("/ack/")
-        assert "Crowley^Carla" in client.get("/").text
+        assert "Crowley, Carla" in client.get("/").text
     if user == "tech":
         items = worklist.json()["studies"]
         assert {s["status"] for s in items} == {"results stored"}
