@@ -661,7 +661,7 @@ class EscalationSettings(Section):
     undelivered_retry_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0
     # /api/escalations and /metrics answer a console login, or this bearer token (the name of
     # the environment variable holding it; unset = login only), for monitoring.
-    api_token_env: str = "PACSFLOW_ESCALATION_API_TOKEN"
+    api_bearer_env: str = "PACSFLOW_ESCALATION_API_TOKEN"
 
     @field_validator("timezone")
     @classmethod
@@ -916,7 +916,7 @@ class LdapSettings(Section):
 
     Either ``user_dn_template`` (``uid={username},ou=people,...``), or ``user_search_base``
     with ``user_filter`` (``(uid={username})``; searched with ``bind_dn`` /
-    ``bind_password_env`` or anonymously). Groups: ``groupOfNames`` under
+    ``bind_credentials_env`` or anonymously). Groups: ``groupOfNames`` under
     ``group_search_base`` whose ``member`` is the user's DN, and the user's ``memberOf``.
     """
 
@@ -926,7 +926,7 @@ class LdapSettings(Section):
     user_search_base: str = ""
     user_filter: str = "(uid={username})"
     bind_dn: str = ""
-    bind_password_env: str = "PACSFLOW_LDAP_BIND_PASSWORD"
+    bind_credentials_env: str = "PACSFLOW_LDAP_BIND_CREDENTIALS"
     group_search_base: str = ""
     group_filter: str = "(&(objectClass=groupOfNames)(member={user_dn}))"
     display_name_attribute: str = "cn"

@@ -8,7 +8,7 @@ acknowledges, because mail scanners and link previews fetch every link they see)
 ``POST /api/ack/{token}`` is the same for integrations that hold the person's console
 session (a JSON body; any ``by`` is ignored). ``GET /metrics`` (Prometheus text) and
 ``GET /api/escalations`` (the open ones, with findings) answer a console login with the
-right role or the bearer token named by ``[escalation] api_token_env``.
+right role or the bearer token named by ``[escalation] api_bearer_env``.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def create_app(engine: EscalationEngine) -> FastAPI:
     store = engine.store
     signer = _console_signer(engine)
     console = engine.settings.console
-    api_token = os.environ.get(engine.escalation.api_token_env, "")
+    api_token = os.environ.get(engine.escalation.api_bearer_env, "")
 
     def session_of(request: Request) -> Session | None:
         return signer.load(request.cookies.get(SESSION_COOKIE)) if signer else None

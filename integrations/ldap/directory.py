@@ -72,7 +72,9 @@ class Directory:
         conn = self._connect()
         try:
             if settings.bind_dn:
-                conn.simple_bind_s(settings.bind_dn, os.environ.get(settings.bind_password_env, ""))
+                conn.simple_bind_s(
+                    settings.bind_dn, os.environ.get(settings.bind_credentials_env, "")
+                )
             found = conn.search_s(
                 settings.user_search_base,
                 ldap.SCOPE_SUBTREE,
