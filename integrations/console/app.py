@@ -475,14 +475,20 @@ def create_app(
     async def api_audit(
         request: Request, user: str = "", kind: str = "", event_id: str = "", limit: int = 100
     ) -> dict[str, Any]:
-        require(request, View.AUDIT)
+        session = require(request, View.AUDIT)
+        await run_in_threadpool(
+            console.record, "audit_log_used", session.username, client_host(request)
+        )
         return await audit_data(user, kind, event_id, limit)
 
     @app.get("/audit", response_class=HTMLResponse)
     async def audit_page(
         request: Request, user: str = "", kind: str = "", event_id: str = "", limit: int = 100
     ) -> HTMLResponse:
-        require(request, View.AUDIT)
+        session = require(request, View.AUDIT)
+        await run_in_threadpool(
+            console.record, "audit_log_used", session.username, client_host(request)
+        )
         data = await audit_data(user, kind, event_id, limit)
         return page(
             request,
@@ -560,14 +566,7 @@ def create_app(
         result = await run_in_threadpool(
             console.engine.acknowledge, token, acknowledging_person(console, session), "console"
         )
-        if result is not None and result.newly_acknowledged:
-            await run_in_threadpool(
-                console.record,
-                "finding_acknowledged",
-                result.record.study_instance_uid,
-                user=session.username,
-                via="console",
-            )
+        # The engine audits the acknowledgement itself (one record, whichever door it came by).
         context = await run_in_threadpool(ack_context, result.record if result else record)
         title = "Acknowledged" if result and result.newly_acknowledged else "Already acknowledged"
         return page(

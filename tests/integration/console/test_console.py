@@ -222,3 +222,32 @@ def test_acknowledgement_needs_a_login_and_records_the_person(console_site):
     )
     assert "Already acknowledged" in again.text
     assert store.by_token(console_site.ack_token).acknowledged_by == "surg1 (Dr Sam Surgeon)"
+
+
+def test_logins_views_exports_and_acknowledgements_are_audited(console_site):
+    """Runs once the ATNA audit trail (integrations.audit) is in the build."""
+    pytest.importorskip("integrations.audit.trail")
+    from integrations.db.audit import AuditStore
+
+    critical = console_site.studies["critical"]
+    client = console_site.client()
+    assert client.post("/login", data={"username": "rad", "password": "wrong"}).status_code == 401
+    client.post("/login", data={"username": "nobody", "password": "nobodypw"})
+    console_site.login("rad", client)
+    assert client.get(f"/studies/{critical}").status_code == 200
+    assert client.get(f"/api/studies/{critical}").status_code == 200
+    link = next(s for s in client.get("/api/worklist").json()["studies"] if s["key"] == critical)[
+        "acknowledge"
+    ][0]
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get(link).text).group(1)
+    assert "Acknowledged" in client.post(link, data={"csrf_token": csrf}).text
+    records = AuditStore(console_site.database).search(limit=50)
+    kinds = [(r.kind, r.user_id, r.study_instance_uid) for r in reversed(records)]
+    assert ("login_failed", "rad", None) in kinds
+    assert ("login_failed", "nobody", None) in kinds
+    assert ("login", "rad", None) in kinds
+    assert ("view", "rad", critical) in kinds
+    assert ("export", "rad", critical) in kinds
+    assert [k for k in kinds if k[0] == "acknowledgement"] == [
+        ("acknowledgement", "rad (Dr Rhea Radiologist)", critical)
+    ]
