@@ -337,7 +337,7 @@ def create_app(
     # -- one study --------------------------------------------------------------------------
 
     def load_study(key: str) -> dict[str, Any] | None:
-        data = console.queries.study(key)
+        data = console.queries.study(console.queries.resolve(key))
         if data is None:
             return None
         analyses = []
@@ -387,6 +387,7 @@ def create_app(
         return page(request, "study.html.j2", {"title": "Study", "study": detail})
 
     def render_overlay(key: str, analyzer: str, index: int) -> bytes | None:
+        key = console.queries.resolve(key)
         row = next(
             (a for a in console.queries.analyses.analyses(key) if a["analyzer"] == analyzer), None
         )

@@ -8,6 +8,7 @@ code does.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from integrations.db.analyses import AnalysisStore
@@ -17,6 +18,8 @@ from integrations.db.store import StudyStore
 from integrations.db.worklist import WorklistStore
 
 OUTBOX_TABLES = ("hl7_outbox", "fhir_outbox", "results_outbox", "audit_outbox")
+# The opaque study key (migration 041): what links and the operator's views carry.
+STUDY_KEY = re.compile(r"^S[0-9A-HJKMNP-TV-Z]{12}$", re.IGNORECASE)
 
 
 class ConsoleQueries:
@@ -26,12 +29,53 @@ class ConsoleQueries:
         self.studies = StudyStore(database)
         self.analyses = AnalysisStore(database)
         self.escalations = EscalationStore(database)
+        self._has_study_key: bool | None = None
+
+    def has_study_key(self) -> bool:
+        if self._has_study_key is None:
+            with self.database.connection() as conn:
+                self._has_study_key = (
+                    conn.execute(
+                        "SELECT 1 FROM information_schema.columns WHERE table_name = 'studies'"
+                        " AND column_name = 'study_key' AND table_schema = current_schema()"
+                    ).fetchone()
+                    is not None
+                )
+        return self._has_study_key
+
+    def study_keys(self, study_uids: list[str]) -> dict[str, str]:
+        """Study Instance UID -> the study's opaque key (the UID itself before migration 041)."""
+        if not study_uids or not self.has_study_key():
+            return {uid: uid for uid in study_uids}
+        with self.database.connection() as conn:
+            found = conn.execute(
+                "SELECT study_instance_uid, study_key FROM studies"
+                " WHERE study_instance_uid = ANY(%s)",
+                (study_uids,),
+            ).fetchall()
+        keys = {row["study_instance_uid"]: row["study_key"] for row in found}
+        return {uid: keys.get(uid, uid) for uid in study_uids}
+
+    def resolve(self, key: str) -> str:
+        """The Study Instance UID a route's key names (an opaque study key, or a UID)."""
+        if self.has_study_key() and STUDY_KEY.match(key):
+            with self.database.connection() as conn:
+                row = conn.execute(
+                    "SELECT study_instance_uid FROM studies WHERE study_key = %s",
+                    (key.upper(),),
+                ).fetchone()
+            if row:
+                return str(row["study_instance_uid"])
+        return key
 
     def worklist_rows(self, limit: int = 200) -> list[dict[str, Any]]:
         rows = self.worklist.rows(limit)
-        tokens = self._open_ack_tokens([row["study_instance_uid"] for row in rows])
+        uids = [row["study_instance_uid"] for row in rows]
+        tokens = self._open_ack_tokens(uids)
+        keys = self.study_keys(uids)
         for row in rows:
             row["ack_tokens"] = tokens.get(row["study_instance_uid"], [])
+            row["study_key"] = keys[row["study_instance_uid"]]
         return rows
 
     def _open_ack_tokens(self, study_uids: list[str]) -> dict[str, list[str]]:
@@ -65,6 +109,7 @@ class ConsoleQueries:
             ).fetchone()
         escalations = self.escalations.for_study(study_instance_uid)
         return {
+            "key": self.study_keys([study_instance_uid])[study_instance_uid],
             "study": record,
             "worklist": self.worklist.get(study_instance_uid),
             "analyses": self.analyses.analyses(study_instance_uid),

@@ -44,7 +44,7 @@ def worklist_item(
 ) -> dict[str, Any]:
     """One worklist row as the role sees it; ``ack_link`` signs an acknowledge link."""
     item: dict[str, Any] = {
-        "key": row["study_instance_uid"],
+        "key": row.get("study_key") or row["study_instance_uid"],
         "patient_name": row.get("patient_name") or "",
         "patient_id": row.get("patient_id") or "",
         "accession_number": row.get("accession_number") or "",
@@ -77,7 +77,7 @@ def study_detail(
     run = data.get("run") or {}
     flow_run_id = str(run.get("flow_run_id") or "")
     return {
-        "key": study.study_instance_uid,
+        "key": data.get("key") or study.study_instance_uid,
         "study_instance_uid": study.study_instance_uid,
         "patient_name": study.patient_name,
         "patient_id": study.patient_id,

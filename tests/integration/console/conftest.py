@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from integrations.console.app import create_app, session_signer
+from integrations.console.queries import ConsoleQueries
 from integrations.db.analyses import AnalysisStore
 from integrations.db.connection import Database, open_database
 from integrations.db.store import StudyStore
@@ -63,7 +64,8 @@ class ConsoleSite:
     database: Database
     slapd: Slapd
     tmp_path: Path
-    studies: dict[str, str]  # "critical" / "routine" -> Study Instance UID
+    studies: dict[str, str]  # "critical" / "routine" -> the key in the console's routes
+    uids: dict[str, str]  # "critical" / "routine" -> Study Instance UID
     ack_token: str
 
     def app(self) -> Any:
@@ -217,12 +219,15 @@ def console_site(
             " clock_timestamp() - interval '19 minutes')",
             (f"esc-{critical}", critical, PRIMARY_FINDING, PRIMARY_PROBABILITY, token),
         )
+    uids = {"critical": critical, "routine": routine}
+    keys = ConsoleQueries(database).study_keys(list(uids.values()))
     yield ConsoleSite(
         settings,
         database,
         running_slapd,
         tmp_path,
-        {"critical": critical, "routine": routine},
+        {name: keys[uid] for name, uid in uids.items()},
+        uids,
         token,
     )
     database.close()

@@ -230,6 +230,7 @@ def test_logins_views_exports_and_acknowledgements_are_audited(console_site):
     from integrations.db.audit import AuditStore
 
     critical = console_site.studies["critical"]
+    critical_uid = console_site.uids["critical"]
     client = console_site.client()
     assert client.post("/login", data={"username": "rad", "password": "wrong"}).status_code == 401
     client.post("/login", data={"username": "nobody", "password": "nobodypw"})
@@ -246,8 +247,8 @@ def test_logins_views_exports_and_acknowledgements_are_audited(console_site):
     assert ("login_failed", "rad", None) in kinds
     assert ("login_failed", "nobody", None) in kinds
     assert ("login", "rad", None) in kinds
-    assert ("view", "rad", critical) in kinds
-    assert ("export", "rad", critical) in kinds
+    assert ("view", "rad", critical_uid) in kinds
+    assert ("export", "rad", critical_uid) in kinds
     assert [k for k in kinds if k[0] == "acknowledgement"] == [
-        ("acknowledgement", "rad (Dr Rhea Radiologist)", critical)
+        ("acknowledgement", "rad (Dr Rhea Radiologist)", critical_uid)
     ]
