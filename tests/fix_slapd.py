@@ -49,6 +49,60 @@ USERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 
+def _make_certificates(folder: Path) -> None:
+    """A test CA and a server certificate for 127.0.0.1 (StartTLS and ldaps:// tests)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pacsflow test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
+    (folder / "server.ext").write_text("subjectAltName = IP:127.0.0.1, DNS:localhost\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    )
+    (folder / "server.key").chmod(0o600)
+
+
 def _conf(folder: Path) -> str:
     return f"""include   /etc/ldap/schema/core.schema
 include   /etc/ldap/schema/cosine.schema
@@ -58,6 +112,9 @@ modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload memberof
 pidfile   {folder}/slapd.pid
+TLSCACertificateFile {folder}/ca.pem
+TLSCertificateFile {folder}/server.pem
+TLSCertificateKeyFile {folder}/server.key
 database  mdb
 maxsize   104857600
 suffix    "{SUFFIX}"
@@ -101,11 +158,20 @@ def _seed() -> str:
 class Slapd:
     folder: Path
     port: int
+    tls_port: int
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldaps_url(self) -> str:
+        return f"ldaps://127.0.0.1:{self.tls_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.folder / "ca.pem"
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -116,7 +182,7 @@ class Slapd:
                 "-f",
                 str(self.folder / "slapd.conf"),
                 "-h",
-                f"{self.url}/",
+                f"{self.url}/ {self.ldaps_url}/",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -161,9 +227,10 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
         pytest.skip("slapd is not installed (apt-get install slapd ldap-utils)")
     folder = tmp_path_factory.mktemp("slapd")
     (folder / "data").mkdir()
+    _make_certificates(folder)
     (folder / "slapd.conf").write_text(_conf(folder))
     (folder / "seed.ldif").write_text(_seed())
-    server = Slapd(folder, free_port())
+    server = Slapd(folder, free_port(), free_port())
     server.start()
     subprocess.run(
         [

@@ -52,3 +52,20 @@ def test_directory_down_and_misconfigured(running_slapd):
     finally:
         running_slapd.start()
     assert directory.authenticate("rad", "radpw").username == "rad"
+
+
+@pytest.mark.parametrize("transport", ["start_tls", "ldaps"])
+def test_start_tls_and_ldaps_with_the_site_ca(running_slapd, transport):
+    overrides: dict[str, object] = {"ca_file": str(running_slapd.ca_file)}
+    if transport == "ldaps":
+        overrides["url"] = running_slapd.ldaps_url
+    else:
+        overrides["start_tls"] = True
+    directory = Directory(LdapSettings(**running_slapd.ldap_settings(**overrides)))
+    assert directory.authenticate("rad", "radpw").groups == (ROLE_GROUPS["radiologist"],)
+    # a server certificate the configured CA did not sign is refused, never trusted
+    untrusted = Directory(
+        LdapSettings(**running_slapd.ldap_settings(**{**overrides, "ca_file": "/etc/hostname"}))
+    )
+    with pytest.raises(PeerUnavailableError):
+        untrusted.authenticate("rad", "radpw")
