@@ -890,8 +890,8 @@ class ConsoleSettings(Section):
 
     ``session_secret_env`` names the environment variable holding the key that signs session
     cookies and acknowledgement links (at least 32 characters); the escalation service reads
-    the same variable to accept a console login. ``cookie_secure`` stays on except for plain
-    http on localhost (tests, a demo).
+    the same variable to accept a console login. Cookies are Secure except, with
+    ``cookie_secure = "auto"``, over plain http to a loopback address.
     """
 
     enabled: bool = True
@@ -903,7 +903,9 @@ class ConsoleSettings(Section):
     idle_timeout_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 15.0
     # A session ends after this long whatever the activity (the roles are re-read at login).
     max_session_hours: Annotated[float, Field(gt=0, le=7 * 24)] = 12.0
-    cookie_secure: bool = True
+    # auto: Secure on every cookie except over plain http to a loopback address (a browser on
+    # the console's own machine, a test); true / false force it.
+    cookie_secure: Literal["auto"] | bool = "auto"
     same_site: Literal["lax", "strict"] = "lax"
     # An acknowledge link on a console page or from a notification is valid this long.
     ack_link_minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)] = 60.0

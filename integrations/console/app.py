@@ -10,6 +10,7 @@ acknowledgements are written to the audit trail when it is installed.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from collections.abc import Callable
@@ -146,12 +147,20 @@ def create_app(
 
     # -- sessions ---------------------------------------------------------------------------
 
-    def set_cookie(response: Response, value: str) -> None:
+    def secure_cookie(request: Request) -> bool:
+        if isinstance(cookie.cookie_secure, bool):
+            return cookie.cookie_secure
+        forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip()
+        if request.url.scheme == "https" or forwarded == "https":
+            return True
+        return not _loopback(request.url.hostname or "")
+
+    def set_cookie(request: Request, response: Response, value: str) -> None:
         response.set_cookie(
             SESSION_COOKIE,
             value,
             max_age=int(settings.console.max_session_hours * 3600),
-            secure=cookie.cookie_secure,
+            secure=secure_cookie(request),
             httponly=True,
             samesite=cookie.same_site,
             path="/",
@@ -166,7 +175,7 @@ def create_app(
         response: Response = await call_next(request)
         current = getattr(request.state, "session", None)
         if current is not None and not getattr(request.state, "logged_out", False):
-            set_cookie(response, signer.dump(current))  # a fresh timestamp: the idle clock
+            set_cookie(request, response, signer.dump(current))  # a fresh timestamp: the idle clock
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -593,6 +602,13 @@ def _safe_next(target: str) -> str:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return ""
     return target
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _same_origin(request: Request) -> bool:

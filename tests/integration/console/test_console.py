@@ -156,22 +156,37 @@ def test_login_refusals_and_the_session_cookie(console_site):
     assert refused.status_code == 403
 
 
-def test_secure_cookie_by_default(console_site, settings_factory):
-    settings = settings_factory(
-        ldap=console_site.slapd.ldap_settings(), rbac=console_site.slapd.rbac_settings()
-    )
-    assert settings.console.cookie_secure is True
+@pytest.mark.parametrize(
+    ("cookie_secure", "base_url", "secure"),
+    [
+        ("auto", "https://console.hospital.test", True),
+        ("auto", "http://console.hospital.test", True),
+        ("auto", "http://127.0.0.1:8480", False),  # a browser on the console's own machine
+        (True, "http://127.0.0.1:8480", True),
+        (False, "http://console.hospital.test", False),
+    ],
+)
+def test_cookies_are_secure_except_plain_http_on_loopback(
+    console_site, settings_factory, cookie_secure, base_url, secure
+):
     from starlette.testclient import TestClient
 
     from integrations.console.app import create_app, session_signer
 
+    settings = settings_factory(
+        console={"cookie_secure": cookie_secure},
+        ldap=console_site.slapd.ldap_settings(),
+        rbac=console_site.slapd.rbac_settings(),
+    )
+    assert settings_factory().console.cookie_secure == "auto"
     client = TestClient(
         create_app(settings, console_site.database, signer=session_signer(settings)),
-        base_url="https://testserver",
+        base_url=base_url,
         follow_redirects=False,
     )
     answer = client.post("/login", data={"username": "rad", "password": "radpw"})
-    assert "Secure" in answer.headers["set-cookie"]
+    assert answer.status_code == 303
+    assert ("Secure" in answer.headers["set-cookie"]) is secure
 
 
 def test_directory_down_refuses_logins_clearly_and_keeps_open_sessions(console_site):

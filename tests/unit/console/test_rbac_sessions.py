@@ -120,7 +120,7 @@ def test_console_ldap_rbac_settings(monkeypatch):
         rbac={"radiologist": [RADIOLOGISTS]},
     )
     assert settings.console.port == 8480 and settings.console.enabled
-    assert settings.console.cookie_secure is True
+    assert settings.console.cookie_secure == "auto"
     assert settings.rbac.radiologist == [RADIOLOGISTS]
     with pytest.raises(ConfigError, match=r"ldap\.url"):
         load_settings(None, search=False, ldap={"url": "http://x"})
