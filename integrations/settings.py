@@ -963,6 +963,26 @@ class RbacSettings(Section):
     it_admin: list[str] = Field(default_factory=list)
 
 
+class SamlSettings(Section):
+    """SAML 2.0 single sign-on (the console as service provider; pysaml2 and ``xmlsec1``).
+
+    The IdP's signing certificate comes from ``idp_metadata_file``; only signed assertions are
+    accepted. ``group_attribute`` carries group names or DNs, mapped to roles by ``[rbac]``.
+    """
+
+    enabled: bool = False
+    sp_entity_id: str = ""
+    acs_url: str = ""  # the console's /saml/acs as the IdP reaches it
+    idp_metadata_file: str = ""
+    sp_key_file: str = ""  # signs AuthnRequests when set
+    sp_cert_file: str = ""
+    group_attribute: str = "groups"
+    username_attribute: str = "uid"  # '' or missing in the assertion: the NameID
+    display_name_attribute: str = "displayName"
+    allow_idp_initiated: bool = False
+    xmlsec_binary: str = "/usr/bin/xmlsec1"
+
+
 class Settings(BaseSettings):
     """All of pacsflow's configuration. Build it with :func:`load_settings`."""
 
@@ -995,6 +1015,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     ldap: LdapSettings = Field(default_factory=LdapSettings)
     rbac: RbacSettings = Field(default_factory=RbacSettings)
+    saml: SamlSettings = Field(default_factory=SamlSettings)
 
     # Set by load_settings: the file the settings came from (None when none was read).
     config_path: Path | None = None

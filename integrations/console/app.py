@@ -170,7 +170,13 @@ def create_app(
     async def sessions(request: Request, call_next: Callable[[Request], Any]) -> Response:
         session = signer.load(request.cookies.get(SESSION_COOKIE))
         request.state.session = session
-        if request.method == "POST" and not _same_origin(request):
+        # The ACS is posted to by the IdP's page (another origin); the signed assertion is
+        # its protection.
+        if (
+            request.method == "POST"
+            and request.url.path != "/saml/acs"
+            and not _same_origin(request)
+        ):
             return JSONResponse({"detail": "cross-origin request refused"}, status_code=403)
         response: Response = await call_next(request)
         current = getattr(request.state, "session", None)
@@ -311,6 +317,61 @@ def create_app(
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
+
+    # -- SAML single sign-on ----------------------------------------------------------------
+
+    if settings.saml.enabled:
+        from integrations.saml.sp import ServiceProvider
+
+        provider = ServiceProvider(settings.saml)
+
+        @app.get("/saml/metadata")
+        async def saml_metadata() -> Response:
+            return Response(provider.metadata(), media_type="application/samlmetadata+xml")
+
+        @app.get("/saml/login")
+        async def saml_login(next: str = "") -> Response:
+            location = await run_in_threadpool(provider.login_redirect, _safe_next(next))
+            return RedirectResponse(location, status_code=303)
+
+        @app.post("/saml/acs")
+        async def saml_acs(
+            request: Request, SAMLResponse: str = Form(""), RelayState: str = Form("")
+        ) -> Response:
+            host = client_host(request)
+            try:
+                user = await run_in_threadpool(provider.accept, SAMLResponse)
+            except PeerRejectedError as error:
+                console.record("user_login", "(saml)", host, success=False, detail=str(error))
+                log.warning("console SAML login refused from %s: %s", host, error)
+                return page(
+                    request,
+                    "message.html.j2",
+                    {"title": "Sign-on refused", "message": "The single sign-on was refused."},
+                    status_code=401,
+                )
+            roles = roles_for_groups(user.groups, mapping)
+            if not roles:
+                console.record(
+                    "user_login", user.username, host, success=False, detail="no mapped group"
+                )
+                return page(
+                    request,
+                    "message.html.j2",
+                    {
+                        "title": "No access",
+                        "message": "Your account is in no group that may use pacsflow.",
+                    },
+                    status_code=403,
+                )
+            session = signer.new_session(user.username, user.display_name, roles)
+            request.state.session = session
+            console.record("user_login", user.username, host, success=True)
+            log.info("console SAML login %s (%s)", user.username, ", ".join(sorted(roles)))
+            target = _safe_next(RelayState)
+            return RedirectResponse(
+                target if target not in ("", "/") else landing(session), status_code=303
+            )
 
     # -- worklist ---------------------------------------------------------------------------
 
