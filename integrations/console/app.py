@@ -228,7 +228,7 @@ def create_app(
         ]
         body = templates.get_template(template).render(
             session=session,
-            roles=", ".join(sorted(role.title for role in session.roles)) if session else "",
+            roles=", ".join(sorted(role.label for role in session.roles)) if session else "",
             navigation=navigation,
             path=request.url.path,
             **context,

@@ -78,7 +78,7 @@ class SessionSigner:
         if not cookie:
             return None
         try:
-            data = self._sessions.loads(cookie, max_age=self.idle_seconds)
+            data = self._sessions.loads(cookie, max_age=int(self.idle_seconds))
             session = Session(
                 username=str(data["u"]),
                 display_name=str(data["n"]),
@@ -98,7 +98,7 @@ class SessionSigner:
     def ack_token(self, signed: str, max_seconds: float) -> str | None:
         """The escalation's ack token, or None when the link is forged or expired."""
         try:
-            return str(self._ack_links.loads(signed, max_age=max_seconds))
+            return str(self._ack_links.loads(signed, max_age=int(max_seconds)))
         except (BadSignature, SignatureExpired):
             return None
 

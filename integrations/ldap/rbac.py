@@ -21,7 +21,7 @@ class Role(StrEnum):
     IT_ADMIN = "it_admin"
 
     @property
-    def title(self) -> str:
+    def label(self) -> str:
         return ROLE_TITLES[self]
 
 
