@@ -33,6 +33,7 @@ COMMANDS = (
     "deployments.commands.emr_outbox",
     "deployments.commands.results_sender",
     "deployments.commands.results_outbox",
+    "deployments.commands.console",
 )
 
 

@@ -659,6 +659,9 @@ class EscalationSettings(Section):
     claim_seconds: Annotated[float, Field(ge=5, le=600)] = 120.0
     # Retry pause for an escalation no channel could deliver.
     undelivered_retry_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0
+    # /api/escalations and /metrics answer a console login, or this bearer token (the name of
+    # the environment variable holding it; unset = login only), for monitoring.
+    api_bearer_env: str = "PACSFLOW_ESCALATION_API_TOKEN"
 
     @field_validator("timezone")
     @classmethod
@@ -882,6 +885,104 @@ class FhirSettings(Section):
         return self
 
 
+class ConsoleSettings(Section):
+    """The web console (``pacsflow console``): worklist, studies, analytics, system, audit.
+
+    ``session_secret_env`` names the environment variable holding the key that signs session
+    cookies and acknowledgement links (at least 32 characters); the escalation service reads
+    the same variable to accept a console login. Cookies are Secure except, with
+    ``cookie_secure = "auto"``, over plain http to a loopback address.
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 8480
+    # How people reach the console (links from the escalation service's acknowledge pages).
+    base_url: HttpUrl = "http://127.0.0.1:8480"
+    session_secret_env: str = "PACSFLOW_CONSOLE_SECRET"
+    idle_timeout_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 15.0
+    # A session ends after this long whatever the activity (the roles are re-read at login).
+    max_session_hours: Annotated[float, Field(gt=0, le=7 * 24)] = 12.0
+    # auto: Secure on every cookie except over plain http to a loopback address (a browser on
+    # the console's own machine, a test); true / false force it.
+    cookie_secure: Literal["auto"] | bool = "auto"
+    same_site: Literal["lax", "strict"] = "lax"
+    # An acknowledge link on a console page or from a notification is valid this long.
+    ack_link_minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)] = 60.0
+    # The Prefect UI, for the run link on a study page ('' = from PREFECT_API_URL).
+    prefect_ui_url: str = ""
+
+
+class LdapSettings(Section):
+    """The directory people log in with: bind as the user, then read their groups.
+
+    Either ``user_dn_template`` (``uid={username},ou=people,...``), or ``user_search_base``
+    with ``user_filter`` (``(uid={username})``; searched with ``bind_dn`` /
+    ``bind_credentials_env`` or anonymously). Groups: ``groupOfNames`` under
+    ``group_search_base`` whose ``member`` is the user's DN, and the user's ``memberOf``.
+    """
+
+    url: str = ""
+    start_tls: bool = False
+    user_dn_template: str = ""
+    user_search_base: str = ""
+    user_filter: str = "(uid={username})"
+    bind_dn: str = ""
+    bind_credentials_env: str = "PACSFLOW_LDAP_BIND_CREDENTIALS"
+    group_search_base: str = ""
+    group_filter: str = "(&(objectClass=groupOfNames)(member={user_dn}))"
+    display_name_attribute: str = "cn"
+    # A CA file for ldaps:// and StartTLS ('' = the system's).
+    ca_file: str = ""
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    group_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
+
+    @field_validator("url")
+    @classmethod
+    def _ldap_url(cls, value: str) -> str:
+        if value and not re.match(r"^ldaps?://[^\s/]+", value):
+            raise ValueError("must be an ldap:// or ldaps:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _how_to_find_users(self) -> LdapSettings:
+        if self.user_dn_template and "{username}" not in self.user_dn_template:
+            raise ValueError("user_dn_template must contain {username}")
+        if self.user_search_base and "{username}" not in self.user_filter:
+            raise ValueError("user_filter must contain {username}")
+        return self
+
+
+class RbacSettings(Section):
+    """Roles from directory groups: each key is a list of group DNs. No per-user grants."""
+
+    radiologist: list[str] = Field(default_factory=list)
+    emergency_physician: list[str] = Field(default_factory=list)
+    technologist: list[str] = Field(default_factory=list)
+    department_head: list[str] = Field(default_factory=list)
+    it_admin: list[str] = Field(default_factory=list)
+
+
+class SamlSettings(Section):
+    """SAML 2.0 single sign-on (the console as service provider; pysaml2 and ``xmlsec1``).
+
+    The IdP's signing certificate comes from ``idp_metadata_file``; only signed assertions are
+    accepted. ``group_attribute`` carries group names or DNs, mapped to roles by ``[rbac]``.
+    """
+
+    enabled: bool = False
+    sp_entity_id: str = ""
+    acs_url: str = ""  # the console's /saml/acs as the IdP reaches it
+    idp_metadata_file: str = ""
+    sp_key_file: str = ""  # signs AuthnRequests when set
+    sp_cert_file: str = ""
+    group_attribute: str = "groups"
+    username_attribute: str = "uid"  # '' or missing in the assertion: the NameID
+    display_name_attribute: str = "displayName"
+    allow_idp_initiated: bool = False
+    xmlsec_binary: str = "/usr/bin/xmlsec1"
+
+
 class Settings(BaseSettings):
     """All of pacsflow's configuration. Build it with :func:`load_settings`."""
 
@@ -911,6 +1012,10 @@ class Settings(BaseSettings):
     emr: EmrSettings = Field(default_factory=EmrSettings)
     ris: RisSettings = Field(default_factory=RisSettings)
     fhir: FhirSettings = Field(default_factory=FhirSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    ldap: LdapSettings = Field(default_factory=LdapSettings)
+    rbac: RbacSettings = Field(default_factory=RbacSettings)
+    saml: SamlSettings = Field(default_factory=SamlSettings)
 
     # Set by load_settings: the file the settings came from (None when none was read).
     config_path: Path | None = None

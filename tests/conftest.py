@@ -14,4 +14,5 @@ pytest_plugins = [
     "tests.fix_models",
     "tests.fix_notify",
     "tests.fix_hl7",
+    "tests.fix_slapd",
 ]

@@ -4,8 +4,8 @@ Starts, in this order: the embedded PostgreSQL when ``[database] url`` is empty,
 server when ``PREFECT_API_URL`` is not set, then as supervised child processes the DICOM node,
 the results sender (SR and overlays to the PACS), the HL7 ADT listener and the EMR sender (when
 enabled), the warm workers (or, on the work-pool route, the dispatcher that hands studies to
-the Prefect work pool), the escalation
-service and the Runner for the other flow deployments. Stops them all on Ctrl-C.
+the Prefect work pool), the escalation service, the web console (when enabled) and the Runner
+for the other flow deployments. Stops them all on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -127,6 +127,15 @@ def running_site(settings: Settings) -> Iterator[Site]:
         supervisor.add("escalation-service", pacsflow_command("escalation-service"), env)
         if settings.worker.uses_work_pool:  # closed studies become runs on the work pool
             supervisor.add("dispatcher", pacsflow_command("dispatcher"), env)
+        if settings.console.enabled:  # the web console under the roles from the directory
+            if os.environ.get(settings.console.session_secret_env):
+                supervisor.add("console", pacsflow_command("console"), env)
+            else:  # a site that pages must still come up; say plainly what is missing
+                log.error(
+                    "console not started: set %s to a secret of at least 32 characters"
+                    " (or [console] enabled = false)",
+                    settings.console.session_secret_env,
+                )
         if runner_deployments(include_process_study=False):
             supervisor.add("runner", pacsflow_command("runner"), env)
         yield Site(settings, supervisor, env, api_url, ui_url, embedded)

@@ -1,25 +1,35 @@
-"""The escalation service over HTTP: acknowledge pages and API, health, metrics (I/O).
+"""The escalation service over HTTP: acknowledge links and API, health, metrics (I/O).
 
-``GET /ack/{token}`` shows the finding and a button; only ``POST /ack/{token}`` acknowledges,
-because mail scanners and chat link previews fetch every link they see and must not
-acknowledge a Critical finding on a person's behalf. ``POST /api/ack/{token}`` (JSON
-``{"by": "..."}``) is the same for integrations (a secure-messaging "Acknowledge" button).
-``GET /metrics`` is Prometheus text for monitoring (late first notifications, undelivered,
-unacknowledged); ``GET /api/escalations`` lists the open ones without patient data.
+Acknowledging a Critical finding takes a logged-in Radiologist or Emergency Physician, and
+records that person, never a name the caller sends. ``GET /ack/{token}`` (the link in every
+notification) sends the browser to the console's acknowledge page with a signed, expiring
+link; the console asks for the login and then shows the finding and the button (a GET never
+acknowledges, because mail scanners and link previews fetch every link they see).
+``POST /api/ack/{token}`` is the same for integrations that hold the person's console
+session (a JSON body; any ``by`` is ignored). ``GET /metrics`` (Prometheus text) and
+``GET /api/escalations`` (the open ones, with findings) answer a console login with the
+right role or the bearer token named by ``[escalation] api_bearer_env``.
 """
 
 from __future__ import annotations
 
+import hmac
 import html
+import logging
+import os
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from integrations.console.sessions import SESSION_COOKIE, Session, SessionSigner
 from integrations.db.escalations import EscalationRecord
+from integrations.errors import ConfigError
 from integrations.escalation.engine import EscalationEngine
+from integrations.ldap.rbac import View, allowed
+
+log = logging.getLogger(__name__)
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -31,30 +41,6 @@ dt{{font-weight:bold}}</style></head><body>{body}</body></html>"""
 
 def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(_PAGE.format(title=html.escape(title), body=body), status_code=status_code)
-
-
-def _summary(record: EscalationRecord, facts: Any) -> str:
-    rows = [
-        (
-            "Finding",
-            f'<span class="critical">{html.escape(record.finding)}</span>'
-            f" ({record.probability:.0%})",
-        ),
-        ("Ward", html.escape(facts.patient_location or "unknown")),
-        ("Accession", html.escape(facts.accession_number or "")),
-        ("Modality", html.escape(facts.modality)),
-        ("Team", html.escape(record.team)),
-        ("State", html.escape(record.state)),
-    ]
-    if record.acknowledged_at:
-        rows.append(
-            (
-                "Acknowledged",
-                f"{html.escape(record.acknowledged_by or '')} at"
-                f" {record.acknowledged_at.isoformat(timespec='seconds')}",
-            )
-        )
-    return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
 
 
 def _record_json(record: EscalationRecord) -> dict[str, Any]:
@@ -101,54 +87,92 @@ def metrics_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _console_signer(engine: EscalationEngine) -> SessionSigner | None:
+    """The console's session signer, or None when no session secret is configured (then
+    acknowledgement needs the console, and the API needs the bearer token)."""
+    from integrations.console.app import session_signer
+
+    try:
+        return session_signer(engine.settings)
+    except ConfigError as error:
+        log.warning("console logins not accepted here: %s", error)
+        return None
+
+
 def create_app(engine: EscalationEngine) -> FastAPI:
     app = FastAPI(title="pacsflow escalation", docs_url=None, redoc_url=None, openapi_url=None)
     store = engine.store
+    signer = _console_signer(engine)
+    console = engine.settings.console
+    api_token = os.environ.get(engine.escalation.api_bearer_env, "")
+
+    def session_of(request: Request) -> Session | None:
+        return signer.load(request.cookies.get(SESSION_COOKIE)) if signer else None
+
+    def bearer_ok(request: Request) -> bool:
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        return (
+            bool(api_token)
+            and scheme.lower() == "bearer"
+            and hmac.compare_digest(value.strip().encode(), api_token.encode())
+        )
+
+    def require(request: Request, view: View) -> None:
+        if bearer_ok(request):
+            return
+        session = session_of(request)
+        if session is None:
+            raise HTTPException(
+                status_code=401,
+                detail="log in to the console or send the monitoring bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not allowed(session.roles, view):
+            raise HTTPException(status_code=403, detail="your roles do not allow this")
+
+    def console_ack_url(token: str) -> str | None:
+        if signer is None or not console.enabled:
+            return None
+        return f"{console.base_url.rstrip('/')}/ack/{signer.ack_link_token(token)}"
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/ack/{token}", response_class=HTMLResponse)
-    async def ack_page(token: str, by: str = "") -> HTMLResponse:
+    async def ack_link(token: str) -> Any:
         record = await run_in_threadpool(store.by_token, token)
         if record is None:
             return _page("Unknown link", "<p>This acknowledge link is not known.</p>", 404)
-        facts = await run_in_threadpool(engine.study_facts, record.study_instance_uid)
-        if record.state == "acknowledged":
+        target = console_ack_url(token)
+        if target is None:
             return _page(
-                "Already acknowledged", "<h1>Already acknowledged</h1>" + _summary(record, facts)
+                "Acknowledge in the console",
+                "<h1>Critical AI finding</h1><p>Acknowledge it in the pacsflow console:"
+                f' <a href="{html.escape(console.base_url)}">{html.escape(console.base_url)}</a>'
+                " (log in first).</p>",
             )
-        person = engine.escalation.people.get(by)
-        shown = person.name if person else by
-        form = (
-            f'<form method="post" action="/ack/{html.escape(token)}">'
-            f'<input type="hidden" name="by" value="{html.escape(by)}">'
-            f"<p>Acknowledging as <b>{html.escape(shown or 'unknown')}</b>.</p>"
-            '<button type="submit">Acknowledge</button></form>'
-        )
-        return _page(
-            "Critical AI finding", "<h1>Critical AI finding</h1>" + _summary(record, facts) + form
-        )
+        return RedirectResponse(target, status_code=303)
 
     @app.post("/ack/{token}", response_class=HTMLResponse)
-    async def ack_form(token: str, request: Request) -> HTMLResponse:
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        by = (form.get("by") or [""])[0] or request.query_params.get("by", "")
-        result = await run_in_threadpool(engine.acknowledge, token, by, "web")
-        if result is None:
-            return _page("Unknown link", "<p>This acknowledge link is not known.</p>", 404)
-        facts = await run_in_threadpool(engine.study_facts, result.record.study_instance_uid)
-        title = "Acknowledged" if result.newly_acknowledged else "Already acknowledged"
-        return _page(title, f"<h1>{title}</h1>" + _summary(result.record, facts))
+    async def ack_form(token: str) -> Any:
+        # Old pages posted here with a typed name: send them to the console's login.
+        return await ack_link(token)
 
     @app.post("/api/ack/{token}")
     async def ack_api(token: str, request: Request) -> JSONResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = {}
-        by = str(body.get("by", "")) if isinstance(body, dict) else ""
+        session = session_of(request)
+        if session is None:
+            raise HTTPException(status_code=401, detail="log in to the console to acknowledge")
+        if not allowed(session.roles, View.ACKNOWLEDGE):
+            raise HTTPException(
+                status_code=403, detail="only a Radiologist or Emergency Physician acknowledges"
+            )
+        # A cross-site form cannot send JSON without a CORS preflight, which this app refuses.
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            raise HTTPException(status_code=415, detail="send a JSON body")
+        by = session.username if session.username in engine.escalation.people else session.who
         result = await run_in_threadpool(engine.acknowledge, token, by, "api")
         if result is None:
             raise HTTPException(status_code=404, detail="unknown token")
@@ -162,12 +186,14 @@ def create_app(engine: EscalationEngine) -> FastAPI:
         )
 
     @app.get("/api/escalations")
-    async def escalations() -> list[dict[str, Any]]:
+    async def escalations(request: Request) -> list[dict[str, Any]]:
+        require(request, View.ESCALATIONS)
         records = await run_in_threadpool(store.active)
         return [_record_json(record) for record in records]
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    async def metrics() -> str:
+    async def metrics(request: Request) -> str:
+        require(request, View.METRICS)
         return metrics_text(await run_in_threadpool(store.latency_summary))
 
     return app

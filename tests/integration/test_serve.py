@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -34,6 +35,8 @@ def site_env(settings_factory, node_port, prefect_api_url, tmp_path):
         "PACSFLOW_WORKER__COUNT": "0",
         "PACSFLOW_ESCALATION__LISTEN_PORT": str(free_port()),
         "PACSFLOW_HL7__PORT": str(free_port()),
+        "PACSFLOW_CONSOLE__PORT": str(free_port()),
+        "PACSFLOW_CONSOLE_SECRET": "serve-test-console-secret-0123456789",
         "PREFECT_API_URL": prefect_api_url,
     }
 
@@ -64,6 +67,16 @@ def test_serve_starts_the_site_and_ctrl_c_stops_every_child(
         assert any("deployments.cli hl7-listener" in c for c in commands)
         assert any("deployments.cli emr-sender" in c for c in commands)
         assert any("deployments.cli results-sender" in c for c in commands)
+        assert any("deployments.cli console" in c for c in commands)
+        console = f"http://127.0.0.1:{site_env['PACSFLOW_CONSOLE__PORT']}"
+        while True:  # the console answers, and sends a visitor to its login page
+            try:
+                answer = httpx.get(console + "/", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline + 30, "the console never answered"
+                time.sleep(0.3)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
         _gone, alive = psutil.wait_procs(children, timeout=10)

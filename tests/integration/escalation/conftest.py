@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 
+from integrations.console.sessions import SESSION_COOKIE, SessionSigner
 from integrations.db.connection import Database, open_database
 from integrations.db.store import StudyStore
 from integrations.dicom.header import read_header
 from integrations.escalation.engine import EscalationEngine, forget_engines
 from integrations.escalation.service import EscalationService
+from integrations.ldap.rbac import Role
 from integrations.result_files import save_analysis, study_results_dir
 from integrations.settings import Settings
 from integrations.urgency import apply_urgency
@@ -26,6 +28,27 @@ from tests.dicom_samples import make_instance, write
 from tests.fix_notify import RecordingHttpServer, RecordingSmtpServer
 
 WEBHOOK_SECRET = "test-secret-for-the-signed-webhook"
+# The console's session secret and the monitoring token, as a site sets them in the environment
+# of every process (the escalation service accepts a console login made with that secret).
+CONSOLE_SECRET = "escalation-tests-console-secret-0123456789"
+API_TOKEN = "escalation-tests-monitoring-token"
+MONITORING = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def console_login(
+    username: str, display_name: str, role: Role = Role.EMERGENCY_PHYSICIAN
+) -> dict[str, str]:
+    """The cookie of a console session (as ``POST /login`` on the console would set it)."""
+    signer = SessionSigner(CONSOLE_SECRET, idle_seconds=900, max_seconds=3600)
+    return {SESSION_COOKIE: signer.dump(signer.new_session(username, display_name, {role}))}
+
+
+@pytest.fixture(autouse=True)
+def console_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACSFLOW_CONSOLE_SECRET", CONSOLE_SECRET)
+    monkeypatch.setenv("PACSFLOW_ESCALATION_API_TOKEN", API_TOKEN)
+
+
 MODEL = ModelIdentity("test-chest", "1.0", "pacsflow-tests", "0" * 64, clinical_use=False)
 
 PEOPLE = {

@@ -9,6 +9,7 @@ import time
 import httpx
 from hl7apy.parser import parse_message
 
+from integrations.console.sessions import SessionSigner
 from integrations.db.escalations import EscalationStore
 from integrations.db.outbox import OutboxStore
 from integrations.escalation.notification import (
@@ -16,10 +17,16 @@ from integrations.escalation.notification import (
     TIMESTAMP_HEADER,
     verify_signature,
 )
+from integrations.ldap.rbac import Role
 from tasks.escalation import escalate
 from tests.emr_samples import adt
 from tests.integration.emr.helpers import msa, running_listener
-from tests.integration.escalation.conftest import WEBHOOK_SECRET
+from tests.integration.escalation.conftest import (
+    CONSOLE_SECRET,
+    MONITORING,
+    WEBHOOK_SECRET,
+    console_login,
+)
 
 DEADLINE_SECONDS = 60.0
 
@@ -131,15 +138,24 @@ def test_acknowledgement_is_recorded_and_stops_re_escalation(make_site):
         link = next(line.split()[-1] for line in mail.body.splitlines() if "/ack/" in line)
         path = link.split("127.0.0.1:1", 1)[1]  # the configured base URL is the site's name
 
-        # opening the link (or a mail scanner fetching it) does not acknowledge
+        # opening the link (or a mail scanner fetching it) does not acknowledge: it leads to
+        # the console's login, with a signed, expiring link to the acknowledge page
+        (record,) = EscalationStore(site.database).for_study(context.study_instance_uid)
         page = httpx.get(base + path)
-        assert page.status_code == 200 and "Acknowledge" in page.text
-        assert "Dr Sam Surgeon" in page.text
+        assert page.status_code == 303
+        console_link = page.headers["location"]
+        assert console_link.startswith(f"{site.settings.console.base_url}/ack/")
+        signer = SessionSigner(CONSOLE_SECRET, idle_seconds=60, max_seconds=60)
+        assert signer.ack_token(console_link.rsplit("/", 1)[1], 60) == record.ack_token
+        assert httpx.post(base + path.split("?")[0], data={"by": "surg1"}).status_code == 303
         (record,) = EscalationStore(site.database).for_study(context.study_instance_uid)
         assert record.state == "notified"
 
-        confirmed = httpx.post(base + path.split("?")[0], data={"by": "surg1"})
-        assert confirmed.status_code == 200 and "Acknowledged" in confirmed.text
+        api = f"{base}/api/ack/{record.ack_token}"
+        # the logged-in person is recorded, whatever "by" says
+        surgeon = console_login("surg1", "Dr Sam Surgeon")
+        confirmed = httpx.post(api, json={"by": "Chief Of Radiology"}, cookies=surgeon)
+        assert confirmed.status_code == 200 and confirmed.json()["newly_acknowledged"] is True
         (record,) = EscalationStore(site.database).for_study(context.study_instance_uid)
         assert record.state == "acknowledged"
         assert record.acknowledged_by == "surg1 (Dr Sam Surgeon)"
@@ -150,8 +166,8 @@ def test_acknowledgement_is_recorded_and_stops_re_escalation(make_site):
         assert len(site.smtp.received("surg1@hospital.test")) == 1
         assert site.smtp.received("surg2@hospital.test") == []
         assert len(site.http.received("/hooks/surgery")) == 1
-        again = httpx.post(base + path.split("?")[0], data={"by": "surg2"})
-        assert "Already acknowledged" in again.text
+        again = httpx.post(api, json={}, cookies=console_login("surg2", "Dr Bea Backup"))
+        assert again.json()["newly_acknowledged"] is False
         (record,) = EscalationStore(site.database).for_study(context.study_instance_uid)
         assert record.acknowledged_by == "surg1 (Dr Sam Surgeon)"
         assert httpx.get(f"{base}/ack/not-a-token").status_code == 404
@@ -178,10 +194,19 @@ def test_no_acknowledgement_re_sends_and_notifies_the_backup(make_site):
 
         # the backup acknowledges through the API (a messaging integration's button)
         (record,) = EscalationStore(site.database).for_study(context.study_instance_uid)
+        # a name typed by the caller acknowledges nothing; a login without the role neither
+        api = f"http://127.0.0.1:{service.bound_port}/api/ack/{record.ack_token}"
+        assert httpx.post(api, json={"by": "surg2"}).status_code == 401
+        technologist = console_login("tech1", "Tess Tech", Role.TECHNOLOGIST)
+        assert httpx.post(api, json={}, cookies=technologist).status_code == 403
+        assert EscalationStore(site.database).for_study(context.study_instance_uid)[0].state == (
+            "notified"
+        )
         assert record.level == 1 and record.round >= 1
         answer = httpx.post(
             f"http://127.0.0.1:{service.bound_port}/api/ack/{record.ack_token}",
-            json={"by": "surg2"},
+            json={},
+            cookies=console_login("surg2", "Dr Bea Backup"),
         )
         assert answer.status_code == 200 and answer.json()["newly_acknowledged"] is True
         settled = len(site.smtp.received())
@@ -330,7 +355,18 @@ def test_late_first_notification_is_stored_logged_and_counted(make_site, caplog)
         assert record.first_notification_late is True
         assert 75 <= record.first_notification_seconds < 90
         assert any("ALERT late critical notification" in r.getMessage() for r in caplog.records)
-        metrics = httpx.get(f"http://127.0.0.1:{service.bound_port}/metrics").text
+        metrics_url = f"http://127.0.0.1:{service.bound_port}/metrics"
+        assert httpx.get(metrics_url).status_code == 401  # findings' counts are not public
+        assert httpx.get(metrics_url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        it_admin = console_login("it1", "Ivy Admin", Role.IT_ADMIN)
+        assert httpx.get(metrics_url, cookies=it_admin).status_code == 200
+        escalations_url = f"http://127.0.0.1:{service.bound_port}/api/escalations"
+        assert httpx.get(escalations_url, cookies=it_admin).status_code == 403  # findings
+        assert httpx.get(escalations_url).status_code == 401
+        assert httpx.get(escalations_url, headers=MONITORING).json()[0]["finding"] == (
+            "Tension Pneumothorax"
+        )
+        metrics = httpx.get(metrics_url, headers=MONITORING).text
         assert "pacsflow_escalation_late_total 1" in metrics
         assert 'pacsflow_escalations{state="unacknowledged"} 1' in metrics
     finally:

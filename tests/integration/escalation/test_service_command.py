@@ -16,6 +16,7 @@ import httpx
 from deployments.orthanc import free_port
 from integrations.db.escalations import EscalationStore
 from tasks.escalation import escalate
+from tests.integration.escalation.conftest import MONITORING, console_login
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -104,14 +105,16 @@ def test_service_process_escalates_to_the_backup_and_takes_the_acknowledgement(m
         assert "https://pacsflow.hospital.test/ack/" in backup.body  # the service's base URL
         (record,) = EscalationStore(site.database).for_study(context.study_instance_uid)
         answer = httpx.post(
-            f"http://127.0.0.1:{port}/api/ack/{record.ack_token}", json={"by": "surg2"}
+            f"http://127.0.0.1:{port}/api/ack/{record.ack_token}",
+            json={"by": "surg1"},  # ignored: the console login names who acknowledged
+            cookies=console_login("surg2", "Dr Bea Backup"),
         )
         assert answer.status_code == 200
         assert answer.json()["escalation"]["acknowledged_by"] == "surg2 (Dr Bea Backup)"
         settled = len(site.smtp.received())
         time.sleep(2.0)
         assert len(site.smtp.received()) == settled
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=MONITORING).text
         assert 'pacsflow_escalations{state="acknowledged"} 1' in metrics
     finally:
         process.send_signal(signal.SIGINT)

@@ -120,18 +120,18 @@ def test_an_unknown_key_in_the_file_names_the_nearest_known_key(tmp_path):
 
 def test_an_unknown_section_in_the_file_is_refused(tmp_path):
     path = tmp_path / "typo.toml"
-    path.write_text("[worklst]\nroute = 'orm_o01'\n\n[console]\nport = 8080\n")
+    path.write_text("[worklst]\nroute = 'orm_o01'\n\n[dashboard]\nport = 8080\n")
     with pytest.raises(ConfigError) as refused:
         load_settings(path)
     message = str(refused.value)
     assert "worklst: unknown section; did you mean 'worklist'?" in message
-    assert "console: unknown section" in message
+    assert "dashboard: unknown section" in message
 
 
 @pytest.mark.parametrize(
     ("env", "named", "nearest"),
     [
-        ("PACSFLOW_CONSOLE__PORT", "unknown section 'console'", "known: node, pacs"),
+        ("PACSFLOW_DASHBOARD__PORT", "unknown section 'dashboard'", "known: node, pacs"),
         ("PACSFLOW_WORKLST__ROUTE", "unknown section 'worklst'", "PACSFLOW_WORKLIST__ROUTE"),
         ("PACSFLOW_NODE__AE_TITEL", "unknown key 'node.ae_titel'", "PACSFLOW_NODE__AE_TITLE"),
         ("PACSFLOW_NODE_PORT", "not a pacsflow setting", "PACSFLOW_NODE__PORT"),

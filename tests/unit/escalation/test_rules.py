@@ -191,9 +191,13 @@ def test_escalation_settings_reach_a_child_process_and_secrets_only_through_its_
         worklist={"route": "omi_o23"},
     )
     environment = settings_environment(parent)
+    # A *_ENV key holds the name of a variable (e.g. [console] session_secret_env), never a secret.
     assert not any(
-        "SECRET" in name or "PASSWORD" in name or "TOKEN" in name for name in environment
+        "SECRET" in name or "PASSWORD" in name or "TOKEN" in name
+        for name in environment
+        if not name.endswith("_ENV")
     )
+    assert environment["PACSFLOW_CONSOLE__SESSION_SECRET_ENV"] == "PACSFLOW_CONSOLE_SECRET"
     assert "from-the-environment" not in "".join(environment.values())
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
