@@ -224,7 +224,7 @@ class Slapd:
 def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     """A running slapd with the people above; restarted for a test that stopped it."""
     if shutil.which("/usr/sbin/slapd") is None:
-        pytest.skip("slapd is not installed (apt-get install slapd ldap-utils)")
+        pytest.fail("slapd is not installed (make setup installs slapd and ldap-utils)")
     folder = tmp_path_factory.mktemp("slapd")
     (folder / "data").mkdir()
     _make_certificates(folder)

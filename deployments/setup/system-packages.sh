@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages pacsflow's tests and demo use: the real peers (Orthanc, dcmtk, dicom3tools,
-# slapd), build dependencies of python-ldap, and headless Chromium for browser tests.
+# slapd), build dependencies of python-ldap, xmlsec1 for SAML signatures, and headless Chromium
+# for browser tests.
 # Installs only what is missing, only as root; otherwise says what to install and goes on.
 set -euo pipefail
 
-PACKAGES=(orthanc dcmtk dicom3tools slapd ldap-utils libldap2-dev libsasl2-dev chromium postgresql postgresql-contrib)
+PACKAGES=(orthanc dcmtk dicom3tools slapd ldap-utils libldap2-dev libsasl2-dev xmlsec1 chromium postgresql postgresql-contrib)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

@@ -52,8 +52,8 @@ def console_url(console_site) -> Iterator[str]:
 @pytest.fixture
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+        pytest.fail("Debian chromium is not installed (make setup installs it)")
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
