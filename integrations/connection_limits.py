@@ -1,5 +1,6 @@
-"""Admission bookkeeping for a listener: per-source and total limits, unproven connections first
-to go (pure: no sockets, no clock reads beyond the monotonic order of admission).
+"""Which connections a listener admits: per-source and total limits, unproven ones give way (pure).
+
+No sockets and no clock here: callers say when a connection is proven or gone.
 
 A connection is *unproven* until it has shown it speaks the protocol (a complete
 A-ASSOCIATE-RQ for DICOM, a first whole frame for MLLP). When a source or the listener is

@@ -1,4 +1,4 @@
-"""What the node's listener lets in before association negotiation, and how big a PDU may be (I/O).
+"""What the node lets in before association negotiation, and how big a PDU may be (I/O).
 
 pynetdicom reads a PDU by trusting its length field: ``DULServiceProvider._read_pdu_data``
 calls ``recv(pdu_length)``, which keeps appending to one bytearray until the declared length
@@ -75,13 +75,16 @@ class ConnectionGuard:
         # 0 advertises "no limit" (PS3.8 D.1); the node's own setting still bounds what it buffers.
         self.max_pdu_length = max_pdu_length or MAX_ASSOCIATE_RQ_BYTES
         self.record = record
+        self.stopping = False
 
     def refuse(self, kind: str, detail: str, host: str) -> None:
         log.warning("DICOM connection from %s %s", host, detail)
         self.record(kind, detail, host)
 
     def close_unproven(self) -> None:
-        """At shutdown: pynetdicom only stops the associations it counts."""
+        """At shutdown: pynetdicom only stops the associations it counts. Not recorded: the
+        node ended them, the peers did nothing wrong."""
+        self.stopping = True
         for slot in self.limiter.unproven():
             slot.close()
 
@@ -159,7 +162,12 @@ def guard_association(
 
     def close() -> None:
         connection = holder.get("connection")
-        if connection is not None:
+        if connection is None:
+            return
+        if guard.stopping:
+            connection.slot.end("node stopping")
+            connection.shut()
+        else:
             connection.end("closed: gave its place to a newer connection (still not negotiated)")
 
     admission = guard.limiter.admit(host, close)
