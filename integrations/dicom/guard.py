@@ -259,14 +259,10 @@ def _bounded_read_pdu_data(self: Any) -> None:
     and a negotiation deadline on reads before the association is requested."""
     connection: GuardedConnection = self._pacsflow_connection
     sock = self.socket
-    if not connection.slot.proven:
-        remaining = connection.deadline - time.monotonic()
-        if remaining <= 0:
-            _close(self, connection, connection.timed_out)
-            return
-        with contextlib.suppress(OSError):
-            connection.raw.settimeout(remaining)
-    header = _receive(sock, PDU_HEADER_BYTES)
+    if not connection.slot.proven and connection.deadline <= time.monotonic():
+        _close(self, connection, connection.timed_out)
+        return
+    header = _receive(sock, PDU_HEADER_BYTES, connection)
     if len(header) < PDU_HEADER_BYTES:
         _lost(self, connection)
         return
@@ -279,7 +275,7 @@ def _bounded_read_pdu_data(self: Any) -> None:
     if pdu_length > limit:
         _close(self, connection, lambda: connection.abort_oversized(pdu_type, pdu_length, limit))
         return
-    body = _receive(sock, pdu_length)
+    body = _receive(sock, pdu_length, connection)
     if len(body) != pdu_length:
         _lost(self, connection)
         return
@@ -295,11 +291,29 @@ def _bounded_read_pdu_data(self: Any) -> None:
     self._recv_pdu.put(pdu)
 
 
-def _receive(sock: Any, length: int) -> bytearray:
-    try:
-        return sock.recv(length)
-    except (OSError, TimeoutError):
-        return bytearray()
+def _receive(sock: Any, length: int, connection: GuardedConnection) -> bytearray:
+    """``length`` bytes, or fewer when the connection broke. Before the association is
+    requested every read is held to the negotiation deadline (a socket timeout alone restarts
+    with each byte, so a peer dripping bytes would never reach it)."""
+    if connection.slot.proven:
+        try:
+            return sock.recv(length)
+        except (OSError, TimeoutError):
+            return bytearray()
+    data = bytearray()
+    while len(data) < length:
+        remaining = connection.deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            connection.raw.settimeout(remaining)
+            chunk = connection.raw.recv(min(length - len(data), 4096))
+        except (OSError, TimeoutError):
+            break
+        if not chunk:
+            break
+        data.extend(chunk)
+    return data
 
 
 def _lost(dul: Any, connection: GuardedConnection) -> None:

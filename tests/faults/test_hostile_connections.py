@@ -219,6 +219,29 @@ def test_idle_sockets_do_not_lock_out_a_real_sender_and_are_closed_and_recorded_
         assert len(node.events("connection_refused")) == idle_count
 
 
+def test_a_slowly_dripped_associate_rq_is_closed_at_the_negotiation_deadline(
+    settings_factory, tmp_path
+):
+    with node_process(settings_factory, tmp_path) as node:
+        sock = socket.create_connection(("127.0.0.1", node.port))
+        started = time.monotonic()
+        sock.sendall(pdu_header(0x01, 1000))
+        closed_after = None
+        with suppress(OSError):
+            for _ in range(40):  # one byte every 0.25 s: each read is quick, the whole is not
+                sock.sendall(b"\x00")
+                if closed_by_peer(sock):
+                    break
+                time.sleep(0.2)
+        closed_after = time.monotonic() - started
+        sock.close()
+        assert closed_after < NEGOTIATION_TIMEOUT + 1.5, closed_after
+        time.sleep(0.5)
+        events = node.events("connection_refused")
+        assert len(events) == 1, events
+        assert "within" in events[0]["detail"] and events[0]["peer_host"] == "127.0.0.1"
+
+
 def test_pynetdicoms_local_limit_rejection_is_logged_and_recorded_once(settings_factory, tmp_path):
     with node_process(settings_factory, tmp_path, PACSFLOW_NODE__MAX_ASSOCIATIONS="2") as node:
         ae = AE(ae_title="MODALITY")
