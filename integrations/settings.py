@@ -98,6 +98,11 @@ class NodeSettings(Section):
     acse_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     dimse_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     network_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # A connection that has not sent a whole A-ASSOCIATE-RQ by then is closed; until it has,
+    # it does not count against max_associations.
+    negotiation_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # Connections open at once from one source address (associations and ones negotiating).
+    max_connections_per_source: Annotated[int, Field(ge=1, le=1000)] = 8
     # fsync each received file before answering success; turn off only on battery-backed storage.
     fsync: bool = True
     # A known SOP Instance UID arriving with different content is always logged and recorded
@@ -755,6 +760,10 @@ class Hl7Settings(Section):
     max_message_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     idle_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
     max_connections: Annotated[int, Field(ge=1, le=1000)] = 32
+    max_connections_per_source: Annotated[int, Field(ge=1, le=1000)] = 8
+    # A connection that has not sent a whole first message by then is closed; idle_timeout
+    # applies after the first message.
+    first_frame_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0
     # Who may send ADT (an A40 merge moves results between MRNs). Empty: any sender, with a
     # warning at start. A message from anyone else gets AR, is logged and is not applied.
     allowed_senders: list[Hl7SenderSettings] = Field(default_factory=list)

@@ -24,6 +24,8 @@ import pynetdicom
 from pynetdicom import evt
 from pynetdicom.transport import RequestHandler
 
+from integrations.dicom.guard import ConnectionGuard, guard_association
+
 log = logging.getLogger(__name__)
 
 SUPPORTED_VERSIONS = ("3.0.",)
@@ -88,12 +90,34 @@ class EventDrivenRequestHandler(RequestHandler):
         return assoc
 
 
-def request_handler() -> type[RequestHandler]:
-    """The handler class to give the server: event-driven when this pynetdicom is supported."""
+def _guarded(base: type[RequestHandler], guard: ConnectionGuard) -> type[RequestHandler]:
+    """``base`` with every connection admitted by ``guard`` before its association starts."""
+
+    def handle(self: RequestHandler) -> None:
+        assoc = self._create_association()
+        if not guard_association(guard, assoc, self.client_address, self.request):
+            self.server.shutdown_request(self.request)
+            return
+        evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
+        assoc.start()
+
+    return type(f"Guarded{base.__name__}", (base,), {"handle": handle})
+
+
+def request_handler(guard: ConnectionGuard | None = None) -> type[RequestHandler]:
+    """The handler class to give the server: event-driven when this pynetdicom is supported,
+    and guarded (bounded PDUs, negotiation deadline, per-source limits) when given a guard.
+    The guard's PDU reader is a copy of this pynetdicom's, so it is used on the supported
+    releases only, like the event-driven loop."""
     if event_driven_supported():
-        return EventDrivenRequestHandler
+        return (
+            EventDrivenRequestHandler
+            if guard is None
+            else _guarded(EventDrivenRequestHandler, guard)
+        )
     log.warning(
-        "pynetdicom %s is not one the event-driven acceptor loop was written for; using the stock loop",
+        "pynetdicom %s is not one the event-driven acceptor loop and the connection guard were "
+        "written for; using the stock loop, unguarded",
         pynetdicom.__version__,
     )
     return RequestHandler

@@ -34,6 +34,7 @@ from integrations.db.store import KnownInstance, RecordOutcome, StudyStore
 from integrations.dicom import status
 from integrations.dicom.ae import check_association
 from integrations.dicom.file_meta import encode_file_meta
+from integrations.dicom.guard import ConnectionGuard
 from integrations.dicom.header import InstanceHeader, parse_dataset
 from integrations.dicom.reactor import request_handler
 from integrations.dicom.spool import Spool, SpooledFile, file_content_sha256
@@ -82,6 +83,13 @@ class DicomNode:
         self.spool = spool
         self.counters = NodeCounters()
         self._server: ThreadedAssociationServer | None = None
+        self.guard = ConnectionGuard(
+            per_source=settings.max_connections_per_source,
+            max_unproven=max(32, 2 * settings.max_associations),
+            negotiation_timeout=settings.negotiation_timeout_seconds,
+            max_pdu_length=settings.max_pdu_size,
+            record=self._record_connection_event,
+        )
         configure_pynetdicom()
         self.ae = self._build_ae()
 
@@ -110,11 +118,12 @@ class DicomNode:
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_REJECTED, self._on_rejected_by_pynetdicom),
         ]
         server = self.ae.make_server(
             (self.settings.host, self.settings.port),
             evt_handlers=handlers,
-            request_handler=request_handler(),
+            request_handler=request_handler(self.guard),
         )
         self.ae._servers.append(server)  # as start_server() does; server.shutdown() removes it
         thread = threading.Thread(target=server.serve_forever, name="dicom-node", daemon=True)
@@ -132,6 +141,7 @@ class DicomNode:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+            self.guard.close_unproven()
 
     # -- handlers ---------------------------------------------------------------------------
 
@@ -167,6 +177,34 @@ class DicomNode:
             )
         except StoreError:
             log.exception("could not record the rejected association")
+
+    def _on_rejected_by_pynetdicom(self, event: evt.Event) -> None:
+        """pynetdicom's own A-ASSOCIATE-RJ (local limit exceeded, ...): ours in _on_requested
+        do not raise EVT_REJECTED, so each rejection is recorded once."""
+        assoc = event.assoc
+        primitive = cast(Any, assoc.acceptor.primitive)
+        reason = PYNETDICOM_REJECTIONS.get(
+            (primitive.result_source, primitive.diagnostic),
+            f"rejected (source {primitive.result_source}, diagnostic {primitive.diagnostic})",
+        )
+        calling = str(getattr(assoc.requestor, "ae_title", "") or "").strip()
+        host = str(assoc.requestor.address)
+        self.counters.add("rejected_associations")
+        log.warning("association from %s (%s) rejected: %s", host, calling, reason)
+        try:
+            self.store.record_event(
+                "association_rejected", reason, calling_ae_title=calling, peer_host=host
+            )
+        except StoreError:
+            log.exception("could not record the rejected association")
+
+    def _record_connection_event(self, kind: str, detail: str, host: str, **fields: str) -> None:
+        if kind == "store_refused":
+            self.counters.add("refused")
+        try:
+            self.store.record_event(kind, detail, peer_host=host, **fields)
+        except Exception:
+            log.exception("could not record the refused connection")
 
     def _on_echo(self, event: evt.Event) -> int:
         return status.SUCCESS
@@ -326,12 +364,14 @@ class DicomNode:
     def _refuse(self, code: int, reason: str, calling: str, event: evt.Event) -> Dataset:
         self.counters.add("refused")
         sop_instance_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
-        log.warning("C-STORE from %s refused (0x%04X): %s", calling, code, reason)
+        host = str(event.assoc.requestor.address)
+        log.warning("C-STORE from %s (%s) refused (0x%04X): %s", calling, host, code, reason)
         try:
             self.store.record_event(
                 "store_refused",
                 f"0x{code:04X} {reason}",
                 calling_ae_title=calling,
+                peer_host=host,
                 sop_instance_uid=sop_instance_uid[:64],
             )
         except Exception:
@@ -342,7 +382,8 @@ class DicomNode:
     def _failure(code: int, reason: str) -> Dataset:
         response = Dataset()
         response.Status = code
-        response.ErrorComment = reason[:64]  # LO, at most 64 characters
+        # LO: at most 64 characters, and a backslash would split it into several values.
+        response.ErrorComment = reason.replace("\\", "/")[:64]
         return response
 
 
@@ -354,6 +395,17 @@ CHANGED_DUPLICATE_OUTCOME = {
 
 # (0008,0018) SOP Instance UID, as Offending Element (0000,0901) of a refused changed duplicate.
 SOP_INSTANCE_UID_TAG = 0x00080018
+
+
+# pynetdicom's own rejections (PS3.8 9.3.4): (result source, diagnostic) -> reason.
+PYNETDICOM_REJECTIONS = {
+    (0x03, 0x02): "local limit exceeded (max_associations associations open)",
+    (0x03, 0x01): "temporary congestion",
+    (0x02, 0x02): "protocol version not supported",
+    (0x01, 0x02): "application context name not supported",
+    (0x01, 0x03): "calling AE title not recognised",
+    (0x01, 0x07): "called AE title not recognised",
+}
 
 
 def _note(outcome: RecordOutcome) -> str:

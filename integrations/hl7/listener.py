@@ -230,6 +230,8 @@ class AdtListener:
             self.settings.port if port is None else port,
             self.handle,
             max_connections=self.settings.max_connections,
+            max_connections_per_source=self.settings.max_connections_per_source,
             idle_timeout=self.settings.idle_timeout_seconds,
+            first_frame_timeout=self.settings.first_frame_timeout_seconds,
             max_message_bytes=self.settings.max_message_bytes,
         )

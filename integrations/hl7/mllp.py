@@ -1,6 +1,11 @@
 """MLLP over TCP: a client (one message, then its ACK) and a threaded server (I/O).
 
-The server hands each received message to a handler and sends back what it returns.
+The server hands each received message to a handler and sends back what it returns. It holds
+at most ``max_connections`` connections, ``max_connections_per_source`` from one address; a
+connection that has not sent a whole first message within ``first_frame_timeout`` is closed,
+and when the server or a source is full a newcomer takes the place of the oldest such
+connection (see :mod:`integrations.connection_limits`), so idle sockets never lock out the
+ADT feed.
 
 All protocol work is elsewhere: framing in :mod:`integrations.hl7.framing`, building and
 reading messages in the pure HL7 modules. This module only moves bytes and turns socket
@@ -14,8 +19,10 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable
 
+from integrations.connection_limits import ConnectionLimiter
 from integrations.errors import PeerUnavailableError
 from integrations.hl7.framing import FrameDecoder, FramingError, frame
 
@@ -122,25 +129,46 @@ class _Connection(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         server = self.server
         sock: socket.socket = self.request
+        host = str(self.client_address[0])
         peer = "{}:{}".format(*self.client_address[:2])
-        if not server.slots.acquire(blocking=False):
+
+        def close() -> None:
             log.warning(
-                "refusing MLLP connection from %s: %d connections open",
+                "closing MLLP connection from %s: no message yet, its place went to a newer one",
                 peer,
-                server.max_connections,
             )
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+        admission = server.limiter.admit(host, close)
+        if admission.evicted is not None:
+            admission.evicted.close()
+        if admission.slot is None:
+            log.warning("refusing MLLP connection from %s: %s", peer, admission.reason)
             return
+        slot = admission.slot
         with server.lock:
             server.connections.add(sock)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(server.idle_timeout)
+            # Until a whole first message has arrived the connection has a short deadline
+            # (idle sockets must not hold places for the idle timeout); afterwards the idle one.
+            deadline = time.monotonic() + server.first_frame_timeout
             decoder = FrameDecoder(server.max_message_bytes)
             while not server.stopping.is_set():
+                if not slot.proven:
+                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
                 try:
                     data = sock.recv(RECEIVE_CHUNK)
                 except TimeoutError:
-                    log.info("closing idle MLLP connection from %s", peer)
+                    if slot.proven:
+                        log.info("closing idle MLLP connection from %s", peer)
+                    else:
+                        log.warning(
+                            "closing MLLP connection from %s: no whole message within %g s",
+                            peer,
+                            server.first_frame_timeout,
+                        )
                     return
                 except OSError:
                     return
@@ -151,6 +179,9 @@ class _Connection(socketserver.BaseRequestHandler):
                 except FramingError as error:
                     log.warning("closing MLLP connection from %s: %s", peer, error)
                     return
+                if messages and not slot.proven:
+                    server.limiter.prove(slot)
+                    sock.settimeout(server.idle_timeout)
                 for message in messages:
                     answer = server.handler(message, peer)
                     if answer is not None:
@@ -158,7 +189,7 @@ class _Connection(socketserver.BaseRequestHandler):
         finally:
             with server.lock:
                 server.connections.discard(sock)
-            server.slots.release()
+            server.limiter.release(slot)
 
 
 class _ThreadingServer(socketserver.ThreadingTCPServer):
@@ -171,14 +202,21 @@ class _ThreadingServer(socketserver.ThreadingTCPServer):
         handler: MessageHandler,
         *,
         max_connections: int,
+        max_connections_per_source: int,
         idle_timeout: float,
+        first_frame_timeout: float,
         max_message_bytes: int,
     ) -> None:
         self.handler = handler
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
+        self.first_frame_timeout = first_frame_timeout
         self.max_message_bytes = max_message_bytes
-        self.slots = threading.BoundedSemaphore(max_connections)
+        self.limiter = ConnectionLimiter(
+            per_source=max_connections_per_source,
+            max_unproven=max_connections,
+            max_total=max_connections,
+        )
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.connections: set[socket.socket] = set()
@@ -201,14 +239,18 @@ class MllpServer:
         handler: MessageHandler,
         *,
         max_connections: int = 32,
+        max_connections_per_source: int = 8,
         idle_timeout: float = 600.0,
+        first_frame_timeout: float = 5.0,
         max_message_bytes: int = 1024 * 1024,
     ) -> None:
         self._server = _ThreadingServer(
             (host, port),
             handler,
             max_connections=max_connections,
+            max_connections_per_source=max_connections_per_source,
             idle_timeout=idle_timeout,
+            first_frame_timeout=first_frame_timeout,
             max_message_bytes=max_message_bytes,
         )
         self._thread: threading.Thread | None = None
