@@ -38,8 +38,11 @@ from models.package import DomainSpec, IntensityRange
 REASON_PREFIX = "image unlike the model's training data"
 STATISTICS = ("mean", "std", "low_fraction", "high_fraction")
 END_SHARE = 0.02  # "at the end of the value range": within 2 % of its span
-INTENSITY_MARGIN = 0.5  # the fitted range widened by half its span on each side ...
-INTENSITY_FLOOR = 0.02  # ... and by at least this much
+# The intensity check is coarse (blank, saturated, inverted inputs); the feature score does
+# the fine work. The fitted range is widened by its span on each side, and by at least 0.1
+# (statistics are shares or fractions of the value range).
+INTENSITY_MARGIN = 1.0
+INTENSITY_FLOOR = 0.1
 FALSE_REJECTION_TARGET = 0.01
 
 

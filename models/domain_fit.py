@@ -45,29 +45,57 @@ OOD_SEED = 8_700_000
 
 
 def _chest(seed: int) -> list[Dataset]:
-    findings = random_chest_findings(np.random.default_rng(seed))
-    return chest_xray_study(seed, findings, size=384).datasets
+    rng = np.random.default_rng(seed)
+    return chest_xray_study(
+        seed,
+        random_chest_findings(rng),
+        size=int(rng.choice([256, 384, 512])),
+        modality=str(rng.choice(["DX", "CR"])),
+        photometric=str(rng.choice(["MONOCHROME2", "MONOCHROME1"])),
+        voi=str(rng.choice(["window", "lut", "none"])),
+    ).datasets
 
 
 def _msk(seed: int) -> list[Dataset]:
-    return msk_study(seed, seed % 2 == 0, size=320).datasets
+    rng = np.random.default_rng(seed)
+    return msk_study(
+        seed,
+        seed % 2 == 0,
+        size=int(rng.choice([256, 320, 384])),
+        photometric=str(rng.choice(["MONOCHROME2", "MONOCHROME1"])),
+    ).datasets
 
 
 def _brain(seed: int) -> list[Dataset]:
-    return brain_mri_study(seed, seed % 2 == 0, slices=32).datasets
+    rng = np.random.default_rng(seed)
+    tumour = seed % 2 == 0
+    return brain_mri_study(
+        seed,
+        tumour,
+        slices=int(rng.choice([32, 48, 64])),
+        first_z=float(rng.uniform(-40, 0)) if rng.random() < 0.5 else None,
+        around_tumour=tumour and rng.random() < 0.5,
+        multiframe=rng.random() < 0.25,
+    ).datasets
 
 
 def _head_ct(seed: int) -> list[Dataset]:
+    rng = np.random.default_rng(seed)
     kinds = () if seed % 3 == 0 else (HEMORRHAGE_SUBTYPES[seed % len(HEMORRHAGE_SUBTYPES)],)
-    return head_ct_study(seed, kinds, slices=24).datasets
+    return head_ct_study(
+        seed,
+        kinds,
+        slices=int(rng.choice([24, 32, 40])),
+        around_bleed=bool(kinds) and rng.random() < 0.5,
+    ).datasets
 
 
 # analyzer kind -> (in-domain study factory, fit studies, held-out studies, OOD studies per set)
 DEMO_DOMAINS: dict[str, tuple[StudyFactory, int, int, int]] = {
     "chest-xray": (_chest, 120, 60, 12),
     "msk-fracture": (_msk, 60, 30, 6),
-    "brain-mri-tumor": (_brain, 10, 12, 3),
-    "head-ct-ich": (_head_ct, 14, 15, 3),
+    "brain-mri-tumor": (_brain, 16, 20, 3),
+    "head-ct-ich": (_head_ct, 20, 20, 3),
 }
 
 
