@@ -3,8 +3,8 @@
 :func:`fit_domain` runs the analyzer itself (so the features come through exactly the
 preprocessing a study takes) on in-domain studies, fits the feature Gaussian and intensity
 ranges on one set, and chooses the score limit on a held-out in-domain set and the generated
-out-of-domain sets of :mod:`models.phantoms.ood` (:func:`models.domain.calibrate`). The same
-sets give the calibration that ``evaluate-model`` reports (:func:`domain_calibration`).
+out-of-domain sets of :mod:`models.phantoms.ood` (:func:`models.domain.calibrate`); the
+calibration is stored in the manifest and ``evaluate-model`` reports it.
 
 For the demo analyzers the in-domain studies are their phantoms (seeds 8_000_000 and up:
 never used by the recipes or the tests); a real package is fitted on its own training data,
@@ -168,40 +168,3 @@ def fit_domain(
         "precision": torch.from_numpy(precision.astype(np.float32)),
     }
     return domain, tensors
-
-
-def domain_calibration(
-    analyzer: BaseAnalyzer,
-    in_domain: Sequence[list[Dataset]],
-    out_of_domain: dict[str, Sequence[list[Dataset]]],
-) -> dict[str, Any]:
-    """How the package's stored gate does on these studies (for ``evaluate-model``)."""
-    model = analyzer.package.domain
-    if model is None:
-        return {"checked": False, "note": "the package declares no input domain"}
-    inside = _units(model, analyzer, in_domain)
-    outside = {name: _units(model, analyzer, studies) for name, studies in out_of_domain.items()}
-    from models.domain import rejected
-    from models.evaluation import roc_auc
-
-    def share(units: Sequence[UnitScore]) -> float | None:
-        if not units:
-            return None
-        limit, accepted = model.spec.limit, model.spec.intensity
-        return round(float(np.mean([rejected(u, accepted, limit) for u in units])), 4)
-
-    everything = [u for units in outside.values() for u in units]
-    scores = np.array([u.score for u in inside] + [u.score for u in everything])
-    truth = np.array([False] * len(inside) + [True] * len(everything))
-    return {
-        "checked": True,
-        "limit": model.spec.limit,
-        "unit": model.spec.unit,
-        "in_domain": len(inside),
-        "in_domain_false_rejection": share(inside),
-        "out_of_domain": len(everything),
-        "ood_detection": share(everything),
-        "score_auc": round(roc_auc(truth, scores), 4) if inside and everything else None,
-        "per_set_detection": {name: share(units) for name, units in outside.items()},
-        "stored_calibration": model.spec.calibration,
-    }

@@ -1,5 +1,4 @@
-"""What every analyzer shares: result building, batched prediction, Grad-CAM, the domain gate
-(pure: no I/O).
+"""What every analyzer shares: results, batched prediction, Grad-CAM, domain gate (pure).
 
 An analyzer wraps one loaded package. :meth:`BaseAnalyzer.analyze` times the work, turns
 :class:`~models.preprocess.NotAnalysable` into a ``not_analysable`` result and leaves other
