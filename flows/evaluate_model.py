@@ -139,6 +139,7 @@ def write_report(document: dict[str, Any], output_dir: str) -> dict[str, str]:
         cohort=document["cohort"],
         labels=labels,
         not_analysable=tuple(document["not_analysable"]),
+        domain=document.get("domain", {}),
     )
     (out / "evaluation.html").write_text(render_html(evaluation), encoding="utf-8")
     return {"json": str(out / "evaluation.json"), "html": str(out / "evaluation.html")}
@@ -185,11 +186,38 @@ def evaluate_model(
             "unreadable_files": len(cohort["unreadable"]),
         },
     )
+    document["domain"] = domain_section(manifest, records)
     files = write_report(document, output_dir)
     return {
         **files,
         "auc": {item["label"]: item["auc"] for item in document["labels"]},
         "studies": document["cohort"]["studies_evaluated"],
+    }
+
+
+def domain_section(manifest: Any, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The input-domain gate: what the package declares, its calibration on held-out generated
+    in-domain and out-of-domain sets, and how many cohort studies it refused."""
+    from models.domain import REASON_PREFIX
+
+    refused = sum(
+        1
+        for r in records
+        if r["status"] != "analysed" and str(r["reason"]).startswith(REASON_PREFIX)
+    )
+    if manifest.domain is None:
+        return {"declared": False, "cohort_refused": refused, "cohort_studies": len(records)}
+    domain = manifest.domain
+    return {
+        "declared": True,
+        "score": domain.score,
+        "unit": domain.unit,
+        "limit": domain.limit,
+        "intensity": domain.intensity.model_dump(mode="json"),
+        "calibration": domain.calibration,
+        "cohort_refused": refused,
+        "cohort_studies": len(records),
+        "cohort_false_rejection": round(refused / len(records), 4) if records else None,
     }
 
 

@@ -177,6 +177,7 @@ class CohortEvaluation:
     labels: tuple[LabelEvaluation, ...]
     not_analysable: tuple[dict[str, str], ...] = ()
     unlabelled: tuple[str, ...] = ()
+    domain: dict[str, Any] = field(default_factory=dict)  # the input-domain gate's calibration
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

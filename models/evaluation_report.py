@@ -72,6 +72,27 @@ def render_html(evaluation: CohortEvaluation) -> str:
         f"<li>{html.escape(item['study_instance_uid'])}: {html.escape(item['reason'])}</li>"
         for item in evaluation.not_analysable
     )
+    domain = evaluation.domain
+    calibration = domain.get("calibration") or {}
+    domain_html = (
+        '<h2>Input-domain gate</h2><p class="warning">The package declares no input domain: '
+        "images unlike its training data are not detected.</p>"
+        if domain and not domain.get("declared")
+        else (
+            "<h2>Input-domain gate</h2>"
+            f"<p>{html.escape(str(domain.get('score')))} per {html.escape(str(domain.get('unit')))}"
+            f", limit {domain.get('limit')}. Calibration (held-out generated sets): in-domain "
+            f"false rejection {_percent(calibration.get('in_domain_false_rejection'))} of "
+            f"{calibration.get('in_domain')}, out-of-domain detection "
+            f"{_percent(calibration.get('ood_detection'))} of {calibration.get('out_of_domain')}"
+            f", score AUC {calibration.get('score_auc')}; per set: "
+            f"{html.escape(str(calibration.get('per_set_detection')))}. On this cohort (in domain"
+            f" by intent) the gate refused {domain.get('cohort_refused')} of "
+            f"{domain.get('cohort_studies')} studies.</p>"
+            if domain
+            else ""
+        )
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Evaluation of {html.escape(str(model.get("name")))} {html.escape(str(model.get("version")))}</title>
@@ -93,6 +114,7 @@ sensitivity and specificity; the operating point is the manifest threshold.</p>
 <th>Specificity</th><th>Threshold</th><th>TP</th><th>FP</th><th>FN</th><th>TN</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
 <h2>ROC curves</h2><div>{"".join(cards)}</div>
+{domain_html}
 {f"<h2>Not analysable</h2><ul>{problems}</ul>" if problems else ""}
 </body></html>
 """

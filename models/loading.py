@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from integrations.errors import PackageError
+from models.domain import DomainModel
 from models.networks import build_network
 from models.package import MANIFEST_NAME, Manifest, parse_manifest
 
@@ -60,7 +61,7 @@ class PackageStatus:
 
     path: Path
     manifest: Manifest | None
-    checksum: str  # "ok", "mismatch", "missing weights", "unreadable manifest"
+    checksum: str  # "ok", "mismatch", "missing weights", "unreadable manifest", "domain ..."
     problem: str | None = None
 
     @property
@@ -80,6 +81,7 @@ class LoadedPackage:
     manifest: Manifest
     network: nn.Module
     device: torch.device
+    domain: DomainModel | None = None  # None: the package declares no input domain
 
 
 def is_package(path: Path) -> bool:
@@ -141,7 +143,43 @@ def inspect_package(path: Path) -> PackageStatus:
         _check_checksum(path, manifest, data)
     except PackageError as error:
         return PackageStatus(path, manifest, "mismatch", str(error))
+    try:
+        load_domain(path, manifest)
+    except PackageError as error:
+        return PackageStatus(path, manifest, "domain file refused", str(error))
     return PackageStatus(path, manifest, "ok")
+
+
+def load_domain(path: Path, manifest: Manifest) -> DomainModel | None:
+    """The package's fitted domain (SHA-256 checked, tensors only), or None if it has none."""
+    spec = manifest.domain
+    if spec is None:
+        return None
+    where = f"model package {manifest.name!r} ({path})"
+    try:
+        data = PackageFiles(path).read(spec.file)
+    except (OSError, zipfile.BadZipFile) as error:
+        raise PackageError(f"{where}: domain file {spec.file} cannot be read: {error}") from None
+    actual = sha256_of(data)
+    if actual != spec.sha256:
+        raise PackageError(
+            f"{where}: SHA-256 of {spec.file} is {actual}, the manifest says {spec.sha256}; "
+            "refusing domain statistics that are not the ones the manifest describes"
+        )
+    try:
+        tensors = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling errors come in many types
+        raise PackageError(f"{where}: {spec.file} cannot be loaded: {error}") from None
+    if not isinstance(tensors, Mapping) or not {"mean", "precision"} <= set(tensors):
+        raise PackageError(f"{where}: {spec.file} lacks the mean and precision tensors")
+    mean, precision = tensors["mean"], tensors["precision"]
+    features = manifest.architecture.feature_count
+    if tuple(mean.shape) != (features,) or tuple(precision.shape) != (features, features):
+        raise PackageError(
+            f"{where}: {spec.file} holds a {tuple(mean.shape)} mean and a "
+            f"{tuple(precision.shape)} precision; the network has {features} features"
+        )
+    return DomainModel.from_tensors(spec, dict(tensors))
 
 
 def _state_dict_from(obj: object, where: str) -> dict[str, torch.Tensor]:
@@ -219,7 +257,10 @@ def load_package(
         torch.backends.cudnn.benchmark = True  # input sizes are fixed per package
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    return LoadedPackage(path=path, manifest=manifest, network=network, device=device)
+    domain = load_domain(path, manifest)
+    return LoadedPackage(
+        path=path, manifest=manifest, network=network, device=device, domain=domain
+    )
 
 
 def write_package(
@@ -247,3 +288,25 @@ def write_package(
         json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
     )
     return manifest
+
+
+def write_domain(
+    directory: Path, domain_data: dict[str, object], tensors: Mapping[str, torch.Tensor]
+) -> Manifest:
+    """Add (or replace) a package folder's fitted domain: ``domain.pt`` and the manifest entry.
+
+    ``domain_data`` is the manifest's ``domain`` without ``sha256``. The weights are untouched.
+    """
+    manifest = read_manifest(directory)
+    buffer = io.BytesIO()
+    torch.save({key: value.detach().cpu().contiguous() for key, value in tensors.items()}, buffer)
+    data = buffer.getvalue()
+    domain = {"file": "domain.pt", **domain_data, "sha256": sha256_of(data)}
+    document = {**manifest.model_dump(mode="json"), "domain": domain}
+    updated = parse_manifest(document, str(directory))
+    assert updated.domain is not None
+    (directory / updated.domain.file).write_bytes(data)
+    (directory / MANIFEST_NAME).write_text(
+        json.dumps(updated.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
+    )
+    return updated

@@ -1,5 +1,8 @@
 """Networks built from a manifest's architecture (pure: torch, no I/O).
 
+Both families expose ``embed`` (the pooled penultimate-layer features, which the input-domain
+gate scores) and ``classifier`` (the linear layer that turns them into logits).
+
 :class:`DenseNetClassifier` keeps torchvision's module names (``features.conv0`` ...
 ``features.norm5``, ``classifier``), which are also torchxrayvision's, so a state dict from
 either loads unchanged; DenseNet-121 is ``growth_rate=32, block_config=(6, 12, 24, 16),
@@ -25,9 +28,9 @@ class DenseNetClassifier(nn.Module):
     def __init__(self, architecture: ArchitectureSpec) -> None:
         super().__init__()
         reference = torchvision.models.DenseNet(
-            growth_rate=architecture.growth_rate,
-            block_config=tuple(architecture.block_config),
-            num_init_features=architecture.num_init_features,
+            growth_rate=architecture.growth_rate or 32,
+            block_config=tuple(architecture.block_config or DENSENET121["block_config"]),
+            num_init_features=architecture.num_init_features or 64,
             bn_size=architecture.bn_size,
             num_classes=architecture.num_outputs,
         )
@@ -35,7 +38,7 @@ class DenseNetClassifier(nn.Module):
         if architecture.in_channels != 3:
             features.conv0 = nn.Conv2d(
                 architecture.in_channels,
-                architecture.num_init_features,
+                architecture.num_init_features or 64,
                 kernel_size=7,
                 stride=2,
                 padding=3,
@@ -46,16 +49,58 @@ class DenseNetClassifier(nn.Module):
         self.classifier = reference.classifier
         self.architecture = architecture
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer features: the pooled activations the classifier reads."""
         activations = functional.relu(self.features(inputs))
-        pooled = functional.adaptive_avg_pool2d(activations, 1).flatten(1)
-        return self.classifier(pooled)
+        return functional.adaptive_avg_pool2d(activations, 1).flatten(1)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(inputs))
 
 
-def build_network(architecture: ArchitectureSpec) -> DenseNetClassifier:
+class ResNetClassifier(nn.Module):
+    """A torchvision ResNet (module names kept: ``conv1`` ... ``layer4``, ``fc``), any number
+    of input channels; ``embed`` gives the pooled ``layer4`` features the ``fc`` layer reads."""
+
+    def __init__(self, architecture: ArchitectureSpec) -> None:
+        super().__init__()
+        builders = {
+            18: torchvision.models.resnet18,
+            34: torchvision.models.resnet34,
+            50: torchvision.models.resnet50,
+        }
+        reference = builders[architecture.depth or 18](
+            weights=None, num_classes=architecture.num_outputs
+        )
+        if architecture.in_channels != 3:
+            reference.conv1 = nn.Conv2d(
+                architecture.in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False
+            )
+            nn.init.kaiming_normal_(reference.conv1.weight)
+        self.conv1, self.bn1, self.relu, self.maxpool = (
+            reference.conv1,
+            reference.bn1,
+            reference.relu,
+            reference.maxpool,
+        )
+        self.layer1, self.layer2 = reference.layer1, reference.layer2
+        self.layer3, self.layer4 = reference.layer3, reference.layer4
+        self.classifier = reference.fc
+        self.architecture = architecture
+
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(inputs))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return functional.adaptive_avg_pool2d(x, 1).flatten(1)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(inputs))
+
+
+def build_network(architecture: ArchitectureSpec) -> nn.Module:
     """A freshly initialised network of the given architecture (weights are loaded after)."""
-    if architecture.family != "densenet":  # the only family the manifest schema allows today
-        raise ValueError(f"unsupported architecture family {architecture.family!r}")
+    if architecture.family == "resnet":
+        return ResNetClassifier(architecture)
     return DenseNetClassifier(architecture)
 
 

@@ -21,8 +21,17 @@ Example (abridged)::
                 "value_range": [-1024, 1024], "crop": "center_square"},
       "labels": [{"name": "Pneumothorax", "output_index": 3, "threshold": 0.5, "tier": "Urgent",
                   "code": {"value": "36118008", "scheme": "SCT", "meaning": "Pneumothorax"}}],
-      "weights": {"file": "weights.pt", "sha256": "<64 hex digits>"}
+      "weights": {"file": "weights.pt", "sha256": "<64 hex digits>"},
+      "domain": {"file": "domain.pt", "sha256": "<64 hex digits>", "score": "mahalanobis-pooled",
+                 "unit": "image", "limit": 41.7, "intensity": {"mean": [-0.6, 0.1], ...},
+                 "calibration": {"in_domain_false_rejection": 0.0, "ood_detection": 1.0, ...}}
     }
+
+``domain`` is the input domain the network was fitted on (see :mod:`models.domain`): beside
+modalities, body parts and views, a Gaussian over its penultimate-layer features (mean and
+shrinkage precision in ``domain.pt``, hashed like the weights), the range of the preprocessed
+input's intensity statistics, and the score limit with its calibration. A package with
+``clinical_use: true`` must declare it; a non-clinical one without it loads, flagged.
 """
 
 from __future__ import annotations
@@ -89,16 +98,48 @@ class LabelSpec(_Strict):
 
 
 class ArchitectureSpec(_Strict):
-    """The network: a DenseNet-BC in torchvision's (and torchxrayvision's) module layout."""
+    """The network: a DenseNet-BC in torchvision's (and torchxrayvision's) module layout, or a
+    torchvision ResNet (``depth`` 18, 34 or 50; a 2.5D volume network takes its context slices
+    as input channels). ``gradcam_layer`` defaults to the last feature block of the family."""
 
-    family: Literal["densenet"] = "densenet"
-    growth_rate: Annotated[int, Field(ge=1, le=128)]
-    block_config: Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=1)]
-    num_init_features: Annotated[int, Field(ge=1, le=256)]
+    family: Literal["densenet", "resnet"] = "densenet"
+    growth_rate: Annotated[int, Field(ge=1, le=128)] | None = None
+    block_config: (
+        Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=1)] | None
+    ) = None
+    num_init_features: Annotated[int, Field(ge=1, le=256)] | None = None
     bn_size: Annotated[int, Field(ge=1, le=8)] = 4
+    depth: Literal[18, 34, 50] | None = None
     in_channels: Annotated[int, Field(ge=1, le=64)]
     num_outputs: Annotated[int, Field(ge=1, le=1024)]
-    gradcam_layer: str = "features.norm5"
+    gradcam_layer: str = ""
+
+    @model_validator(mode="after")
+    def _family_fields(self) -> ArchitectureSpec:
+        if self.family == "densenet":
+            if None in (self.growth_rate, self.block_config, self.num_init_features):
+                raise ValueError("a densenet needs growth_rate, block_config, num_init_features")
+            if not self.gradcam_layer:
+                object.__setattr__(self, "gradcam_layer", "features.norm5")
+        else:
+            if self.depth is None:
+                raise ValueError("a resnet needs depth (18, 34 or 50)")
+            if not self.gradcam_layer:
+                object.__setattr__(self, "gradcam_layer", "layer4")
+        return self
+
+    @property
+    def feature_count(self) -> int:
+        """Width of the penultimate layer (what the classifier reads)."""
+        if self.family == "resnet":
+            return 2048 if self.depth == 50 else 512
+        assert self.growth_rate and self.block_config and self.num_init_features
+        features = self.num_init_features
+        for index, layers in enumerate(self.block_config):
+            features += layers * self.growth_rate
+            if index != len(self.block_config) - 1:
+                features //= 2
+        return features
 
 
 class WindowSpec(_Strict):
@@ -152,24 +193,55 @@ class InputSpec(_Strict):
         return self.channels_per_slice * (2 * self.context_slices + 1)
 
 
+def _sha256_hex(value: str) -> str:
+    value = value.lower()
+    if not _SHA256_PATTERN.fullmatch(value):
+        raise ValueError("must be 64 hexadecimal digits")
+    return value
+
+
+def _plain_file_name(value: str) -> str:
+    if "/" in value or "\\" in value or value in {".", ".."}:
+        raise ValueError("must be a plain file name inside the package")
+    return value
+
+
 class WeightsSpec(_Strict):
     file: Annotated[str, Field(min_length=1, max_length=128)] = "weights.pt"
     sha256: str
 
-    @field_validator("sha256")
-    @classmethod
-    def _hex(cls, value: str) -> str:
-        value = value.lower()
-        if not _SHA256_PATTERN.fullmatch(value):
-            raise ValueError("must be 64 hexadecimal digits")
-        return value
+    _hex = field_validator("sha256")(lambda value: _sha256_hex(value))
+    _plain_name = field_validator("file")(lambda value: _plain_file_name(value))
 
-    @field_validator("file")
-    @classmethod
-    def _plain_name(cls, value: str) -> str:
-        if "/" in value or "\\" in value or value in {".", ".."}:
-            raise ValueError("must be a plain file name inside the package")
-        return value
+
+class IntensityRange(_Strict):
+    """Accepted range of each intensity statistic of one preprocessed input (see
+    :func:`models.domain.intensity_statistics`): a statistic outside it is out of domain."""
+
+    mean: tuple[float, float]
+    std: tuple[float, float]
+    low_fraction: tuple[float, float]
+    high_fraction: tuple[float, float]
+
+
+class DomainSpec(_Strict):
+    """The out-of-distribution gate: feature Gaussian, its score limit, intensity ranges.
+
+    ``unit``: what one score is for: ``image`` (each network input is one image) or
+    ``series`` (the median over a series' slice scores). ``calibration`` holds what the
+    limit was chosen on (held-out in-domain and generated out-of-domain sets) and how it did.
+    """
+
+    file: Annotated[str, Field(min_length=1, max_length=128)] = "domain.pt"
+    sha256: str
+    score: Literal["mahalanobis-pooled"] = "mahalanobis-pooled"
+    unit: Literal["image", "series"]
+    limit: Annotated[float, Field(gt=0)]
+    intensity: IntensityRange
+    calibration: dict[str, Any] = {}
+
+    _hex = field_validator("sha256")(lambda value: _sha256_hex(value))
+    _plain_name = field_validator("file")(lambda value: _plain_file_name(value))
 
 
 class Manifest(_Strict):
@@ -189,6 +261,7 @@ class Manifest(_Strict):
     input: InputSpec
     labels: Annotated[list[LabelSpec], Field(min_length=1)]
     weights: WeightsSpec
+    domain: DomainSpec | None = None
     training: dict[str, Any] = {}
 
     @field_validator("name", "analyzer")
@@ -231,6 +304,13 @@ class Manifest(_Strict):
             )
         if self.is_demo and self.clinical_use:
             raise ValueError("a demo package (training.source 'generated') cannot be clinical_use")
+        if self.clinical_use and self.domain is None:
+            raise ValueError(
+                "a clinical package must declare its input domain (domain: feature statistics "
+                "and score limit; fit them with `pacsflow models fit-domain`)"
+            )
+        if self.domain is not None and self.domain.file == self.weights.file:
+            raise ValueError("domain.file must differ from weights.file")
         return self
 
     @property

@@ -59,21 +59,23 @@ def autocast_for(device: torch.device) -> Iterator[None]:
         yield
 
 
-def predict_logits(
+def predict_logits_and_features(
     network: nn.Module, inputs: np.ndarray, device: torch.device, batch_size: int
-) -> np.ndarray:
-    """Logits for ``inputs`` (N x C x H x W float32), in batches, as float32 numpy."""
-    outputs = []
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and penultimate-layer features (``network.embed``) in one pass, as float32."""
+    logits, features = [], []
     with torch.inference_mode(), autocast_for(device):
         for start in range(0, inputs.shape[0], batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(inputs[start : start + batch_size]))
             batch = batch.to(device, non_blocking=True)
             if device.type == "cuda":
                 batch = batch.contiguous(memory_format=torch.channels_last)
-            outputs.append(network(batch).float().cpu())
-    if not outputs:
-        return np.zeros((0, 0), dtype=np.float32)
-    return torch.cat(outputs).numpy()
+            embedded = network.embed(batch)  # type: ignore[operator]
+            logits.append(network.classifier(embedded).float().cpu())  # type: ignore[operator]
+            features.append(embedded.float().cpu())
+    if not logits:
+        return np.zeros((0, 0), dtype=np.float32), np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(logits).numpy(), torch.cat(features).numpy()
 
 
 def sigmoid(values: np.ndarray) -> np.ndarray:

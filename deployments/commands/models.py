@@ -4,7 +4,11 @@
 ``show NAME`` prints a manifest (labels with codes, thresholds and tiers, input, training);
 ``verify [NAME...]`` loads packages exactly as the worker will (checksum, tensor names and
 shapes, labels) and exits 1 naming every refusal, including routed analyzers that have no
-package; ``demo`` installs the committed demo packages (``--train`` retrains them instead).
+package; ``demo`` installs the committed demo packages (``--train`` retrains them instead);
+``fit-domain [NAME...]`` fits and calibrates the input domain of demo packages from their
+weights as they are, on generated studies (no retraining). ``show`` and ``verify`` say each
+package's input domain (score limit, calibration), or that it has none: such a package (only
+a non-clinical one can lack it) cannot tell an image unlike its training data.
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     demo.add_argument("names", nargs="*", help="default: all four analyzers")
     demo.add_argument("--train", action="store_true", help="retrain from the recipes (minutes)")
+    fit = actions.add_parser(
+        "fit-domain", help="fit the input-domain gate of demo packages (no retraining)"
+    )
+    fit.add_argument("names", nargs="*", help="default: all four demo analyzers")
+    fit.add_argument("--scale", type=float, default=1.0, help="study counts scale (tests: 0.1)")
     parser.set_defaults(handler=run)
 
 
@@ -56,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         return _list(registry, routed)
     if command == "show":
         return _show(registry, args.name, args.json)
+    if command == "fit-domain":
+        return _fit_domain(registry, args.names, args.scale)
     if command == "verify":
         return _verify(registry, args.names or sorted(set(registry.package_paths()) | set(routed)))
     return _demo(models_dir, args.names or None, args.train)
@@ -111,9 +122,14 @@ def _show(registry: object, name: str, as_json: bool) -> int:
         f"{', '.join(manifest.body_parts) or 'any'}; view {', '.join(manifest.views) or 'any'}"
     )
     architecture = manifest.architecture
+    shape = (
+        f"ResNet-{architecture.depth}"
+        if architecture.family == "resnet"
+        else f"DenseNet growth {architecture.growth_rate}, blocks {architecture.block_config}"
+    )
     print(
-        f"network: DenseNet growth {architecture.growth_rate}, blocks {architecture.block_config}, "
-        f"{architecture.in_channels} input channel(s), {architecture.num_outputs} outputs"
+        f"network: {shape}, {architecture.in_channels} input channel(s), "
+        f"{architecture.num_outputs} outputs"
     )
     spec = manifest.input
     print(
@@ -121,6 +137,7 @@ def _show(registry: object, name: str, as_json: bool) -> int:
         f"{', '.join(spec.channels)}, context slices {spec.context_slices}"
     )
     print(f"weights: {manifest.weights.file} sha256 {manifest.weights.sha256}")
+    print(f"domain: {domain_line(manifest)}")
     held_out = manifest.training.get("held_out", {})
     print(f"{'LABEL':<30} {'CODE':<34} {'THRESH':>6} {'TIER':<9} HELD-OUT AUC")
     for label in manifest.labels:
@@ -149,8 +166,45 @@ def _verify(registry: object, names: list[str]) -> int:
             print(f"REFUSED {name}: {error}")
             continue
         identity = analyzer.identity
-        print(f"ok      {name} {identity.version} sha256 {identity.weights_sha256[:16]}…")
+        print(
+            f"ok      {name} {identity.version} sha256 {identity.weights_sha256[:16]}…; "
+            f"domain: {domain_line(analyzer.manifest)}"
+        )
     return 1 if refused else 0
+
+
+def domain_line(manifest: object) -> str:
+    """One line on a package's input-domain gate, or the warning that it has none."""
+    from models.package import Manifest
+
+    assert isinstance(manifest, Manifest)
+    domain = manifest.domain
+    if domain is None:
+        return "NONE: out-of-domain images are not detected (fit one: pacsflow models fit-domain)"
+    calibration = domain.calibration
+    return (
+        f"{domain.score} per {domain.unit}, limit {domain.limit:g}; calibration: in-domain "
+        f"false rejection {calibration.get('in_domain_false_rejection')}, out-of-domain "
+        f"detection {calibration.get('ood_detection')}, score AUC {calibration.get('score_auc')}"
+        f"; {domain.file} sha256 {domain.sha256[:16]}…"
+    )
+
+
+def _fit_domain(registry: object, names: list[str], scale: float) -> int:
+    from models.demo import fit_demo_domain
+    from models.domain_fit import DEMO_DOMAINS
+    from models.loading import read_manifest
+    from models.package_registry import PackageRegistry
+
+    assert isinstance(registry, PackageRegistry)
+    paths = registry.package_paths()
+    for name in names or list(DEMO_DOMAINS):
+        if name not in paths:
+            raise PackageError(f"no package named {name!r} in {registry.models_dir}")
+        fit_demo_domain(name, paths[name][0], scale=scale)
+        registry.forget(name)
+        print(f"{name}: domain {domain_line(read_manifest(paths[name][0]))}")
+    return 0
 
 
 def _demo(models_dir: Path, names: list[str] | None, train: bool) -> int:

@@ -1,13 +1,22 @@
-"""What every analyzer shares: result building, batched prediction, Grad-CAM (pure: no I/O).
+"""What every analyzer shares: results, batched prediction, Grad-CAM, domain gate (pure).
 
 An analyzer wraps one loaded package. :meth:`BaseAnalyzer.analyze` times the work, turns
 :class:`~models.preprocess.NotAnalysable` into a ``not_analysable`` result and leaves other
 exceptions (a bug, an out-of-memory) to the caller, so that a task fails visibly instead of
 reporting "nothing found".
+
+The input-domain gate (:mod:`models.domain`) sits here, so every analyzer gets it: each
+:meth:`BaseAnalyzer.logits` call also records the inputs' penultimate-layer features and
+intensity statistics; when the package declares a domain and any image (or series, for
+:attr:`BaseAnalyzer.domain_unit` ``series``) the study read lies outside it, the study's result
+is replaced by "not analysable: image unlike the model's training data (score X, limit Y)":
+no finding, no heatmap, nothing to escalate. A package without a domain (non-clinical only;
+the manifest refuses a clinical one) is analysed and its result says ``domain.checked: false``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -18,6 +27,7 @@ import torch
 from pydicom import Dataset
 
 from integrations.dicom.body_part import resolve_body_part
+from models.domain import Observation, gate, intensity_statistics
 from models.gradcam import GradCAM
 from models.loading import LoadedPackage
 from models.package import LabelSpec, Manifest
@@ -30,7 +40,9 @@ from models.results import (
     Measurement,
     ModelIdentity,
 )
-from models.runtime import predict_logits, sigmoid
+from models.runtime import predict_logits_and_features, sigmoid
+
+NO_DOMAIN = "the package declares no input domain: out-of-domain images are not detected"
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,7 @@ class BaseAnalyzer:
 
     kind: ClassVar[str] = ""
     required_labels: ClassVar[tuple[str, ...]] = ()
+    domain_unit: ClassVar[str] = "image"  # what one domain score is for: "image" or "series"
 
     def __init__(self, package: LoadedPackage) -> None:
         self.package = package
@@ -74,15 +87,40 @@ class BaseAnalyzer:
         self.identity: ModelIdentity = package.manifest.identity()
         self.device: torch.device = package.device
         self._gradcam = GradCAM(package.network, package.manifest.architecture.gradcam_layer)
+        self._seen = threading.local()  # per analysis: what the network was shown
 
     # ------------------------------------------------------------------ protocol entry point
     def analyze(self, datasets: Sequence[Dataset]) -> AnalysisResult:
         started = time.perf_counter()
+        result, observations = self.observe(datasets)
+        if result.status == "analysed":
+            result = self._domain_gated(result, observations)
+        return replace(result, inference_seconds=time.perf_counter() - started)
+
+    def observe(self, datasets: Sequence[Dataset]) -> tuple[AnalysisResult, list[Observation]]:
+        """The ungated result and what the network was shown (domain fitting reads this)."""
+        self._seen.observations = []
         try:
             result = self._analyze(list(datasets))
         except NotAnalysable as reason:
             result = self.not_analysable(reason.reason)
-        return replace(result, inference_seconds=time.perf_counter() - started)
+        finally:
+            observations: list[Observation] = self._seen.observations
+            self._seen.observations = None
+        return result, observations
+
+    def _domain_gated(
+        self, result: AnalysisResult, observations: list[Observation]
+    ) -> AnalysisResult:
+        domain = self.package.domain
+        if domain is None:
+            return replace(
+                result, extra={**result.extra, "domain": {"checked": False, "note": NO_DOMAIN}}
+            )
+        outcome = gate(domain, observations)
+        if outcome.reason is not None:
+            return self.not_analysable(outcome.reason, {"domain": outcome.summary})
+        return replace(result, extra={**result.extra, "domain": outcome.summary})
 
     def _analyze(self, datasets: list[Dataset]) -> AnalysisResult:
         raise NotImplementedError
@@ -138,9 +176,15 @@ class BaseAnalyzer:
         return None
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
-        return predict_logits(
+        """Logits for ``inputs``; one call is one image batch, or one whole series."""
+        logits, features = predict_logits_and_features(
             self.package.network, inputs, self.device, self.manifest.input.batch_size
         )
+        observations = getattr(self._seen, "observations", None)
+        if observations is not None:
+            statistics = intensity_statistics(inputs, self.manifest.input.value_range)
+            observations.append(Observation(features.astype(np.float64), statistics))
+        return logits
 
     def gradcam(self, inputs: np.ndarray, labels: Sequence[LabelSpec]) -> dict[str, np.ndarray]:
         """Grad-CAM maps at network resolution for ``labels`` on the images in ``inputs``."""

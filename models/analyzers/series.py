@@ -46,6 +46,7 @@ class SeriesAnalyzer(BaseAnalyzer):
     """An analyzer that reads whole axial series slice by slice."""
 
     minimum_slices: ClassVar[int] = 3
+    domain_unit: ClassVar[str] = "series"
     series_name: ClassVar[str] = "series"  # in the refusal: "no {series_name} to analyse"
 
     def series_header_problem(self, members: Sequence[Dataset]) -> str | None:

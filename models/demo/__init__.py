@@ -85,6 +85,33 @@ def _install(source: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def fit_demo_domain(name: str, package_dir: Path, *, scale: float = 1.0) -> Path:
+    """Fit and calibrate ``name``'s input domain on generated studies, from its weights as they
+    are (no retraining), and write ``domain.pt`` and the manifest's ``domain`` into the package.
+    """
+    import torch
+
+    from models.analyzers import analyzer_class
+    from models.domain_fit import DEMO_DOMAINS, fit_domain
+    from models.loading import load_package, write_domain
+
+    if name not in DEMO_DOMAINS:
+        raise PackageError(
+            f"no generated in-domain studies for {name!r}; known: {', '.join(DEMO_DOMAINS)}"
+        )
+    factory, fit, held_out, ood = DEMO_DOMAINS[name]
+    manifest = read_manifest(package_dir)
+    cls = analyzer_class(manifest.analyzer)
+    analyzer = cls(load_package(package_dir, torch.device("cpu"), cls.required_labels))
+    counts = [
+        max(minimum, round(count * scale)) for count, minimum in ((fit, 4), (held_out, 3), (ood, 1))
+    ]
+    domain, tensors = fit_domain(analyzer, factory, *counts)
+    write_domain(package_dir, domain, tensors)
+    log.info("fitted the input domain of %s: limit %s", name, domain["limit"])
+    return package_dir
+
+
 def build_demo_package(
     name: str,
     output_dir: Path,
@@ -100,6 +127,7 @@ def build_demo_package(
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.build.", dir=output_dir))
     try:
         write_package(staging, build.manifest, build.state_dict)
+        fit_demo_domain(name, staging, scale=scale)
         _install(staging, output_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

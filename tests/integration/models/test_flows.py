@@ -46,8 +46,13 @@ def test_evaluate_model_reports_json_and_html(
         document["model"]["weights_sha256"]
         == read_manifest(demo_models_dir / "chest-xray").weights.sha256
     )
+    domain = document["domain"]
+    assert domain["declared"] and domain["cohort_refused"] == 0 and domain["cohort_studies"] == 17
+    calibration = domain["calibration"]
+    assert {"in_domain_false_rejection", "ood_detection", "score_auc"} <= set(calibration)
     page = Path(summary["html"]).read_text()
     assert "<svg" in page and "Pneumothorax" in page
+    assert "Input-domain gate" in page and "out-of-domain detection" in page
     runs = flow_runs(prefect_api_url, "evaluate-model")
     assert any(run["state_type"] == "COMPLETED" for run in runs)
 
@@ -60,3 +65,7 @@ def test_train_demo_models_flow_writes_a_loadable_package(
     assert manifest.name == "msk-fracture" and manifest.is_demo and not manifest.clinical_use
     assert result["sha256"] == manifest.weights.sha256
     assert set(result["held_out_auc"]) == {"Fracture"}
+    assert manifest.domain is not None and manifest.domain.unit == "image"
+    (refit,) = train_demo_models(["msk-fracture"], str(tmp_path), scale=0.01, fit_domain_only=True)
+    assert read_manifest(Path(refit["path"])).weights.sha256 == manifest.weights.sha256
+    assert refit["calibration"]["ood_detection"] is not None

@@ -53,3 +53,14 @@ def test_show_prints_labels_with_codes_and_tiers(
     assert "Tension Pneumothorax" in output and "Critical" in output
     assert "SCT 36118008" in output and "clinical use: NO" in output
     assert main(["models", "--models-dir", str(models), "show", "nothing"]) == 1
+
+
+def test_show_and_verify_say_when_a_package_has_no_input_domain(
+    tiny_package_factory: TinyFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = tmp_path / "models"
+    tiny_package_factory("chest-xray", directory=models)
+    assert main(["models", "--models-dir", str(models), "show", "chest-xray"]) == 0
+    assert "domain: NONE: out-of-domain images are not detected" in capsys.readouterr().out
+    assert main(["models", "--models-dir", str(models), "verify", "chest-xray"]) == 0
+    assert "domain: NONE" in capsys.readouterr().out
