@@ -20,8 +20,16 @@ import numpy as np
 import torch
 import torch.nn.functional as functional
 from pydicom import Dataset
-from pydicom.pixels import apply_modality_lut
 
+from integrations.dicom.voi import (
+    apply_frame_voi,
+    frame_modality_source,
+    frame_voi,
+    functional_group,
+    modality_lut,
+    shown_inverted,
+)
+from integrations.dicom.voi import apply_window as shared_window
 from models.results import ImageReference
 
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
@@ -37,20 +45,11 @@ class NotAnalysable(Exception):
 
 @dataclass(frozen=True)
 class Window:
-    """A VOI window (PS3.3 C.11.2.1.2); ``function`` is LINEAR, LINEAR_EXACT or SIGMOID."""
+    """An explicit VOI window (PS3.3 C.11.2.1.2); ``function`` is LINEAR, LINEAR_EXACT or SIGMOID."""
 
     center: float
     width: float
     function: str = "LINEAR"
-
-
-@dataclass(frozen=True)
-class VoiLut:
-    """A VOI LUT Sequence item: ``data[value - first_mapped]`` scaled by ``2**bits - 1``."""
-
-    first_mapped: int
-    bits: int
-    data: np.ndarray = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class ImageFrame:
     reference: ImageReference
     values: np.ndarray = field(compare=False)  # float32, after the Modality LUT
     photometric: str
-    voi: Window | VoiLut | None
+    voi: Dataset | None = field(compare=False, repr=False)  # the item holding the frame's VOI
     pixel_spacing: tuple[float, float] | None  # (row spacing, column spacing) in mm
     position: tuple[float, float, float] | None
     orientation: tuple[float, float, float, float, float, float] | None
@@ -101,63 +100,8 @@ def group_by_series(datasets: Iterable[Dataset]) -> dict[str, list[Dataset]]:
 
 
 # ------------------------------------------------------------------------------------ decoding
-def _functional_group(dataset: Dataset, frame_index: int, sequence: str) -> Dataset | None:
-    """The item of ``sequence`` for one frame: per-frame group first, then the shared one."""
-    for groups_name, index in (
-        ("PerFrameFunctionalGroupsSequence", frame_index),
-        ("SharedFunctionalGroupsSequence", 0),
-    ):
-        groups = dataset.get(groups_name)
-        if groups and len(groups) > index:
-            item = groups[index].get(sequence)
-            if item:
-                return item[0]
-    return None
-
-
-def _first(value: object) -> float:
-    if isinstance(value, str | bytes) or not hasattr(value, "__len__"):
-        return float(value)  # type: ignore[arg-type]
-    return float(value[0])  # type: ignore[index]
-
-
-def _window_from(item: Dataset) -> Window | None:
-    if "WindowCenter" in item and "WindowWidth" in item:
-        center, width = _first(item.WindowCenter), _first(item.WindowWidth)
-        function = str(item.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-        if width > 0:
-            return Window(center, width, function)
-    return None
-
-
-def _voi_for(dataset: Dataset, frame_index: int) -> Window | VoiLut | None:
-    item = _functional_group(dataset, frame_index, "FrameVOILUTSequence")
-    if item is not None:
-        window = _window_from(item)
-        if window is not None:
-            return window
-    sequence = dataset.get("VOILUTSequence")
-    if sequence:
-        lut = sequence[0]
-        descriptor = [int(value) for value in lut.LUTDescriptor]
-        entries = descriptor[0] or 65536
-        data = np.asarray(lut.LUTData, dtype=np.float32).ravel()[:entries]
-        return VoiLut(first_mapped=descriptor[1], bits=descriptor[2], data=data)
-    return _window_from(dataset)
-
-
-def _rescale_for(dataset: Dataset, frame_index: int) -> tuple[float, float] | None:
-    item = _functional_group(dataset, frame_index, "PixelValueTransformationSequence")
-    source = item if item is not None and "RescaleSlope" in item else dataset
-    if "RescaleSlope" in source or "RescaleIntercept" in source:
-        return float(source.get("RescaleSlope", 1.0) or 1.0), float(
-            source.get("RescaleIntercept", 0.0) or 0.0
-        )
-    return None
-
-
 def _spacing_for(dataset: Dataset, frame_index: int) -> tuple[float, float] | None:
-    item = _functional_group(dataset, frame_index, "PixelMeasuresSequence")
+    item = functional_group(dataset, frame_index, "PixelMeasuresSequence")
     for source, keyword in (
         (item, "PixelSpacing"),
         (dataset, "PixelSpacing"),
@@ -171,7 +115,7 @@ def _spacing_for(dataset: Dataset, frame_index: int) -> tuple[float, float] | No
 
 
 def _position_for(dataset: Dataset, frame_index: int) -> tuple[float, float, float] | None:
-    item = _functional_group(dataset, frame_index, "PlanePositionSequence")
+    item = functional_group(dataset, frame_index, "PlanePositionSequence")
     source = item if item is not None else dataset
     value = source.get("ImagePositionPatient")
     if value is None or len(value) != 3:
@@ -183,7 +127,7 @@ def _position_for(dataset: Dataset, frame_index: int) -> tuple[float, float, flo
 def _orientation_for(
     dataset: Dataset, frame_index: int
 ) -> tuple[float, float, float, float, float, float] | None:
-    item = _functional_group(dataset, frame_index, "PlaneOrientationSequence")
+    item = functional_group(dataset, frame_index, "PlaneOrientationSequence")
     source = item if item is not None else dataset
     value = source.get("ImageOrientationPatient")
     if value is None or len(value) != 6:
@@ -216,21 +160,13 @@ def decode_frames(dataset: Dataset) -> list[ImageFrame]:
     modality = str(dataset.get("Modality", "")).upper()
     frames = []
     for index in range(stack.shape[0]):
-        raw = stack[index]
-        rescale = _rescale_for(dataset, index)
-        if rescale is not None:
-            slope, intercept = rescale
-            values = raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-        elif "ModalityLUTSequence" in dataset:
-            values = np.asarray(apply_modality_lut(raw, dataset), dtype=np.float32)
-        else:
-            values = raw.astype(np.float32)
+        values = modality_lut(stack[index], frame_modality_source(dataset, index))
         frames.append(
             ImageFrame(
                 reference=image_reference(dataset, index + 1 if frame_count > 1 else None),
-                values=values,
+                values=values.astype(np.float32),
                 photometric=photometric,
-                voi=_voi_for(dataset, index),
+                voi=frame_voi(dataset, index),
                 pixel_spacing=_spacing_for(dataset, index),
                 position=_position_for(dataset, index),
                 orientation=_orientation_for(dataset, index),
@@ -243,35 +179,22 @@ def decode_frames(dataset: Dataset) -> list[ImageFrame]:
 
 # ---------------------------------------------------------------------------------- intensity
 def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
-    """PS3.3 C.11.2.1.2 / C.11.2.1.3 window to [0, 1] (float32)."""
-    center, width = float(window.center), float(window.width)
-    if window.function == "SIGMOID":
-        return (1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))).astype(np.float32)
-    if window.function == "LINEAR_EXACT":
-        scaled = (values - center) / width + 0.5
-    else:  # LINEAR: centre and width are offset by one half and one (C.11.2.1.2.1)
-        width = max(width, 1.0)
-        scaled = (values - (center - 0.5)) / max(width - 1.0, 1e-6) + 0.5
-    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
-
-
-def apply_lut(values: np.ndarray, lut: VoiLut) -> np.ndarray:
-    index = np.clip(np.rint(values).astype(np.int64) - lut.first_mapped, 0, lut.data.size - 1)
-    return (lut.data[index] / float(2**lut.bits - 1)).astype(np.float32)
+    """An explicit window (e.g. a manifest's CT window) to [0, 1] (float32)."""
+    shown = shared_window(values, window.center, window.width, window.function)
+    return shown.astype(np.float32)
 
 
 def display_values(frame: ImageFrame) -> np.ndarray:
-    """The image as a viewer shows it: VOI transform, then MONOCHROME1 inverted; in [0, 1].
+    """The image as a viewer shows it: the image's VOI, then MONOCHROME1 inverted; in [0, 1].
 
-    Without any VOI in the header the 0.5-99.5 percentile range is used (a viewer's "auto").
+    The same pipeline as the renderer (:mod:`integrations.dicom.voi`). Without any VOI in the
+    header the 0.5-99.5 percentile range is used (a viewer's "auto").
     """
-    if isinstance(frame.voi, Window):
-        shown = apply_window(frame.values, frame.voi)
-    elif isinstance(frame.voi, VoiLut):
-        shown = apply_lut(frame.values, frame.voi)
+    if frame.voi is not None:
+        shown = apply_frame_voi(frame.values, frame.voi).astype(np.float32)
     else:
         shown = percentile_scale(frame.values, (0.5, 99.5))
-    return (1.0 - shown) if frame.photometric == "MONOCHROME1" else shown
+    return (1.0 - shown) if shown_inverted(frame.dataset) else shown
 
 
 def percentile_scale(values: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:

@@ -3,9 +3,9 @@
 dcmtk's ``dcmp2pgm`` applies a GSPS's grey-scale pipeline but does not draw its graphic or
 text annotations, so pacsflow has its own small renderer: it proves in tests that contours land
 on the anatomy they describe, and it draws the Secondary Capture overlays. It follows the
-standard grey-scale pipeline (PS3.3 C.11, PS3.4 N.2): Modality LUT (rescale), VOI (window
-LINEAR / LINEAR_EXACT / SIGMOID, or a VOI LUT), Presentation LUT shape (IDENTITY / INVERSE);
-then the GSPS graphic layers in order, with each layer's recommended colour.
+standard grey-scale pipeline (PS3.3 C.11, PS3.4 N.2) of :mod:`integrations.dicom.voi`, the
+one the models use: Modality LUT, VOI (window LINEAR / LINEAR_EXACT / SIGMOID, or a VOI LUT),
+Presentation LUT shape (IDENTITY / INVERSE); then the GSPS graphic layers in order, with each layer's recommended colour.
 
 Scope: the Displayed Area is taken to be the whole image, spatial transformations (rotation,
 flip) and shutters are not applied, INTERPOLATED graphics are drawn as polylines. The only
@@ -24,7 +24,19 @@ import numpy as np
 from highdicom.color import CIELabColor
 from PIL import Image, ImageDraw, ImageFont
 from pydicom import Dataset
-from pydicom.pixels import apply_modality_lut, apply_voi
+
+from integrations.dicom.voi import (
+    apply_frame_voi,
+    apply_window,
+    first_value,
+    frame_modality_source,
+    frame_voi,
+    has_voi,
+    modality_lut,
+    shown_inverted,
+    valid_window,
+    window_function,
+)
 
 DEFAULT_GRAPHIC_RGB: Final = (255, 255, 0)
 FONT_CANDIDATES: Final = ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -43,10 +55,10 @@ class Rendering:
 def modality_values(
     image: Dataset, frame: int | None = None, rescale: Dataset | None = None
 ) -> np.ndarray:
-    """The frame's stored values through the Modality LUT (rescale), as float64.
+    """The frame's stored values through the Modality LUT, as float64.
 
-    ``rescale`` supplies Rescale Slope / Intercept instead of the image's (a GSPS's Modality
-    LUT module overrides the image's).
+    ``rescale`` supplies the Modality LUT instead of the image's (a GSPS's Modality LUT module
+    overrides the image's); otherwise the frame's own (functional groups of enhanced objects).
     """
     if int(image.get("SamplesPerPixel", 1)) != 1:
         raise ValueError("image must be grey-scale (one sample per pixel)")
@@ -56,18 +68,16 @@ def modality_values(
         if frame is None or not 1 <= frame <= frames:
             raise ValueError(f"frame must be within 1..{frames} for a multi-frame image")
         pixels = pixels[frame - 1]
-    if rescale is not None and "RescaleSlope" in rescale:
-        slope = float(rescale.RescaleSlope)
-        intercept = float(rescale.RescaleIntercept)
-        return pixels.astype(np.float64) * slope + intercept
-    return np.asarray(apply_modality_lut(pixels, image), dtype=np.float64)
+    if rescale is not None and ("RescaleSlope" in rescale or "ModalityLUTSequence" in rescale):
+        return modality_lut(pixels, rescale)
+    return modality_lut(pixels, frame_modality_source(image, (frame or 1) - 1))
 
 
 def window_to_8bit(
     values: np.ndarray, center: float, width: float, function: str = "LINEAR"
 ) -> np.ndarray:
     """Apply a VOI window (PS3.3 C.11.2.1.2) with an 8-bit output range."""
-    return _truncate(window_to_float(values, center, width, function))
+    return _truncate(apply_window(values, center, width, function, output_bits=8))
 
 
 def _truncate(values: np.ndarray) -> np.ndarray:
@@ -75,51 +85,14 @@ def _truncate(values: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(values), 0, 255).astype(np.uint8)
 
 
-def window_to_float(
-    values: np.ndarray, center: float, width: float, function: str = "LINEAR"
-) -> np.ndarray:
-    """A VOI window's output in [0, 255] before quantisation."""
-    function = (function or "LINEAR").upper()
-    low, high = 0.0, 255.0
-    if function == "SIGMOID":
-        if width <= 0:
-            raise ValueError("width must be positive")
-        out = (high - low) / (1.0 + np.exp(-4.0 * (values - center) / width)) + low
-    elif function == "LINEAR_EXACT":
-        if width <= 0:
-            raise ValueError("width must be positive")
-        out = ((values - center) / width + 0.5) * (high - low) + low
-        out = np.where(values <= center - width / 2, low, out)
-        out = np.where(values > center + width / 2, high, out)
-    else:
-        if width < 1:
-            raise ValueError("width must be at least 1 for a LINEAR window")
-        if width == 1:
-            out = np.where(values <= center - 0.5, low, high)
-        else:
-            out = ((values - (center - 0.5)) / (width - 1) + 0.5) * (high - low) + low
-            out = np.where(values <= center - 0.5 - (width - 1) / 2, low, out)
-            out = np.where(values > center - 0.5 + (width - 1) / 2, high, out)
-    return np.clip(out, 0.0, 255.0)
-
-
-def first_value(value: object) -> float | None:
-    """The first value of a possibly multi-valued numeric attribute, or None."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) == 0:
-            return None
-        value = value[0]
-    return float(value)  # type: ignore[arg-type]
-
-
 def image_window(image: Dataset, values: np.ndarray) -> tuple[float, float, str]:
     """The image's own first window, else one spanning its values (for images without one)."""
     center = first_value(image.get("WindowCenter"))
     width = first_value(image.get("WindowWidth"))
-    if center is not None and width is not None and width >= 1:
-        return center, width, str(image.get("VOILUTFunction", "LINEAR") or "LINEAR")
+    function = window_function(image)
+    if valid_window(center, width, function):
+        assert center is not None and width is not None
+        return center, width, function
     low, high = float(np.min(values)), float(np.max(values))
     width = max(high - low + 1.0, 2.0)
     return low + (high - low + 1.0) / 2.0, width, "LINEAR"
@@ -128,28 +101,23 @@ def image_window(image: Dataset, values: np.ndarray) -> tuple[float, float, str]
 def grayscale(
     image: Dataset, presentation_state: Dataset | None = None, frame: int | None = None
 ) -> np.ndarray:
-    """The frame's 8-bit display values: modality LUT, VOI, presentation LUT shape."""
-    rescale = presentation_state if presentation_state is not None else None
-    values = modality_values(image, frame, rescale)
-    voi = _voi_item(presentation_state, image, frame) if presentation_state is not None else None
-    if voi is not None and "VOILUTSequence" in voi and "WindowCenter" not in voi:
-        lut_output = np.asarray(apply_voi(values, voi), dtype=np.float64)
-        bits = int(voi.VOILUTSequence[0].LUTDescriptor[2])
-        display = np.clip(lut_output * 255.0 / (2**bits - 1), 0.0, 255.0)
-    else:
-        if voi is not None and "WindowCenter" in voi:
-            center = first_value(voi.WindowCenter)
-            width = first_value(voi.WindowWidth)
-            function = str(voi.get("VOILUTFunction", "LINEAR") or "LINEAR")
-            assert center is not None and width is not None
-        else:
-            center, width, function = image_window(image, values)
-        display = window_to_float(values, center, width, function)
+    """The frame's 8-bit display values: modality LUT, VOI, presentation LUT shape.
+
+    The VOI is the presentation state's for this image, else the image's own (VOI LUT or
+    window, per frame for enhanced objects), else a window spanning the values.
+    """
+    values = modality_values(image, frame, presentation_state)
     if presentation_state is not None:
-        inverse = str(presentation_state.get("PresentationLUTShape", "IDENTITY")) == "INVERSE"
+        voi = _voi_item(presentation_state, image, frame)
     else:
-        inverse = str(image.get("PhotometricInterpretation", "")) == "MONOCHROME1"
+        voi = frame_voi(image, (frame or 1) - 1)
+    if voi is not None and has_voi(voi):
+        display = apply_frame_voi(values, voi, output_bits=8)
+    else:
+        center, width, function = image_window(image, values)
+        display = apply_window(values, center, width, function, output_bits=8)
     # The presentation LUT acts on the VOI output before it is quantised (as in dcmtk).
+    inverse = shown_inverted(image, presentation_state)
     return _truncate(255.0 - display if inverse else display)
 
 
