@@ -120,5 +120,5 @@ class PeerBusyError(TransientError):
 
 
 def is_transient(error: BaseException) -> bool:
-    """True for errors a retry may fix; used as the retry condition of every peer task."""
+    """True for errors a retry may fix (:func:`integrations.retry.disposition_of` asks this)."""
     return isinstance(error, TransientError)

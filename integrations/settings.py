@@ -381,16 +381,6 @@ class WorkerSettings(Section):
         )
 
 
-class RetrySettings(Section):
-    """Retries of the tasks that talk to a peer (transient failures only)."""
-
-    attempts: Annotated[int, Field(ge=0, le=20)] = 4
-    delays_seconds: list[Annotated[float, Field(ge=0)]] = Field(
-        default_factory=lambda: [2.0, 10.0, 30.0, 60.0]
-    )
-    jitter: Annotated[float, Field(ge=0, le=1)] = 0.3
-
-
 class PrefectSettings(Section):
     """How pacsflow talks to Prefect when it starts the server itself (PREFECT_API_URL unset)."""
 
@@ -1009,7 +999,6 @@ class Settings(BaseSettings):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
-    retries: RetrySettings = Field(default_factory=RetrySettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     results: ResultsSettings = Field(default_factory=ResultsSettings)
     priors: PriorsSettings = Field(default_factory=PriorsSettings)

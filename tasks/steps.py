@@ -1,7 +1,7 @@
-"""What every task shares: its outcome recorded per study, its log, the retry policy (I/O).
+"""What every task shares: its outcome recorded per study and its log (I/O).
 
 Task logs go to the Prefect UI, so they say what happened in words, with no patient data:
-each step logs one line of its own, retries and degraded steps log at WARNING, and Prefect's
+each step logs one line of its own, degraded steps log at WARNING, and Prefect's
 "Finished in state Completed()" line for every task is dropped as noise (failures stay).
 """
 
@@ -15,8 +15,6 @@ from typing import Any
 
 from prefect import runtime as prefect_runtime
 
-from integrations.errors import is_transient
-from integrations.settings import RetrySettings
 from tasks.context import StudyContext
 from tasks.runtime import get_runtime
 
@@ -40,40 +38,6 @@ def step_log() -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except MissingContextError:
         return _module_log
-
-
-def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect retry condition: retry only when the failure is a TransientError.
-
-    A retry logs at WARNING with its reason, so a run that waits for a peer does not look
-    like a plain Running one.
-    """
-    try:
-        state.result()
-    except Exception as error:
-        transient = is_transient(error)
-        if transient:
-            attempt = int(getattr(task_run, "run_count", 0) or 0)
-            step_log().warning(
-                "%s failed (attempt %d of %d) and will be retried: %s",
-                task.name,
-                attempt,
-                int(getattr(task, "retries", 0) or 0) + 1,
-                error,
-            )
-        return transient
-    return False
-
-
-def peer_task_options(retries: RetrySettings | None = None) -> dict[str, Any]:
-    """Task options for a step that talks to a peer: backoff, jitter, transient failures only."""
-    retries = retries or RetrySettings()
-    return {
-        "retries": retries.attempts,
-        "retry_delay_seconds": list(retries.delays_seconds) or [0.0],
-        "retry_jitter_factor": retries.jitter,
-        "retry_condition_fn": retry_on_transient,
-    }
 
 
 @contextmanager

@@ -17,7 +17,7 @@ probe_seconds``; when it answers, everything waiting for it is due at once, so r
 an outage of any length takes seconds, not the last backoff step.
 
 The loop, leases and backoff are the EMR senders' (:class:`integrations.emr.sender.QueueSender`,
-:class:`integrations.emr.retry.RetrySchedule`). Each outcome is also recorded as the study's
+:class:`integrations.retry.RetryPolicy`). Each outcome is also recorded as the study's
 ``deliver_results:<destination>`` step (counts, attempts, last stored at), so the run
 history shows what became of what the run queued.
 
@@ -50,7 +50,6 @@ from integrations.db.results_outbox import (
 from integrations.db.store import StudyStore
 from integrations.db.worklist import WorklistStore
 from integrations.dicom.scu import DicomClient, pacs_peer
-from integrations.emr.retry import Disposition, Outcome, RetrySchedule, failed, retry, sent
 from integrations.emr.sender import QueueSender
 from integrations.errors import (
     ConfigError,
@@ -62,7 +61,8 @@ from integrations.errors import (
 from integrations.escalation.channels import Channel, build_channels
 from integrations.escalation.notification import OperationalAlert
 from integrations.escalation.rules import levels
-from integrations.escalation.sender import RetryPolicy, deliver
+from integrations.escalation.sender import channel_policy, deliver
+from integrations.retry import Disposition, Outcome, RetryPolicy, failed, retry, sent
 from integrations.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,12 +100,7 @@ class DeliveryAlerts:
         self._channels = dict(channels) if channels is not None else None
         self._next_check = 0.0
         self._last_late_alert: float | None = None
-        escalation = settings.escalation
-        self.policy = RetryPolicy(
-            attempts=escalation.attempts_per_channel,
-            delays_seconds=tuple(escalation.retry_delays_seconds),
-            budget_seconds=escalation.channel_budget_seconds,
-        )
+        self.policy = channel_policy(settings.escalation)
 
     def channels(self) -> Mapping[str, Channel]:
         if self._channels is None:
@@ -233,7 +228,7 @@ class ResultsSender(QueueSender):
             poll_seconds=results.poll_seconds,
         )
         self.settings = settings
-        self.schedule = RetrySchedule(results.retry_delays_seconds, results.retry_jitter)
+        self.schedule = RetryPolicy(results.retry_delays_seconds, results.retry_jitter)
         # the same peers with a short connect wait: a probe of a black-holed PACS costs little
         self.probes = {
             name: DicomClient(
@@ -331,8 +326,10 @@ class ResultsSender(QueueSender):
     def _record(self, item: ResultDelivery, outcome: Outcome) -> None:
         status = dict(outcome.status or {})
         if outcome.disposition is Disposition.RETRY:
-            delay = self.schedule.delay(item.attempts)
-            if time.time() + delay > item.give_up_at.timestamp():
+            delay = self.schedule.next_delay(
+                item.attempts, now=time.time(), deadline=item.give_up_at.timestamp()
+            )
+            if delay is None:
                 hours = self.settings.results.give_up_after_hours
                 outcome = failed(f"gave up after {hours:g} h: {outcome.detail}", **status)
             else:

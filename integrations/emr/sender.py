@@ -28,7 +28,7 @@ import psycopg
 from integrations.db.connection import Database
 from integrations.db.outbox import LeasedQueue, OutboxItem, _Outbox
 from integrations.db.patients import PatientStore, ResolvedContext
-from integrations.emr.retry import Disposition, Outcome, RetrySchedule
+from integrations.retry import Disposition, Outcome, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class OutboxSender(QueueSender):
         database: Database,
         outbox: _Outbox,
         patients: PatientStore,
-        schedule: RetrySchedule,
+        schedule: RetryPolicy,
         *,
         lease_seconds: float,
         poll_seconds: float = 1.0,

@@ -37,7 +37,7 @@ from integrations.escalation.rules import (
     levels,
     route_finding,
 )
-from integrations.escalation.sender import Attempt, Delivery, RetryPolicy, deliver
+from integrations.escalation.sender import Attempt, Delivery, channel_policy, deliver
 from integrations.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,11 +123,7 @@ class EscalationEngine:
                 channels = {}
         self.channels = dict(channels)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        self.policy = RetryPolicy(
-            attempts=self.escalation.attempts_per_channel,
-            delays_seconds=tuple(self.escalation.retry_delays_seconds),
-            budget_seconds=self.escalation.channel_budget_seconds,
-        )
+        self.policy = channel_policy(self.escalation)
 
     # -- facts about the study ---------------------------------------------------------------
 

@@ -19,26 +19,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from integrations.errors import PacsflowError, is_transient
+from integrations.errors import PacsflowError
 from integrations.escalation.channels import Channel, Target
 from integrations.escalation.notification import Message
+from integrations.retry import Disposition, RetryPolicy, disposition_of
+from integrations.settings import EscalationSettings
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["delivered", "failed", "skipped"]
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 3
-    delays_seconds: tuple[float, ...] = (0.5, 2.0)
-    budget_seconds: float = 10.0  # per channel, all targets and attempts together
-
-    def delay_before(self, attempt: int) -> float:
-        """Pause before attempt number ``attempt`` (2, 3, ...); the last delay repeats."""
-        if attempt <= 1 or not self.delays_seconds:
-            return 0.0
-        return self.delays_seconds[min(attempt - 2, len(self.delays_seconds) - 1)]
+def channel_policy(escalation: EscalationSettings) -> RetryPolicy:
+    """Per channel: ``attempts_per_channel`` tries per target, paused by
+    ``retry_delays_seconds``, within ``channel_budget_seconds`` for the whole channel."""
+    return RetryPolicy(
+        delays=tuple(escalation.retry_delays_seconds),
+        max_attempts=escalation.attempts_per_channel,
+        budget_seconds=escalation.channel_budget_seconds,
+    )
 
 
 @dataclass(frozen=True)
@@ -78,27 +77,28 @@ def _deliver_on_channel(
         report(Attempt(name, "", 0, "skipped", "no address for these recipients", now, now))
         return False
     delivered_any = False
-    deadline = time.monotonic() + policy.budget_seconds
+    deadline = policy.deadline(time.monotonic())
     for target in targets:
-        for attempt in range(1, policy.attempts + 1):
-            pause = policy.delay_before(attempt)
-            if attempt > 1 and time.monotonic() + pause >= deadline:
-                break  # this channel had its share of the time: the next one gets a chance
-            if pause:
-                time.sleep(pause)
+        attempt = 1
+        while True:
             started = datetime.now(UTC)
             try:
                 detail = channel.send(notification, target)
             except Exception as error:
-                transient = is_transient(error)
                 text = f"{type(error).__name__}: {error}"
                 if not isinstance(error, PacsflowError):
                     log.exception("channel %s raised an unexpected error", name)
                 report(
                     Attempt(name, target.label, attempt, "failed", text, started, datetime.now(UTC))
                 )
-                if not transient:
+                if disposition_of(error) is not Disposition.RETRY:
                     break
+                # None: this channel had its share of attempts or time, the next one gets a chance
+                pause = policy.next_delay(attempt, now=time.monotonic(), deadline=deadline)
+                if pause is None:
+                    break
+                time.sleep(pause)
+                attempt += 1
                 continue
             report(
                 Attempt(

@@ -18,11 +18,11 @@ from integrations.db.outbox import FhirOutboxStore, OutboxItem
 from integrations.db.patients import PatientStore, ResolvedContext
 from integrations.emr.document import ResultDocument
 from integrations.emr.identifiers import MrnRules
-from integrations.emr.retry import Outcome, RetrySchedule, failed, retry, sent
 from integrations.emr.sender import OutboxSender
 from integrations.errors import PeerError, TransientError
 from integrations.fhir.client import FhirClient
 from integrations.fhir.diagnostic_report import IdentifierSystems, build_report_bundle
+from integrations.retry import Outcome, RetryPolicy, failed, retry, sent
 from integrations.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class FhirSender(OutboxSender):
             database,
             FhirOutboxStore(database),
             PatientStore(database, self.rules),
-            RetrySchedule(fhir.retry_delays_seconds, fhir.retry_jitter),
+            RetryPolicy(fhir.retry_delays_seconds, fhir.retry_jitter),
             lease_seconds=2 * fhir.timeout_seconds + 30.0,
             poll_seconds=fhir.poll_seconds,
             context_wait_seconds=settings.emr.context_wait_seconds,

@@ -20,13 +20,13 @@ from integrations.db.outbox import Hl7Destination, OutboxItem, OutboxStore
 from integrations.db.patients import PatientStore, ResolvedContext
 from integrations.emr.document import ResultDocument
 from integrations.emr.identifiers import MrnRules
-from integrations.emr.retry import Outcome, RetrySchedule, failed, retry, sent
 from integrations.emr.sender import OutboxSender
 from integrations.errors import PeerUnavailableError
 from integrations.hl7.ack import AckParseError, parse_ack
 from integrations.hl7.charset import declared_charset, python_codec
 from integrations.hl7.mllp import MllpClient
 from integrations.hl7.oru import MessageRoute, build_oru
+from integrations.retry import Outcome, RetryPolicy, failed, retry, sent
 from integrations.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class Hl7Sender(OutboxSender):
             database,
             OutboxStore(database, destination),
             PatientStore(database, MrnRules.from_settings(settings.mrn)),
-            RetrySchedule(peer.retry_delays_seconds, peer.retry_jitter),
+            RetryPolicy(peer.retry_delays_seconds, peer.retry_jitter),
             lease_seconds=peer.connect_timeout_seconds + peer.ack_timeout_seconds + 30.0,
             poll_seconds=peer.poll_seconds,
             context_wait_seconds=emr.context_wait_seconds if destination == "emr" else 0.0,

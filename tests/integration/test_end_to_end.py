@@ -43,7 +43,6 @@ def site_settings(settings_factory, node_port, orthanc, prefect_api_url, demo_mo
             "study": {"quiet_seconds": 1.0, "poll_seconds": 0.05},
             "routing": {"rules": [CHEST_RULE]},
             "models": {"dir": str(demo_models_dir), "device": "cpu"},
-            "retries": {"attempts": 2, "delays_seconds": [0.2, 0.2], "jitter": 0},
         }
         for section, values in overrides.items():
             sections[section] = {**sections.get(section, {}), **values}

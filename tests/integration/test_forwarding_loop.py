@@ -72,7 +72,6 @@ def test_a_forward_everything_rule_gives_one_sr_and_one_run(
         study={"quiet_seconds": 1.0, "poll_seconds": 0.05},
         routing={"rules": [CHEST_RULE]},
         models={"dir": str(demo_models_dir), "device": "cpu"},
-        retries={"attempts": 2, "delays_seconds": [0.2, 0.2], "jitter": 0},
     )
     study = chest_xray_study(31, ["Pneumothorax"], accession_number="LOOP-1")
     uid = study.study_instance_uid

@@ -7,7 +7,7 @@ import random
 from pydicom import Dataset
 
 from integrations.emr.document import OrderInfo, ResultDocument
-from integrations.emr.retry import RetrySchedule
+from integrations.retry import RetryPolicy
 from tests.emr_samples import result_document
 
 
@@ -44,12 +44,12 @@ def test_order_is_read_from_request_attributes_then_top_level() -> None:
 
 
 def test_backoff_follows_the_schedule_and_repeats_the_last_delay() -> None:
-    schedule = RetrySchedule([1, 5, 30], jitter=0)
+    schedule = RetryPolicy([1, 5, 30], jitter=0)
     assert [schedule.delay(attempt) for attempt in range(1, 6)] == [1, 5, 30, 30, 30]
 
 
 def test_jitter_stays_within_bounds() -> None:
-    schedule = RetrySchedule([10], jitter=0.2)
+    schedule = RetryPolicy([10], jitter=0.2)
     rng = random.Random(7)
     delays = [schedule.delay(1, rng) for _ in range(200)]
     assert min(delays) >= 8 and max(delays) <= 12 and len(set(delays)) > 100
