@@ -143,11 +143,19 @@ class ArchitectureSpec(_Strict):
 
 
 class WindowSpec(_Strict):
-    """A linear window in modality units (Hounsfield units for CT)."""
+    """A window in modality units (Hounsfield units for CT), applied as PS3.3 C.11.2.1.2 says
+    for ``function`` (LINEAR_EXACT: exactly ``center +/- width / 2`` maps onto [0, 1])."""
 
     name: str
     center: float
     width: Annotated[float, Field(gt=0)]
+    function: Literal["LINEAR", "LINEAR_EXACT", "SIGMOID"] = "LINEAR_EXACT"
+
+    @model_validator(mode="after")
+    def _linear_width(self) -> WindowSpec:
+        if self.function == "LINEAR" and self.width < 1:
+            raise ValueError("a LINEAR window needs a width of at least 1")
+        return self
 
 
 class InputSpec(_Strict):

@@ -214,11 +214,9 @@ def tissue_median_scale(values: np.ndarray) -> np.ndarray:
     return np.clip(values / (2.5 * reference), 0.0, 1.0).astype(np.float32)
 
 
-def window_channels(values: np.ndarray, windows: Sequence[tuple[float, float]]) -> np.ndarray:
-    """One [0, 1] channel per (center, width) window in modality units: shape (C, rows, cols)."""
-    return np.stack(
-        [apply_window(values, Window(center, width, "LINEAR_EXACT")) for center, width in windows]
-    )
+def window_channels(values: np.ndarray, windows: Sequence[Window]) -> np.ndarray:
+    """One [0, 1] channel per explicit window in modality units: shape (C, rows, cols)."""
+    return np.stack([apply_window(values, window) for window in windows])
 
 
 # ----------------------------------------------------------------------------------- geometry

@@ -24,6 +24,7 @@ from models.preprocess import (
     ImageFrame,
     NotAnalysable,
     SliceStack,
+    Window,
     crop_box,
     decode_frames,
     is_axial,
@@ -71,7 +72,7 @@ def series_problem(datasets: Sequence[Dataset], minimum_slices: int) -> str | No
 def _channels(values: np.ndarray, spec: InputSpec) -> np.ndarray:
     """slices x rows x cols in modality units → slices x channels-per-slice x rows x cols."""
     if spec.windowing == "fixed":
-        windows = [(window.center, window.width) for window in spec.windows]
+        windows = [Window(window.center, window.width, window.function) for window in spec.windows]
         return np.stack([window_channels(plane, windows) for plane in values])
     if spec.windowing == "tissue_median":
         return tissue_median_scale(values)[:, None]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from pydicom import Dataset
 
+from models.package import WindowSpec
 from models.phantoms.chest import chest_xray_study
 from models.preprocess import (
     NotAnalysable,
@@ -14,6 +15,7 @@ from models.preprocess import (
     decode_frames,
     display_values,
     fit,
+    window_channels,
 )
 
 
@@ -99,3 +101,19 @@ def test_fit_crops_centre_square_and_maps_back() -> None:
     row, column = np.unravel_index(np.argmax(back), back.shape)
     assert 40 <= row < 60 and 20 <= column < 40
     assert back[:20].max() == 0.0
+
+
+def test_manifest_windows_follow_their_voi_function() -> None:
+    brain = WindowSpec(name="brain", center=40.0, width=80.0)
+    assert brain.function == "LINEAR_EXACT"  # exactly 0..80 HU onto [0, 1]
+    sigmoid = WindowSpec(name="soft", center=40.0, width=80.0, function="SIGMOID")
+    values = np.array([[0.0, 40.0, 80.0]], dtype=np.float32)
+    channels = window_channels(
+        values, [Window(spec.center, spec.width, spec.function) for spec in (brain, sigmoid)]
+    )
+    np.testing.assert_allclose(channels[0], [[0.0, 0.5, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(
+        channels[1], [[1 / (1 + np.e**2), 0.5, 1 / (1 + np.e**-2)]], atol=1e-6
+    )
+    with pytest.raises(ValueError, match="LINEAR window needs a width"):
+        WindowSpec(name="thin", center=0.0, width=0.5, function="LINEAR")
