@@ -68,7 +68,6 @@ def site(settings_factory, node_port, orthanc, demo_models_dir, mllp_port, **ove
         "study": {"quiet_seconds": 1.0, "poll_seconds": 0.05},
         "routing": {"rules": [CHEST_RULE]},
         "models": {"dir": str(demo_models_dir), "device": "cpu"},
-        "retries": {"attempts": 2, "delays_seconds": [0.2, 0.2], "jitter": 0},
         "emr": fast_emr(mllp_port, ack_timeout_seconds=5.0),
         **overrides,
     }
