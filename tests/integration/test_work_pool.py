@@ -48,7 +48,6 @@ def pool_settings(settings_factory, node_port, orthanc, prefect_api_url, demo_mo
         study={"quiet_seconds": 1.0, "poll_seconds": 0.05},
         routing={"rules": [CHEST_RULE]},
         models={"dir": str(demo_models_dir), "device": "cpu"},
-        retries={"attempts": 2, "delays_seconds": [0.2, 0.2], "jitter": 0},
         worker={"count": 0, "work_pool": f"test-pool-{uuid.uuid4().hex[:8]}"},
         hl7={"enabled": False},
         emr={"enabled": False},
