@@ -344,3 +344,38 @@ def test_audit_sender_cli_sends_and_its_log_names_no_patient(
     for identifier in (PATIENT_ID, ISSUER, "Audit^Test"):
         assert identifier not in log
     database.close()
+
+
+def test_each_result_object_the_pacs_stored_is_one_transfer_record(
+    settings_factory, clean_orthanc, tmp_path
+) -> None:
+    from integrations.dicom.result_sender import ResultsSender
+    from tests.fix_orthanc import PACS_AE_TITLE
+    from tests.integration.results.outbox_helpers import add_study as add_result_study
+    from tests.integration.results.outbox_helpers import built_results, enqueue
+
+    settings = settings_factory(
+        node={"ae_title": NODE_AE_TITLE},
+        pacs={"ae_title": PACS_AE_TITLE, "port": clean_orthanc.dicom_port, "timeout_seconds": 5},
+        results={"retry_delays_seconds": [0.2], "retry_jitter": 0},
+    )
+    database = open_database(settings)
+    image, reports, overlays = built_results(tmp_path)
+    study_uid = add_result_study(database, image)
+    enqueue(database, study_uid, reports, overlays)
+    sender = ResultsSender(database, settings)
+    sender.on_delivered = AuditTrail(database, settings).results_delivery_hook()
+    sent = len(reports) + len(overlays)
+    assert sender.drain() == sent
+    # Queued again with the same bytes: "already stored", nothing sent, nothing audited.
+    enqueue(database, study_uid, reports, overlays)
+    assert sender.drain() == sent
+    sender.close()
+    rows = records(database, "result_pacs")
+    assert len(rows) == sent
+    assert {(r["event_id"], r["action"], r["study_instance_uid"]) for r in rows} == {
+        ("110104", "R", study_uid)
+    }
+    assert all(str(image.PatientID) in r["message"] for r in rows)
+    assert all(f'UserID="{PACS_AE_TITLE}"' in r["message"] for r in rows)
+    database.close()
