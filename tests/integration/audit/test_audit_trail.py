@@ -379,3 +379,33 @@ def test_each_result_object_the_pacs_stored_is_one_transfer_record(
     assert all(str(image.PatientID) in r["message"] for r in rows)
     assert all(f'UserID="{PACS_AE_TITLE}"' in r["message"] for r in rows)
     database.close()
+
+
+def test_emr_sender_cli_audits_each_delivery_and_logs_no_patient(
+    settings_factory, make_mllp_peer, pacsflow_process, clean_database_url
+) -> None:
+    peer = make_mllp_peer(validate=False)
+    settings = settings_factory()
+    database = open_database(settings)
+    add_study(database)
+    OutboxStore(database).enqueue(
+        message_control_id="AUDITCLI1",
+        message_type="ORU^R01",
+        payload=(
+            "MSH|^~\\&|PACSFLOW|PACSFLOW|EMR|HOSPITAL|20260301||ORU^R01^ORU_R01|AUDITCLI1|P|2.5.1\r"
+            f"PID|1||{PATIENT_ID}^^^{ISSUER}^MR||AUDIT^TEST\r"
+        ),
+        study_instance_uid=STUDY_UID,
+        patient_key=f"{ISSUER}|{PATIENT_ID}",
+    )
+    process = pacsflow_process(
+        ["-v", "emr-sender", "--only", "hl7"],
+        {"database": {"url": clean_database_url}, "emr": fast_emr(peer.port)},
+    )
+    peer.wait_for(1)
+    [row] = wait_until(lambda: records(database, "result_hl7"), 15, "the delivery's audit record")
+    assert row["study_instance_uid"] == STUDY_UID and PATIENT_ID in row["message"]
+    process.stop()
+    for identifier in (PATIENT_ID, "AUDIT^TEST"):
+        assert identifier not in process.log
+    database.close()
