@@ -42,6 +42,7 @@ class EventID:
     """DCID 400 Audit Event ID."""
 
     APPLICATION_ACTIVITY = Code("110100", DCM, "Application Activity")
+    AUDIT_LOG_USED = Code("110101", DCM, "Audit Log Used")
     BEGIN_TRANSFERRING = Code("110102", DCM, "Begin Transferring DICOM Instances")
     INSTANCES_ACCESSED = Code("110103", DCM, "DICOM Instances Accessed")
     INSTANCES_TRANSFERRED = Code("110104", DCM, "DICOM Instances Transferred")
@@ -641,6 +642,25 @@ def _configuration(uri: str, digest: str, previous: str = "") -> ParticipantObje
         ObjectRole.SECURITY_RESOURCE,
         name="pacsflow settings",
         details=tuple(details),
+    )
+
+
+def audit_log_used(event: Event, *, user: str, host: str, log_uri: str) -> AuditMessage:
+    """A.5.3.2 Audit Log Used (110101, action R): someone read the audit trail."""
+    return event.message(
+        event_id=EventID.AUDIT_LOG_USED,
+        action=EventAction.READ,
+        outcome=Outcome.SUCCESS,
+        participants=(_person(user, host), event.source.participant()),
+        objects=(
+            ParticipantObject(
+                log_uri,
+                ObjectIDType.URI,
+                ObjectType.SYSTEM_OBJECT,
+                ObjectRole.SECURITY_RESOURCE,
+                name="Security Audit Log",
+            ),
+        ),
     )
 
 

@@ -133,6 +133,13 @@ class AuditTrail:
             study_instance_uid=study_instance_uid,
         )
 
+    def audit_log_used(self, user: str, host: str, *, log_uri: str = "/audit") -> int | None:
+        """Someone read the audit trail (the console's audit search)."""
+        return self.record(
+            m.audit_log_used(self._event(), user=user, host=host, log_uri=log_uri),
+            kind="audit_log_used",
+        )
+
     # -- the DICOM node ------------------------------------------------------------------------
 
     def association_rejected(

@@ -147,7 +147,8 @@ class AuditStore:
         limit: int = 100,
     ) -> list[AuditRecordRow]:
         """Records, newest first, without their messages (nothing here names a patient)."""
-        conditions, params = [], {}
+        conditions: list[str] = []
+        params: dict[str, object] = {}
         for column, value in (("user_id", user_id), ("kind", kind), ("event_id", event_id)):
             if value:
                 conditions.append(f"{column} = %({column})s")

@@ -12,7 +12,10 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 from pynetdicom import AE
-from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    DigitalXRayImageStorageForPresentation,
+    Verification,
+)
 
 from integrations.audit.sender import AuditSender
 from integrations.audit.trail import AuditTrail
@@ -246,25 +249,31 @@ def test_each_association_accepted_or_rejected_is_one_record(
         for instance in instances:
             assert assoc.send_c_store(instance).Status == 0x0000
         assoc.release()
+        echo_only = AE(ae_title="MODALITY")
+        echo_only.add_requested_context(Verification)
+        assoc = echo_only.associate("127.0.0.1", site.port, ae_title=NODE_AE_TITLE)
+        assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+        assoc.release()
         stranger = AE(ae_title="STRANGER")
         stranger.add_requested_context(DigitalXRayImageStorageForPresentation)
         assert stranger.associate("127.0.0.1", site.port, ae_title=NODE_AE_TITLE).is_rejected
-        wait_until(lambda: len(records(site.database)) >= 2, 10, "two association records")
-        assert AuditSender(site.database, settings).drain() == 2
+        wait_until(lambda: len(records(site.database)) >= 3, 10, "three association records")
+        assert AuditSender(site.database, settings).drain() == 3
         rows = records(site.database)
     # One record each (the accepted one is written when its connection closes).
     assert sorted((r["kind"], r["event_id"], r["outcome"], r["user_id"]) for r in rows) == [
         ("association", "110104", 0, "MODALITY"),
+        ("association", "110113", 0, "MODALITY"),  # C-ECHO only: Node Authentication, success
         ("association_rejected", "110113", 4, "STRANGER"),
     ]
-    got = collector.wait_for(2)
+    got = collector.wait_for(3)
     accepted = next(e for e in got if e["event_id"] == "110104")
     assert accepted["studies"] == [str(instances[0].StudyInstanceUID)]
     assert accepted["patients"] == [PATIENT_ID]
     assert accepted["action"] == "C"
-    rejected = next(e for e in got if e["event_id"] == "110113")
+    rejected = next(e for e in got if e["event_id"] == "110113" and e["outcome"] == "4")
     assert rejected["event_types"] == ["110126"] and rejected["patients"] == []
-    assert len(collector.settle(0.3)) == 2
+    assert len(collector.settle(0.3)) == 3
     assert PATIENT_ID not in caplog.text
 
 

@@ -176,6 +176,14 @@ def test_application_start_carries_the_settings_digest() -> None:
     assert coded(changed.find("EventIdentification/EventTypeCode"))[0] == "110131"
 
 
+def test_reading_the_audit_log_is_itself_audited() -> None:
+    root = root_of(m.audit_log_used(EVENT, user="it.admin", host="10.0.0.7", log_uri="/audit"))
+    assert coded(root.find("EventIdentification/EventID"))[0] == "110101"
+    assert objects(root) == [{"id": "/audit", "type": "2", "role": "13", "id_type": "12"}]
+    item = root.find("ParticipantObjectIdentification")
+    assert item is not None and item.findtext("ParticipantObjectName") == "Security Audit Log"
+
+
 def test_text_is_escaped_and_times_are_utc() -> None:
     local = datetime(2026, 12, 1, 10, 30, tzinfo=timezone(timedelta(hours=1)))
     text = m.user_authentication(
