@@ -486,8 +486,10 @@ def exported(
     issuer_of_patient_id: str = "",
     success: bool = True,
     event_type: Code | None = None,
+    to_media: bool = True,
 ) -> AuditMessage:
-    """A.5.3.6 Export (110106, action R): data left pacsflow to ``destination``."""
+    """A.5.3.6 Export (110106, action R): data left pacsflow to ``destination``, a file or
+    medium (Destination Media) or, ``to_media=False``, a remote system (Destination)."""
     return event.message(
         event_id=EventID.EXPORT,
         event_types=(event_type,) if event_type else (),
@@ -495,7 +497,9 @@ def exported(
         outcome=Outcome.SUCCESS if success else Outcome.MINOR_FAILURE,
         participants=(
             _person(user, host, RoleID.SOURCE),
-            ActiveParticipant(destination, False, RoleID.DESTINATION_MEDIA),
+            ActiveParticipant(
+                destination, False, RoleID.DESTINATION_MEDIA if to_media else RoleID.DESTINATION
+            ),
         ),
         objects=_patient_and_study(patient_id, issuer_of_patient_id, study_instance_uid),
     )

@@ -33,7 +33,15 @@ def settings_digest(settings: Settings) -> str:
 
 
 class AuditTrail:
-    """Records audit events. Cheap to build; share one per process where convenient."""
+    """Records audit events. Cheap to build; share one per process where convenient.
+
+    For the console: ``user_login(user, host, success=..., detail=...)`` on every login
+    attempt (LDAP or SAML, ``detail`` the reason of a failure, never the password),
+    ``user_logout``, ``study_viewed(user, host, study_instance_uid)`` on every page or API
+    answer that shows a study's AI result, ``exported(user, host, study_instance_uid,
+    destination=...)`` on every download, ``audit_log_used(user, host)`` when the audit search
+    is read, and ``search(...)`` for that search (no patient data in what it returns).
+    """
 
     def __init__(self, database: Database, settings: Settings) -> None:
         self.database = database
@@ -252,6 +260,7 @@ class AuditTrail:
                 patient_id=patient_id,
                 issuer_of_patient_id=issuer,
                 event_type=m.Code(channel.upper(), "99PACSFLOW", f"Result sent by {channel}"),
+                to_media=False,
             ),
             kind=f"result_{channel}",
             study_instance_uid=study_instance_uid,

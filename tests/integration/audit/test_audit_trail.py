@@ -304,7 +304,8 @@ def test_an_emr_delivery_is_one_export_record(settings_factory, make_mllp_peer) 
         STUDY_UID,
     )
     assert f"{PATIENT_ID}^^^{ISSUER}" in row["message"]
-    assert f"mllp://127.0.0.1:{peer.port}" in row["message"]
+    assert f'UserID="mllp://127.0.0.1:{peer.port}"' in row["message"]
+    assert 'csd-code="110152"' in row["message"]  # a remote system: Destination, not media
     database.close()
 
 
