@@ -136,6 +136,7 @@ class ActiveParticipant:
     alternative_user_id: str = ""
     user_name: str = ""
     network_access_point_id: str = ""
+    more_roles: tuple[Code, ...] = ()  # further RoleIDCodes (a console user's roles)
 
     def __post_init__(self) -> None:
         if not self.user_id:
@@ -239,8 +240,9 @@ class AuditMessage:
                 attributes["NetworkAccessPointID"] = point
                 attributes["NetworkAccessPointTypeCode"] = str(int(kind))
             element = ET.SubElement(root, "ActiveParticipant", attributes)
-            if participant.role is not None:
-                _coded(element, "RoleIDCode", participant.role)
+            for role in (participant.role, *participant.more_roles):
+                if role is not None:
+                    _coded(element, "RoleIDCode", role)
         source_attributes = {"AuditSourceID": self.audit_source_id}
         if self.audit_enterprise_site_id:
             source_attributes["AuditEnterpriseSiteID"] = self.audit_enterprise_site_id
@@ -468,7 +470,13 @@ def instances_accessed(
         action=action,
         outcome=Outcome.SUCCESS,
         participants=(
-            _person(user, host, roles[0] if roles else None),
+            ActiveParticipant(
+                user,
+                True,
+                roles[0] if roles else None,
+                network_access_point_id=host,
+                more_roles=tuple(roles[1:]),
+            ),
             event.source.participant(),
         ),
         objects=_patient_and_study(patient_id, issuer_of_patient_id, study_instance_uid),
@@ -688,6 +696,11 @@ def finding_acknowledged(
         participants=(_person(user, ""), event.source.participant()),
         objects=_patient_and_study(patient_id, issuer_of_patient_id, study_instance_uid),
     )
+
+
+def console_role(name: str) -> Code:
+    """A console role (radiologist, it_admin, ...) as a RoleIDCode of pacsflow's own scheme."""
+    return Code(name, "99PACSFLOW", name.replace("_", " ").title())
 
 
 # pacsflow's own event type (private coding scheme): PS3.15 has none for acknowledging a result.

@@ -107,7 +107,8 @@ class AuditTrail:
     def study_viewed(
         self, user: str, host: str, study_instance_uid: str, *, roles: Sequence[str] = ()
     ) -> int | None:
-        """A user saw a study's AI result (DICOM Instances Accessed, read)."""
+        """A user saw a study's AI result (DICOM Instances Accessed, read); ``roles`` are the
+        console roles the user holds, written as the participant's RoleIDCodes."""
         patient_id, issuer = self._patient(study_instance_uid)
         return self.record(
             m.instances_accessed(
@@ -117,6 +118,7 @@ class AuditTrail:
                 study_instance_uid=study_instance_uid,
                 patient_id=patient_id,
                 issuer_of_patient_id=issuer,
+                roles=[m.console_role(role) for role in roles],
             ),
             kind="view",
             study_instance_uid=study_instance_uid,

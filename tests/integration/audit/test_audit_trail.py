@@ -88,7 +88,7 @@ def test_login_view_export_and_ack_reach_the_collector_with_user_patient_and_stu
     trail = AuditTrail(database, settings)
     trail.user_login("dr.grey", "10.20.30.40", success=False, detail="invalid credentials")
     trail.user_login("dr.grey", "10.20.30.40", success=True)
-    trail.study_viewed("dr.grey", "10.20.30.40", STUDY_UID)
+    trail.study_viewed("dr.grey", "10.20.30.40", STUDY_UID, roles=["radiologist", "it_admin"])
     trail.exported("dr.grey", "10.20.30.40", STUDY_UID, destination="overlay.png")
     trail.finding_acknowledged(STUDY_UID, user="dr.grey", via="console")
     trail.user_logout("dr.grey", "10.20.30.40")
@@ -114,6 +114,8 @@ def test_login_view_export_and_ack_reach_the_collector_with_user_patient_and_stu
         assert entry["patients"] == [f"{PATIENT_ID}^^^{ISSUER}"]
         assert entry["studies"] == [STUDY_UID]
     assert got[0]["patients"] == [] and got[0]["users"][0]["host"] == "10.20.30.40"
+    assert got[2]["users"][0]["role"] == "radiologist"  # the first RoleIDCode of the viewer
+    assert 'csd-code="it_admin"' in got[2]["xml"]
     # The summary the IT view searches carries no patient identifier.
     summaries = trail.search(user_id="dr.grey")
     assert len(summaries) == 6 and PATIENT_ID not in repr(summaries)
