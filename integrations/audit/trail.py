@@ -269,9 +269,12 @@ class AuditTrail:
         )
 
     def emr_delivery_hook(self, channel: str) -> Callable[[OutboxItem], None]:
-        """For :attr:`OutboxSender.on_delivered` of the ``hl7`` or ``fhir`` sender."""
+        """For :attr:`OutboxSender.on_delivered` of the ``hl7``, ``hl7-ris`` or ``fhir`` sender."""
         if channel == "fhir":
             destination = self.settings.fhir.base_url
+        elif channel == "hl7-ris":
+            channel = "ris"
+            destination = f"mllp://{self.settings.ris.host}:{self.settings.ris.port}"
         else:
             destination = f"mllp://{self.settings.emr.host}:{self.settings.emr.port}"
 
