@@ -89,7 +89,7 @@ def test_serve_starts_the_site_and_ctrl_c_stops_every_child(
         # The start is audited with the settings' digest, and reaches the collector.
         started = next(
             entry
-            for entry in collector.wait_for(1)
+            for entry in collector.wait_for(1, timeout=90)  # a child starting on a busy machine
             if entry["event_id"] == "110100" and entry["event_types"] == ["110120"]
         )
         assert started["audit_source_id"]
