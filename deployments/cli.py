@@ -34,6 +34,7 @@ COMMANDS = (
     "deployments.commands.results_sender",
     "deployments.commands.results_outbox",
     "deployments.commands.console",
+    "deployments.commands.audit_sender",
 )
 
 

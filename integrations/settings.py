@@ -982,6 +982,47 @@ class SamlSettings(Section):
     xmlsec_binary: str = "/usr/bin/xmlsec1"
 
 
+class AuditSettings(Section):
+    """The ATNA audit trail: DICOM PS3.15 A.5 audit messages, kept in PostgreSQL (append-only)
+    and sent as RFC 5424 syslog to the site's audit record repository by ``pacsflow
+    audit-sender``.
+
+    ``enabled`` records every audited event; when ``syslog_host`` is set, ``pacsflow serve``
+    also runs the sender, and records queue in PostgreSQL while the collector is down (a
+    collector configured later receives the backlog).
+    ``syslog_transport``: ``tcp`` (RFC 6587 octet counting), ``tls`` (RFC 5425) or ``udp``
+    (RFC 5426; a datagram the collector missed is lost, so prefer tcp or tls). For ``tls``,
+    ``tls_ca_file`` verifies the collector (empty: the system CAs) and ``tls_cert_file`` /
+    ``tls_key_file`` are pacsflow's client certificate when the collector asks for one (ATNA
+    mutual authentication). ``audit_source_id`` is the AuditSourceID of every message (empty:
+    the host name); ``audit_enterprise_site_id`` the AuditEnterpriseSiteID (optional).
+    """
+
+    enabled: bool = True
+    syslog_host: str = ""
+    syslog_port: Port = 6514
+    syslog_transport: Literal["tcp", "tls", "udp"] = "tls"
+    audit_source_id: str = ""
+    audit_enterprise_site_id: str = ""
+    # IHE ITI TF-2 3.20 (ATNA) says IHE+RFC-3881; DICOM PS3.15 A.6 says DICOM+RFC3881.
+    msgid: Literal["IHE+RFC-3881", "DICOM+RFC3881"] = "IHE+RFC-3881"
+    app_name: Annotated[str, Field(min_length=1, max_length=48, pattern=r"^[!-~]+$")] = "pacsflow"
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_server_name: str = ""  # checked against the collector's certificate (empty: syslog_host)
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    retry_delays_seconds: RetryDelays = Field(default_factory=lambda: [1.0, 5.0, 15.0, 60.0])
+    retry_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> AuditSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
+
+
 class Settings(BaseSettings):
     """All of pacsflow's configuration. Build it with :func:`load_settings`."""
 
@@ -1014,6 +1055,7 @@ class Settings(BaseSettings):
     ldap: LdapSettings = Field(default_factory=LdapSettings)
     rbac: RbacSettings = Field(default_factory=RbacSettings)
     saml: SamlSettings = Field(default_factory=SamlSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     # Set by load_settings: the file the settings came from (None when none was read).
     config_path: Path | None = None

@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.fix_notify",
     "tests.fix_hl7",
     "tests.fix_slapd",
+    "tests.fix_syslog",
 ]

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flows.dispatch import StudyCloser, WarmWorker
+from integrations.audit.trail import AuditTrail
 from integrations.db.connection import Database, open_database
 from integrations.db.store import StudyStore
 from integrations.dicom.result_sender import ResultsSender
@@ -38,7 +39,10 @@ def running_node(settings: Settings, *, close_studies: bool = True) -> Iterator[
     database = open_database(settings)
     store = StudyStore(database)
     node = DicomNode(
-        settings.node, store, Spool(settings.node.spool_dir, fsync=settings.node.fsync)
+        settings.node,
+        store,
+        Spool(settings.node.spool_dir, fsync=settings.node.fsync),
+        AuditTrail(database, settings) if settings.audit.enabled else None,
     )
     node.start()
     stop = threading.Event()

@@ -45,6 +45,12 @@ def run(args: argparse.Namespace) -> int:
         senders.append(FhirSender(database, settings))
     if not senders:
         log.warning("nothing to send: [emr] and [fhir] are both disabled (or --only excludes them)")
+    if settings.audit.enabled:  # every result the EMR accepted is an audited export
+        from integrations.audit.trail import AuditTrail
+
+        trail = AuditTrail(database, settings)
+        for sender in senders:
+            sender.on_delivered = trail.emr_delivery_hook(sender.name)
     stop = threading.Event()
 
     def handle(signum: int, _frame: object) -> None:

@@ -10,6 +10,7 @@ import threading
 from pydicom import config as pydicom_config
 
 from flows.dispatch import StudyCloser
+from integrations.audit.trail import AuditTrail
 from integrations.db.connection import open_database
 from integrations.db.store import StudyStore
 from integrations.dicom.recovery import reconcile_spool
@@ -43,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     store = StudyStore(database)
     spool = Spool(settings.node.spool_dir, fsync=settings.node.fsync)
     reconcile_spool(spool, store)
-    node = DicomNode(settings.node, store, spool)
+    # Audit records are written once per association (when it ends), never per instance.
+    audit = AuditTrail(database, settings) if settings.audit.enabled else None
+    node = DicomNode(settings.node, store, spool, audit)
     stop = threading.Event()
     stop_on_signals(stop)
     node.start()

@@ -26,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     database = open_database(settings, min_size=2)
     sender = ResultsSender(database, settings)
+    if settings.audit.enabled:  # every object the PACS stored is an audited transfer
+        from integrations.audit.trail import AuditTrail
+
+        sender.on_delivered = AuditTrail(database, settings).results_delivery_hook()
     stop = threading.Event()
 
     def handle(signum: int, _frame: object) -> None:

@@ -2,15 +2,16 @@
 
 Starts, in this order: the embedded PostgreSQL when ``[database] url`` is empty, the Prefect
 server when ``PREFECT_API_URL`` is not set, then as supervised child processes the DICOM node,
-the results sender (SR and overlays to the PACS), the HL7 ADT listener and the EMR sender (when
-enabled), the warm workers (or, on the work-pool route, the dispatcher that hands studies to
-the Prefect work pool), the escalation service, the web console (when enabled) and the Runner
-for the other flow deployments. Stops them all on Ctrl-C.
+the results sender (SR and overlays to the PACS), the HL7 ADT listener, the EMR sender and the
+audit sender (when enabled), the warm workers (or, on the work-pool route, the dispatcher that
+hands studies to the Prefect work pool), the escalation service, the web console (when
+enabled) and the Runner for the other flow deployments. Stops them all on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import signal
@@ -74,6 +75,7 @@ def running_site(settings: Settings) -> Iterator[Site]:
     with psycopg.connect(url, autocommit=True) as conn:
         migrate(conn)
     env = {**settings_environment(settings), "PACSFLOW_DATABASE__URL": url}
+    audit_application(settings, url, start=True)
     supervisor = Supervisor()
     try:
         debugging = os.environ.get("PACSFLOW_LOG_LEVEL", "").upper() == "DEBUG"
@@ -117,6 +119,8 @@ def running_site(settings: Settings) -> Iterator[Site]:
         # ORU and FHIR to the EMR, ORM/OMI to the RIS, from the outboxes
         if settings.emr.enabled or settings.fhir.enabled or settings.worklist.route != "none":
             supervisor.add("emr-sender", pacsflow_command("emr-sender"), env)
+        if settings.audit.enabled and settings.audit.syslog_host:  # ATNA records to syslog
+            supervisor.add("audit-sender", pacsflow_command("audit-sender"), env)
         for index in range(settings.worker.warm_count):
             name = f"worker-{index + 1}"
             supervisor.add(
@@ -141,8 +145,36 @@ def running_site(settings: Settings) -> Iterator[Site]:
         yield Site(settings, supervisor, env, api_url, ui_url, embedded)
     finally:
         supervisor.stop()
-        if embedded is not None:
-            embedded.cleanup()
+        try:
+            audit_application(settings, url, start=False)
+        finally:
+            if embedded is not None:
+                embedded.cleanup()
+
+
+def audit_application(settings: Settings, url: str, *, start: bool) -> None:
+    """Record the site's start (with its settings digest, and a configuration change when it
+    differs from the last start's) or stop in the audit trail."""
+    if not settings.audit.enabled:
+        return
+    from integrations.audit.trail import AuditTrail
+    from integrations.db.connection import open_database
+
+    database = open_database(
+        settings.model_copy(update={"database": settings.database.model_copy(update={"url": url})}),
+        migrate_schema=False,
+    )
+    try:
+        trail = AuditTrail(database, settings)
+        user = getpass.getuser()
+        if start:
+            _, changed = trail.application_started(user)
+            if changed is not None:
+                log.info("settings changed since the last start (audit record %d)", changed)
+        else:
+            trail.application_stopped(user)
+    finally:
+        database.close()
 
 
 def wait_until_stopped(site: Site, stop: threading.Event) -> None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -239,6 +239,8 @@ class ResultsSender(QueueSender):
         self.probe_seconds = results.probe_seconds
         self._next_probe = 0.0
         self.studies = StudyStore(database)
+        # Called with each object the destination stored (not "already stored"): the audit trail.
+        self.on_delivered: Callable[[ResultDelivery], None] | None = None
         self.analyses = AnalysisStore(database)
         self.worklist = WorklistStore(database)
         self.alerts = DeliveryAlerts(
@@ -352,6 +354,13 @@ class ResultsSender(QueueSender):
                 self.analyses.mark_stored([item.sop_instance_uid])
                 if item.part == "report":
                     self.worklist.mark_results_stored(item.study_instance_uid)
+            if self.on_delivered is not None and status.get("outcome") == "stored":
+                try:
+                    self.on_delivered(item)
+                except Exception:  # the delivery stands; the missing record is an alert
+                    log.exception(
+                        "results: delivery %d stored, but its audit record failed", item.id
+                    )
             log.info(
                 "results: %s %s of study %s %s on %s (attempt %d)",
                 item.kind,

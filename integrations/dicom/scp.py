@@ -30,6 +30,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
+from integrations.audit.trail import AuditTrail
 from integrations.db.store import KnownInstance, RecordOutcome, StudyStore
 from integrations.dicom import status
 from integrations.dicom.ae import check_association
@@ -74,14 +75,45 @@ class NodeCounters:
             setattr(self, name, getattr(self, name) + 1)
 
 
-class DicomNode:
-    """The SCP. ``start()`` returns once it listens; ``stop()`` shuts it down."""
+@dataclass
+class AssociationActivity:
+    """What one accepted association brought, kept in memory for its single audit record
+    (written when the connection closes, never on the C-STORE path)."""
 
-    def __init__(self, settings: NodeSettings, store: StudyStore, spool: Spool) -> None:
+    calling_ae_title: str
+    called_ae_title: str
+    peer_host: str
+    studies: dict[str, dict[str, int]] = field(default_factory=dict)  # study -> SOP class -> n
+    patients: set[tuple[str, str]] = field(default_factory=set)
+    refused: int = 0
+
+    def add(self, header: InstanceHeader) -> None:
+        classes = self.studies.setdefault(header.study_instance_uid, {})
+        classes[header.sop_class_uid] = classes.get(header.sop_class_uid, 0) + 1
+        self.patients.add((header.patient_id, header.issuer_of_patient_id))
+
+
+class DicomNode:
+    """The SCP. ``start()`` returns once it listens; ``stop()`` shuts it down.
+
+    With an ``audit`` trail, every association is audited once: a rejected one when it is
+    rejected, an accepted one when its connection closes, with the studies it brought.
+    """
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        store: StudyStore,
+        spool: Spool,
+        audit: AuditTrail | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.spool = spool
+        self.audit = audit
         self.counters = NodeCounters()
+        self._associations: dict[int, AssociationActivity] = {}
+        self._associations_lock = threading.Lock()
         self._server: ThreadedAssociationServer | None = None
         self.guard = ConnectionGuard(
             per_source=settings.max_connections_per_source,
@@ -120,6 +152,11 @@ class DicomNode:
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_REJECTED, self._on_rejected_by_pynetdicom),
         ]
+        if self.audit is not None:
+            handlers += [
+                (evt.EVT_ACCEPTED, self._on_accepted),
+                (evt.EVT_CONN_CLOSE, self._on_connection_closed),
+            ]
         server = self.ae.make_server(
             (self.settings.host, self.settings.port),
             evt_handlers=handlers,
@@ -177,6 +214,49 @@ class DicomNode:
             )
         except StoreError:
             log.exception("could not record the rejected association")
+        if self.audit is not None:
+            try:
+                self.audit.association_rejected(
+                    calling_ae_title=calling,
+                    called_ae_title=called,
+                    peer_host=host,
+                    reason=decision.reason,
+                )
+            except Exception:
+                log.exception("could not audit the rejected association")
+
+    def _on_accepted(self, event: evt.Event) -> None:
+        requestor = event.assoc.requestor
+        activity = AssociationActivity(
+            calling_ae_title=str(requestor.ae_title).strip(),
+            called_ae_title=self.settings.ae_title,
+            peer_host=str(requestor.address),
+        )
+        with self._associations_lock:
+            self._associations[id(event.assoc)] = activity
+
+    def _activity(self, event: evt.Event) -> AssociationActivity | None:
+        if self.audit is None:
+            return None
+        return self._associations.get(id(event.assoc))  # one writer per association thread
+
+    def _on_connection_closed(self, event: evt.Event) -> None:
+        with self._associations_lock:
+            activity = self._associations.pop(id(event.assoc), None)
+        if activity is None or self.audit is None:
+            return  # rejected (audited then), or never accepted
+        try:
+            self.audit.association_completed(
+                calling_ae_title=activity.calling_ae_title,
+                called_ae_title=activity.called_ae_title,
+                peer_host=activity.peer_host,
+                node_host=self.settings.host,
+                studies=activity.studies,
+                patients=sorted(activity.patients),
+                refused=activity.refused,
+            )
+        except Exception:
+            log.exception("could not audit the association from %s", activity.peer_host)
 
     def _on_rejected_by_pynetdicom(self, event: evt.Event) -> None:
         """pynetdicom's own A-ASSOCIATE-RJ (local limit exceeded, ...): ours in _on_requested
@@ -273,6 +353,9 @@ class DicomNode:
             if changed is not None:
                 return changed
         self.counters.add("stored" if outcome.new else "duplicates")
+        activity = self._activity(event)
+        if activity is not None:
+            activity.add(header)
         if outcome.new and outcome.ours:
             self.counters.add("own_objects")
         log.debug(
@@ -363,6 +446,9 @@ class DicomNode:
 
     def _refuse(self, code: int, reason: str, calling: str, event: evt.Event) -> Dataset:
         self.counters.add("refused")
+        activity = self._activity(event)
+        if activity is not None:
+            activity.refused += 1
         sop_instance_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
         host = str(event.assoc.requestor.address)
         log.warning("C-STORE from %s (%s) refused (0x%04X): %s", calling, host, code, reason)

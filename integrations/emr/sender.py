@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -150,6 +151,8 @@ class OutboxSender(QueueSender):
         self.patients = patients
         self.schedule = schedule
         self.context_wait_seconds = context_wait_seconds
+        # Called with each message the peer accepted, after it is marked sent (the audit trail).
+        self.on_delivered: Callable[[OutboxItem], None] | None = None
 
     # -- to implement -------------------------------------------------------------------------
 
@@ -189,6 +192,14 @@ class OutboxSender(QueueSender):
         outcome, reached_peer = self.deliver(item, payload)
         self._record(item, outcome, reached_peer, rendered)
 
+    def _after_delivery(self, item: OutboxItem) -> None:
+        if self.on_delivered is None:
+            return
+        try:
+            self.on_delivered(item)
+        except Exception:  # the delivery stands; say so loudly (no patient data in the line)
+            log.exception("%s %s: delivered, but its audit record failed", self.name, item.key)
+
     def _record(
         self, item: OutboxItem, outcome: Outcome, reached_peer: bool, rendered: dict[str, Any]
     ) -> None:
@@ -196,6 +207,7 @@ class OutboxSender(QueueSender):
         if outcome.disposition is Disposition.SENT:
             self._persist(lambda: self.outbox.mark_sent(item.id, **status))
             log.info("%s %s delivered (attempt %d)", self.name, item.key, item.attempts)
+            self._after_delivery(item)
         elif outcome.disposition is Disposition.FAILED:
             self._persist(lambda: self.outbox.mark_failed(item.id, outcome.detail, **status))
             log.error("%s %s failed: %s", self.name, item.key, outcome.detail)

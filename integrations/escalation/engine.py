@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 
+from integrations.audit.trail import AuditTrail
 from integrations.db.connection import Database
 from integrations.db.escalations import Acknowledgement, EscalationRecord, EscalationStore
 from integrations.db.patients import PatientStore
@@ -111,6 +112,7 @@ class EscalationEngine:
         self.database = database
         self.store = EscalationStore(database)
         self.studies = StudyStore(database)
+        self.audit = AuditTrail(database, settings)
         self.problem = ""
         if channels is None:
             try:
@@ -461,6 +463,12 @@ class EscalationEngine:
                 record.acknowledged_by,
                 via,
             )
+            try:
+                self.audit.finding_acknowledged(
+                    record.study_instance_uid, user=record.acknowledged_by or "unknown", via=via
+                )
+            except Exception:  # the acknowledgement stands; the missing record is an alert
+                log.exception("ALERT escalation %s: audit record failed", record.idempotency_key)
         return result
 
 

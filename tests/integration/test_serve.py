@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import psycopg
 import pytest
 
 from deployments.orthanc import free_port
@@ -42,8 +43,15 @@ def site_env(settings_factory, node_port, prefect_api_url, tmp_path):
 
 
 def test_serve_starts_the_site_and_ctrl_c_stops_every_child(
-    site_env, node_port, tmp_path, dcmtk_tools
+    site_env, node_port, tmp_path, dcmtk_tools, make_syslog_collector, clean_database_url
 ):
+    collector = make_syslog_collector("tcp")
+    site_env = {
+        **site_env,
+        "PACSFLOW_AUDIT__SYSLOG_HOST": "127.0.0.1",
+        "PACSFLOW_AUDIT__SYSLOG_PORT": str(collector.port),
+        "PACSFLOW_AUDIT__SYSLOG_TRANSPORT": "tcp",
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "deployments.cli", "serve"],
         env=site_env,
@@ -77,11 +85,22 @@ def test_serve_starts_the_site_and_ctrl_c_stops_every_child(
                 assert time.monotonic() < deadline + 30, "the console never answered"
                 time.sleep(0.3)
         assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+        assert any("deployments.cli audit-sender" in c for c in commands)
+        # The start is audited with the settings' digest, and reaches the collector.
+        started = next(
+            entry
+            for entry in collector.wait_for(1, timeout=90)  # a child starting on a busy machine
+            if entry["event_id"] == "110100" and entry["event_types"] == ["110120"]
+        )
+        assert started["audit_source_id"]
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
         _gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"children still running: {[p.cmdline() for p in alive]}"
         assert echoscu("MODALITY", NODE_AE_TITLE, node_port).returncode != 0
+        with psycopg.connect(clean_database_url) as conn:
+            kinds = [row[0] for row in conn.execute("SELECT kind FROM audit_records ORDER BY id")]
+        assert kinds[0] == "application_start" and kinds[-1] == "application_stop"
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
