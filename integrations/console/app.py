@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+from integrations.audit.trail import AuditTrail
 from integrations.console import views
 from integrations.console.overlay import overlay_png
 from integrations.console.queries import ConsoleQueries
@@ -82,14 +83,6 @@ def session_signer(settings: Settings) -> SessionSigner:
         raise ConfigError(f"{console.session_secret_env}: {error}") from None
 
 
-def _audit_trail(settings: Settings, database: Database) -> Any:
-    try:
-        from integrations.audit.trail import AuditTrail
-    except ImportError:  # the audit trail is not installed in this build
-        return None
-    return AuditTrail(database, settings)
-
-
 @dataclass
 class Console:
     settings: Settings
@@ -98,12 +91,10 @@ class Console:
     directory: Directory | None
     queries: ConsoleQueries
     engine: EscalationEngine
-    audit: Any
+    audit: AuditTrail
 
     def record(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Append to the audit trail; a failing trail is logged, never hides a page."""
-        if self.audit is None:
-            return
         try:
             getattr(self.audit, method)(*args, **kwargs)
         except Exception:
@@ -132,7 +123,7 @@ def create_app(
         directory=directory,
         queries=ConsoleQueries(database),
         engine=EscalationEngine(settings, database, channels={}, name="console"),
-        audit=_audit_trail(settings, database),
+        audit=AuditTrail(database, settings),
     )
     templates = Environment(
         loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["j2", "html"])
