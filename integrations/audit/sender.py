@@ -26,8 +26,8 @@ from datetime import datetime
 from integrations.audit.syslog import format_message, octet_counted
 from integrations.db.audit import AuditDelivery, AuditOutbox, AuditStore
 from integrations.db.connection import Database
-from integrations.emr.retry import RetrySchedule
 from integrations.emr.sender import QueueSender
+from integrations.retry import RetryPolicy
 from integrations.settings import AuditSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class AuditSender(QueueSender):
             poll_seconds=audit.poll_seconds,
         )
         self.audit = audit
-        self.schedule = RetrySchedule(audit.retry_delays_seconds, audit.retry_jitter)
+        self.schedule = RetryPolicy(audit.retry_delays_seconds, audit.retry_jitter)
         self.records = AuditStore(database)
         self.transport = transport or SyslogTransport(audit)
         self.hostname = socket.gethostname()
