@@ -128,3 +128,54 @@ def test_stroke_and_dissection_take_their_default_routes() -> None:
     for (label, code), team in expected.items():
         route = route_finding(settings, label, code)
         assert route is not None and route.team == team, (label, route)
+
+
+def test_infarct_volume_aspects_and_diameter_change_against_the_prior() -> None:
+    import datetime
+
+    from models.codes import (
+        AORTIC_DISSECTION,
+        ASPECTS,
+        DIAMETER,
+        ISCHEMIC_STROKE,
+        MILLILITER,
+        MILLIMETER,
+        SCORE,
+        VOLUME,
+    )
+    from models.interval_change import PriorStudy, compare_with_prior
+    from models.results import AnalysisResult, Finding, Measurement, ModelIdentity, UrgencyTier
+
+    def result(volume: float, score: float, diameter: float) -> AnalysisResult:
+        findings = (
+            Finding(
+                "Acute ischemic stroke",
+                ISCHEMIC_STROKE,
+                0.9,
+                0.3,
+                True,
+                UrgencyTier.CRITICAL,
+                measurements=(
+                    Measurement(VOLUME, volume, MILLILITER),
+                    Measurement(ASPECTS, score, SCORE),
+                ),
+            ),
+            Finding(
+                "Aortic dissection",
+                AORTIC_DISSECTION,
+                0.1,
+                0.5,
+                False,
+                UrgencyTier.CRITICAL,
+                measurements=(Measurement(DIAMETER, diameter, MILLIMETER),),
+            ),
+        )
+        model = ModelIdentity("m", "1", "pacsflow", "0" * 64, clinical_use=False)
+        return AnalysisResult("head-ct-stroke", model, "analysed", findings)
+
+    prior = PriorStudy("1.2.3", datetime.date(2026, 11, 1), "ACC", result(20.0, 8.0, 40.0).findings)
+    comparison = compare_with_prior(result(35.0, 6.0, 43.5), prior)
+    changes = {change.quantity.meaning: change for change in comparison.changes}
+    assert changes["Volume"].absolute_change == pytest.approx(15.0)
+    assert changes[ASPECTS.meaning].absolute_change == pytest.approx(-2.0)
+    assert changes["Diameter"].absolute_change == pytest.approx(3.5)
