@@ -30,6 +30,7 @@ class Received:
     at: float  # time.time()
     kind: str  # "ORU^R01", "ORM^O01", ... or the mail subject
     text: str
+    to: tuple[str, ...] = ()  # a mail's envelope recipients
 
 
 @dataclass
@@ -37,9 +38,9 @@ class Recorder:
     items: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, kind: str, text: str) -> None:
+    def add(self, kind: str, text: str, to: tuple[str, ...] = ()) -> None:
         with self.lock:
-            self.items.append(Received(time.time(), kind, text))
+            self.items.append(Received(time.time(), kind, text, to))
 
     def matching(self, needle: str) -> list[Received]:
         with self.lock:
@@ -102,7 +103,11 @@ class DemoInbox:
             async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
                 mail = message_from_bytes(envelope.content, policy=default_policy)
                 body = mail.get_body(preferencelist=("plain",))
-                recorder.add(str(mail.get("Subject", "")), body.get_content() if body else "")
+                recorder.add(
+                    str(mail.get("Subject", "")),
+                    body.get_content() if body else "",
+                    tuple(str(address) for address in envelope.rcpt_tos),
+                )
                 return "250 Message accepted"
 
         self.recorder = recorder

@@ -29,7 +29,8 @@ class DemoStudy:
 
 def demo_studies() -> list[DemoStudy]:
     """One study per analyzer and then some: normal and Critical chest, wrist fracture, brain
-    tumour on a 200-slice MRI, subdural hemorrhage on head CT."""
+    tumour on a 200-slice MRI, subdural hemorrhage on head CT, acute stroke on head CT, type A
+    aortic dissection on CT angiography."""
     from models.phantoms import demo_studies as phantoms
 
     studies = []

@@ -74,7 +74,7 @@ def train_demo_models(
     seed: int = 0,
     fit_domain_only: bool = False,
 ) -> list[dict[str, Any]]:
-    """Train the demo packages (default: all four) into ``output_dir`` (default: models dir);
+    """Train the demo packages (default: every demo recipe) into ``output_dir`` (default: models dir);
     with ``fit_domain_only``, refit only their input-domain gates."""
     from models.demo import RECIPES
 
@@ -89,7 +89,7 @@ def train_demo_models(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help="default: all four analyzers")
+    parser.add_argument("names", nargs="*", help="default: every demo analyzer")
     parser.add_argument("--output", help="models directory (default: [models] dir)")
     parser.add_argument("--scale", type=float, default=1.0, help="data/epoch scale (tests: 0.01)")
     parser.add_argument("--seed", type=int, default=0)

@@ -42,7 +42,7 @@ DEFAULT_FINDING_RULES: tuple[DefaultFindingRule, ...] = (
     DefaultFindingRule(
         "aortic-dissection",
         "Critical",
-        {"label_pattern": r"\baortic dissection\b"},
+        {"label_pattern": r"\baortic dissection\b", "codes": ("SCT:308546005",)},
         team="surgery",
     ),
     DefaultFindingRule(
@@ -61,7 +61,10 @@ DEFAULT_FINDING_RULES: tuple[DefaultFindingRule, ...] = (
         {
             "label_pattern": (
                 r"\bacute\b.*\b(stroke|infarct(ion)?)\b|^stroke$|large vessel occlusion"
-            )
+                r"|hyperdense middle cerebral artery"
+            ),
+            # the stroke analyzers' private codes (models/codes.py)
+            "codes": ("99PACSFLOW:ACUTE-ISCHEMIC-STROKE", "99PACSFLOW:HYPERDENSE-MCA-SIGN"),
         },
         team="stroke",
     ),

@@ -81,9 +81,35 @@ HEMORRHAGE_LABEL_CODES: dict[str, CodedConcept] = {
     ),
 }
 
+# --- acute ischemic stroke: "Ischemic stroke" could not be verified offline (PS3.16 has only
+# the broader "Cerebrovascular accident", which includes haemorrhage), so private codes
+ISCHEMIC_STROKE = private("ACUTE-ISCHEMIC-STROKE", "Acute ischemic stroke")
+STROKE_LABEL_CODES: dict[str, CodedConcept] = {
+    "Acute ischemic stroke": ISCHEMIC_STROKE,
+    "Hyperdense middle cerebral artery sign": private(
+        "HYPERDENSE-MCA-SIGN", "Hyperdense middle cerebral artery sign"
+    ),
+}
+
+# --- CT angiography of the aorta
+AORTIC_DISSECTION = sct("308546005", "Dissection of aorta")
+DISSECTION_LABEL_CODES: dict[str, CodedConcept] = {
+    "Aortic dissection": AORTIC_DISSECTION,
+    "Stanford type A aortic dissection": private(
+        "STANFORD-TYPE-A-DISSECTION", "Stanford type A aortic dissection"
+    ),
+    "Stanford type B aortic dissection": private(
+        "STANFORD-TYPE-B-DISSECTION", "Stanford type B aortic dissection"
+    ),
+}
+
 # --- measurements
 VOLUME = sct("118565006", "Volume")
 MILLILITER = CodedConcept("mL", UCUM, "milliliter")
+DIAMETER = sct("81827009", "Diameter")
+MILLIMETER = CodedConcept("mm", UCUM, "millimeter")
+ASPECTS = private("ASPECTS", "ASPECTS-style regional score (10 regions, one side)")
+SCORE = CodedConcept("{score}", UCUM, "score")
 
 VERIFIED_SOURCES: dict[str, str] = {
     "36118008": "DICOM PS3.16 CID 6102/6105 (pydicom concept dictionary)",
@@ -107,4 +133,6 @@ VERIFIED_SOURCES: dict[str, str] = {
     "126952004": "FHIR value set 'Neoplasm of brain (disorder)' and OMOP tables",
     "21454007": "FHIR value set 'Subarachnoid intracranial hemorrhage (disorder)'",
     "274100004": "several published maps 'Cerebral hemorrhage (disorder)' (I61.9)",
+    "308546005": "DICOM PS3.16 CID 3700 (pydicom concept dictionary: AorticDissection)",
+    "81827009": "DICOM PS3.16 (pydicom concept dictionary: Diameter)",
 }

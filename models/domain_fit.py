@@ -32,11 +32,13 @@ from models.domain import (
 )
 from models.labels import HEMORRHAGE_SUBTYPES
 from models.package import DomainSpec
+from models.phantoms.aorta import cta_aorta_study
 from models.phantoms.brain import brain_mri_study
 from models.phantoms.chest import chest_xray_study, random_chest_findings
 from models.phantoms.head_ct import head_ct_study
 from models.phantoms.msk import msk_study
 from models.phantoms.ood import GENERATORS
+from models.phantoms.stroke import brain_mri_stroke_study, head_ct_stroke_study
 
 StudyFactory = Callable[[int], list[Dataset]]
 FIT_SEED = 8_000_000
@@ -90,12 +92,33 @@ def _head_ct(seed: int) -> list[Dataset]:
     ).datasets
 
 
+def _head_ct_stroke(seed: int) -> list[Dataset]:
+    rng = np.random.default_rng(seed)
+    return head_ct_stroke_study(seed, seed % 2 == 0, slices=int(rng.choice([24, 32, 40]))).datasets
+
+
+def _brain_mri_stroke(seed: int) -> list[Dataset]:
+    rng = np.random.default_rng(seed)
+    return brain_mri_stroke_study(
+        seed, seed % 2 == 0, slices=int(rng.choice([16, 20, 24]))
+    ).datasets
+
+
+def _cta_aorta(seed: int) -> list[Dataset]:
+    rng = np.random.default_rng(seed)
+    stanford = (None, "A", "B")[seed % 3]
+    return cta_aorta_study(seed, stanford, slices=int(rng.choice([20, 26, 32]))).datasets
+
+
 # analyzer kind -> (in-domain study factory, fit studies, held-out studies, OOD studies per set)
 DEMO_DOMAINS: dict[str, tuple[StudyFactory, int, int, int]] = {
     "chest-xray": (_chest, 120, 60, 12),
     "msk-fracture": (_msk, 60, 30, 6),
     "brain-mri-tumor": (_brain, 16, 20, 3),
     "head-ct-ich": (_head_ct, 20, 20, 3),
+    "head-ct-stroke": (_head_ct_stroke, 20, 20, 3),
+    "brain-mri-stroke": (_brain_mri_stroke, 20, 20, 3),
+    "cta-aortic-dissection": (_cta_aorta, 20, 20, 3),
 }
 
 

@@ -61,3 +61,15 @@ HEMORRHAGE_SUBTYPES = (
     "Intraventricular hemorrhage",
 )
 MIXED_HEMORRHAGE = "Mixed intracranial hemorrhage"
+
+# --- acute ischemic stroke (non-contrast head CT and diffusion MRI)
+ISCHEMIC_STROKE = "Acute ischemic stroke"
+DENSE_VESSEL_SIGN = "Hyperdense middle cerebral artery sign"
+
+# --- CT angiography of the aorta: an intimal flap anywhere, and its Stanford type. The
+# network's type A output is "flap in the ascending aorta or arch on this slice", its type B
+# output "flap in the descending aorta on this slice"; the study is type A when the ascending
+# aorta is involved, type B when only the descending aorta is.
+AORTIC_DISSECTION = "Aortic dissection"
+STANFORD_TYPE_A = "Stanford type A aortic dissection"
+STANFORD_TYPE_B = "Stanford type B aortic dissection"

@@ -63,6 +63,7 @@ class Outcome:
     closed_at: float | None = None  # epoch seconds
     emr_seconds: float | None = None  # close -> ORU acknowledged by the EMR
     paged_seconds: float | None = None  # close -> on-call mail received
+    paged_to: tuple[str, ...] = ()  # who the pages went to (the mailbox names)
 
 
 def start_orthanc(settings: Settings, http_port: int) -> OrthancProcess:
@@ -149,6 +150,9 @@ def note_deliveries(outcomes: list[Outcome], emr: DemoEmr | None, inbox: DemoInb
             pages = inbox.recorder.matching(outcome.study.study_instance_uid)
             if pages:
                 outcome.paged_seconds = min(m.at for m in pages) - outcome.closed_at
+                outcome.paged_to = tuple(
+                    sorted({address.split("@")[0] for m in pages for address in m.to})
+                )
 
 
 def _findings_text(analyses: list[dict[str, Any]], most: int = 3) -> str:
@@ -198,7 +202,11 @@ def print_table(outcomes: list[Outcome], site_ui: str, orthanc_url: str) -> None
             outcome.tier,
             stored,
             f"+{outcome.emr_seconds:.1f} s" if outcome.emr_seconds is not None else "",
-            f"+{outcome.paged_seconds:.1f} s" if outcome.paged_seconds is not None else "",
+            (
+                f"+{outcome.paged_seconds:.1f} s ({', '.join(outcome.paged_to)})"
+                if outcome.paged_seconds is not None
+                else ""
+            ),
         )
     console = Console(width=max(160, Console().width))
     console.print(table)

@@ -65,6 +65,8 @@ ANATOMIC_REGION_CODES: dict[str, str] = {
     "T-11502": "TSPINE",
     "122496007": "LSPINE",
     "T-11503": "LSPINE",
+    "15825003": "AORTA",
+    "T-42000": "AORTA",
     # extremities
     "66019005": "EXTREMITY",
     "T-D0300": "EXTREMITY",
@@ -206,6 +208,7 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
         "longen",
         "pleur*",
     ),
+    "AORTA": ("aorta", "aort*", "aorte", "aortic*", "hauptschlagader*"),
     "HEART": ("heart", "cardi*", "coeur", "herz", "corazon", "cuore", "coracao", "hart"),
     "BREAST": ("breast", "mamma*", "mammo*", "sein", "mama", "borstklier*"),
     "ABDOMEN": (

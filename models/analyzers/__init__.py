@@ -15,6 +15,9 @@ ANALYZER_CLASSES: dict[str, str] = {
     "msk-fracture": "models.analyzers.msk_fracture:MskFractureAnalyzer",
     "brain-mri-tumor": "models.analyzers.brain_mri_tumor:BrainMriTumorAnalyzer",
     "head-ct-ich": "models.analyzers.head_ct_ich:HeadCtHemorrhageAnalyzer",
+    "head-ct-stroke": "models.analyzers.head_ct_stroke:HeadCtStrokeAnalyzer",
+    "brain-mri-stroke": "models.analyzers.brain_mri_stroke:BrainMriStrokeAnalyzer",
+    "cta-aortic-dissection": "models.analyzers.aortic_dissection:AorticDissectionAnalyzer",
 }
 
 

@@ -37,6 +37,9 @@ RECIPES: dict[str, str] = {
     "msk-fracture": "models.demo.msk_fracture",
     "brain-mri-tumor": "models.demo.brain_mri_tumor",
     "head-ct-ich": "models.demo.head_ct_ich",
+    "head-ct-stroke": "models.demo.head_ct_stroke",
+    "brain-mri-stroke": "models.demo.brain_mri_stroke",
+    "cta-aortic-dissection": "models.demo.cta_aortic_dissection",
 }
 BUNDLED_DIR = Path(__file__).parent / "packages"
 
@@ -156,7 +159,7 @@ def _declared_names(models_dir: Path) -> dict[str, Path]:
 def ensure_demo_packages(
     models_dir: Path, names: Sequence[str] | None = None, *, train_if_needed: bool = True
 ) -> list[Path]:
-    """Make sure a package exists for each name (default: all four); return their paths.
+    """Make sure a package exists for each name (default: every recipe); return their paths.
 
     A package already in ``models_dir`` is kept as it is, unless it is a demo package from an
     older recipe revision (then it is replaced). Names without a demo recipe are left to the

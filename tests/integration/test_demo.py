@@ -50,15 +50,19 @@ def test_demo_runs_every_study_to_the_pacs_the_emr_and_the_on_call_inbox(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = done.stdout[done.stdout.index("pacsflow demo —") :]
     rows = [line for line in table.splitlines() if line.startswith("│ DEMO")]
-    assert len(rows) == 6, table
+    assert len(rows) == 8, table
     # every study's results reached the PACS and its ORU the EMR
     assert all(" objects)" in row for row in rows), table
-    assert sum("+" in row.split("│")[7] for row in rows) == 6, table
+    assert sum("+" in row.split("│")[7] for row in rows) == 8, table
     # Critical studies page the on-call inbox; the others never do
     for row in rows:
         cells = [cell.strip() for cell in row.split("│")]
         urgency, paged = cells[5], cells[8]
         assert bool(paged) == (urgency == "Critical"), row
+    # the stroke pages the stroke on-call, the dissection the surgical on-call
+    paged_to = {row.split("│")[1].strip(): row.split("│")[8] for row in rows}
+    assert "stroke-oncall" in paged_to["DEMO0007"], table
+    assert "surgery-oncall" in paged_to["DEMO0008"], table
     assert "not for clinical use" in table
     # a readable console: no per-request, per-PDU, per-SMTP-command or per-task chatter
     console = done.stdout + done.stderr

@@ -9,6 +9,7 @@ from flows.evaluate_model import evaluate_model
 from flows.train_demo_models import train_demo_models
 from models.cohort import write_phantom_cohort
 from models.loading import read_manifest
+from models.phantoms.aorta import cta_aorta_study
 from models.phantoms.chest import chest_xray_study
 from tests.fix_prefect import flow_runs
 
@@ -69,3 +70,28 @@ def test_train_demo_models_flow_writes_a_loadable_package(
     (refit,) = train_demo_models(["msk-fracture"], str(tmp_path), scale=0.01, fit_domain_only=True)
     assert read_manifest(Path(refit["path"])).weights.sha256 == manifest.weights.sha256
     assert refit["calibration"]["ood_detection"] is not None
+
+
+def test_evaluate_model_scores_the_dissection_labels(
+    prefect_api_url: str, demo_models_dir: Path, tmp_path: Path
+) -> None:
+    studies = [
+        cta_aorta_study(9_820_000 + index, stanford, slices=20)
+        for index, stanford in enumerate(("A", "B", None, "A", "B", None))
+    ]
+    labels_csv = write_phantom_cohort(tmp_path / "cohort", studies)
+    summary = evaluate_model(
+        "cta-aortic-dissection",
+        str(tmp_path / "cohort"),
+        str(labels_csv),
+        str(tmp_path / "report"),
+        models_dir=str(demo_models_dir),
+        device="cpu",
+    )
+    document = json.loads(Path(summary["json"]).read_text())
+    assert document["cohort"]["studies_evaluated"] == 6
+    by_name = {label["label"]: label for label in document["labels"]}
+    assert by_name["Aortic dissection"]["positives"] == 4
+    assert by_name["Stanford type A aortic dissection"]["positives"] == 2
+    assert by_name["Stanford type B aortic dissection"]["positives"] == 2
+    assert by_name["Stanford type A aortic dissection"]["auc"] >= 0.9
