@@ -21,6 +21,7 @@ import pytest
 from psycopg.rows import dict_row
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation, Verification
 
 from deployments.orthanc import free_port
@@ -259,7 +260,12 @@ def test_pynetdicoms_local_limit_rejection_is_logged_and_recorded_once(settings_
         assert node.events("connection_refused") == []
 
 
-def test_bad_sop_instance_uid_gets_a_clean_refusal_and_one_event(settings_factory, tmp_path):
+def test_bad_sop_instance_uid_gets_a_clean_refusal_and_one_event(
+    settings_factory, tmp_path, monkeypatch
+):
+    # The sender here is a lenient modality: an in-process node of an earlier test turned on
+    # pynetdicom's process-wide UID check, which would stop the bad UID before it is sent.
+    monkeypatch.setattr(pynetdicom_config, "ENFORCE_UID_CONFORMANCE", False)
     with node_process(settings_factory, tmp_path) as node:
         ae = AE(ae_title="MODALITY")
         ae.add_requested_context(DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian)
