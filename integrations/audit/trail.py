@@ -15,6 +15,7 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from integrations.audit import message as m
 from integrations.db.audit import AuditRecordRow, AuditStore
@@ -87,6 +88,28 @@ class AuditTrail:
     def _patient(self, study_instance_uid: str) -> tuple[str, str]:
         return self.store.patient_of(study_instance_uid)
 
+    def _about_study(
+        self,
+        build: Callable[..., m.AuditMessage],
+        study_instance_uid: str,
+        *,
+        kind: str,
+        **fields: Any,
+    ) -> int | None:
+        """Record an event whose participants are one study and its patient."""
+        patient_id, issuer = self._patient(study_instance_uid)
+        return self.record(
+            build(
+                self._event(),
+                study_instance_uid=study_instance_uid,
+                patient_id=patient_id,
+                issuer_of_patient_id=issuer,
+                **fields,
+            ),
+            kind=kind,
+            study_instance_uid=study_instance_uid,
+        )
+
     # -- the console ---------------------------------------------------------------------------
 
     def user_login(self, user: str, host: str, *, success: bool, detail: str = "") -> int | None:
@@ -109,38 +132,26 @@ class AuditTrail:
     ) -> int | None:
         """A user saw a study's AI result (DICOM Instances Accessed, read); ``roles`` are the
         console roles the user holds, written as the participant's RoleIDCodes."""
-        patient_id, issuer = self._patient(study_instance_uid)
-        return self.record(
-            m.instances_accessed(
-                self._event(),
-                user=user,
-                host=host,
-                study_instance_uid=study_instance_uid,
-                patient_id=patient_id,
-                issuer_of_patient_id=issuer,
-                roles=[m.console_role(role) for role in roles],
-            ),
+        return self._about_study(
+            m.instances_accessed,
+            study_instance_uid,
             kind="view",
-            study_instance_uid=study_instance_uid,
+            user=user,
+            host=host,
+            roles=[m.console_role(role) for role in roles],
         )
 
     def exported(
         self, user: str, host: str, study_instance_uid: str, *, destination: str = "download"
     ) -> int | None:
         """A user exported a study's result (an image, a report, a CSV) out of pacsflow."""
-        patient_id, issuer = self._patient(study_instance_uid)
-        return self.record(
-            m.exported(
-                self._event(),
-                user=user,
-                host=host,
-                destination=destination,
-                study_instance_uid=study_instance_uid,
-                patient_id=patient_id,
-                issuer_of_patient_id=issuer,
-            ),
+        return self._about_study(
+            m.exported,
+            study_instance_uid,
             kind="export",
-            study_instance_uid=study_instance_uid,
+            user=user,
+            host=host,
+            destination=destination,
         )
 
     def audit_log_used(self, user: str, host: str, *, log_uri: str = "/audit") -> int | None:
@@ -300,18 +311,8 @@ class AuditTrail:
     # -- escalation ----------------------------------------------------------------------------
 
     def finding_acknowledged(self, study_instance_uid: str, *, user: str, via: str) -> int | None:
-        patient_id, issuer = self._patient(study_instance_uid)
-        return self.record(
-            m.finding_acknowledged(
-                self._event(),
-                user=user,
-                via=via,
-                study_instance_uid=study_instance_uid,
-                patient_id=patient_id,
-                issuer_of_patient_id=issuer,
-            ),
-            kind="acknowledgement",
-            study_instance_uid=study_instance_uid,
+        return self._about_study(
+            m.finding_acknowledged, study_instance_uid, kind="acknowledgement", user=user, via=via
         )
 
     # -- the application -----------------------------------------------------------------------
