@@ -14,7 +14,7 @@ import numpy as np
 from models.analyzers.brain_mri_stroke import prepare_pair
 from models.analyzers.diffusion import select_diffusion
 from models.codes import STROKE_LABEL_CODES
-from models.demo.common import FEATURE_CELLS, Recipe, mask_grid, small_densenet, stack_samples
+from models.demo.common import Recipe, slab_samples, small_densenet, stack_samples
 from models.labels import ISCHEMIC_STROKE
 from models.package import InputSpec
 from models.phantoms.stroke import brain_mri_stroke_study
@@ -55,13 +55,12 @@ def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         selection = select_diffusion(study.datasets)
         assert selection.dwi is not None and selection.adc is not None
         prepared, _, _ = prepare_pair(selection.dwi, selection.adc, spec)
-        for index in rng.choice(SLAB, size=PER_SLAB, replace=False):
-            mask = study.mask(
-                ISCHEMIC_STROKE, prepared.frames[int(index)].reference.sop_instance_uid
-            )
-            inputs.append(prepared.inputs[int(index)].astype(np.float16))
-            targets.append([1.0 if mask is not None and int(mask.sum()) >= MIN_PIXELS else 0.0])
-            masks.append([mask_grid(mask, prepared.geometry, FEATURE_CELLS)])
+        slices, rows, grids = slab_samples(
+            study, prepared, LABELS, rng, slab=SLAB, per_slab=PER_SLAB, min_pixels=MIN_PIXELS
+        )
+        inputs += slices
+        targets += rows
+        masks += grids
     return stack_samples(inputs, targets, masks)
 
 

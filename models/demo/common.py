@@ -121,6 +121,51 @@ def stack_samples(
     )
 
 
+def slab_input(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The 2.5D input of the volume recipes: each window of the slice and its two neighbours."""
+    return {
+        "size": [128, 128],
+        "channels": [
+            f"{where} {window['name']}"
+            for where in ("previous", "slice", "next")
+            for window in windows
+        ],
+        "windowing": "fixed",
+        "windows": windows,
+        "context_slices": 1,
+        "value_range": [-1.0, 1.0],
+        "crop": "none",
+        "batch_size": 32,
+    }
+
+
+def slab_samples(
+    study: PhantomStudy,
+    prepared: Any,
+    labels: Sequence[str],
+    rng: np.random.Generator,
+    *,
+    slab: int,
+    per_slab: int,
+    min_pixels: int | Mapping[str, int],
+) -> tuple[list[np.ndarray], list[list[float]], list[list[np.ndarray]]]:
+    """``per_slab`` random slices of a prepared slab: input, 0/1 target per label (a label is
+    present when its mask has at least ``min_pixels``), and the mask grids for Grad-CAM."""
+    inputs, targets, masks = [], [], []
+    for index in rng.choice(slab, size=per_slab, replace=False):
+        uid = prepared.frames[int(index)].reference.sop_instance_uid
+        row, grids = [], []
+        for name in labels:
+            mask = study.mask(name, uid)
+            least = min_pixels if isinstance(min_pixels, int) else min_pixels[name]
+            row.append(1.0 if mask is not None and int(mask.sum()) >= least else 0.0)
+            grids.append(mask_grid(mask, prepared.geometry, FEATURE_CELLS))
+        inputs.append(prepared.inputs[int(index)].astype(np.float16))
+        targets.append(row)
+        masks.append(grids)
+    return inputs, targets, masks
+
+
 def radiograph_sample(
     study: PhantomStudy, labels: Sequence[str], spec: InputSpec
 ) -> tuple[np.ndarray, list[float], list[np.ndarray]]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from models.analyzers.volume import prepare_series
 from models.codes import HEMORRHAGE_LABEL_CODES
-from models.demo.common import FEATURE_CELLS, Recipe, mask_grid, small_densenet, stack_samples
+from models.demo.common import Recipe, slab_input, slab_samples, small_densenet, stack_samples
 from models.labels import ANY_HEMORRHAGE, HEMORRHAGE_SUBTYPES, MIXED_HEMORRHAGE
 from models.package import InputSpec
 from models.phantoms.head_ct import head_ct_study
@@ -24,18 +24,7 @@ WINDOWS = [
     {"name": "subdural", "center": 80.0, "width": 200.0},
     {"name": "bone", "center": 600.0, "width": 2800.0},
 ]
-INPUT = {
-    "size": [128, 128],
-    "channels": [
-        f"{where} {window['name']}" for where in ("previous", "slice", "next") for window in WINDOWS
-    ],
-    "windowing": "fixed",
-    "windows": WINDOWS,
-    "context_slices": 1,
-    "value_range": [-1.0, 1.0],
-    "crop": "none",
-    "batch_size": 32,
-}
+INPUT = slab_input(WINDOWS)
 SLAB = 6
 PER_SLAB = 3
 MIN_PIXELS = 12
@@ -61,16 +50,12 @@ def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             matrix=128,
         )
         prepared = prepare_series(study.datasets, spec)
-        for index in rng.choice(SLAB, size=PER_SLAB, replace=False):
-            uid = prepared.frames[int(index)].reference.sop_instance_uid
-            row, grids = [], []
-            for name in LABELS:
-                mask = study.mask(name, uid)
-                row.append(1.0 if mask is not None and int(mask.sum()) >= MIN_PIXELS else 0.0)
-                grids.append(mask_grid(mask, prepared.geometry, FEATURE_CELLS))
-            inputs.append(prepared.inputs[int(index)].astype(np.float16))
-            targets.append(row)
-            masks.append(grids)
+        slices, rows, grids = slab_samples(
+            study, prepared, LABELS, rng, slab=SLAB, per_slab=PER_SLAB, min_pixels=MIN_PIXELS
+        )
+        inputs += slices
+        targets += rows
+        masks += grids
     return stack_samples(inputs, targets, masks)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from models.analyzers.volume import prepare_series
 from models.codes import STROKE_LABEL_CODES
-from models.demo.common import FEATURE_CELLS, Recipe, mask_grid, small_densenet, stack_samples
+from models.demo.common import Recipe, slab_samples, small_densenet, stack_samples
 from models.demo.head_ct_ich import INPUT
 from models.labels import DENSE_VESSEL_SIGN, ISCHEMIC_STROKE
 from models.package import InputSpec
@@ -41,16 +41,12 @@ def samples(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             first_z=None if stroke else float(rng.uniform(-50, 70)),
         )
         prepared = prepare_series(study.datasets, spec)
-        for index in rng.choice(SLAB, size=PER_SLAB, replace=False):
-            uid = prepared.frames[int(index)].reference.sop_instance_uid
-            row, grids = [], []
-            for name in LABELS:
-                mask = study.mask(name, uid)
-                row.append(1.0 if mask is not None and int(mask.sum()) >= MIN_PIXELS[name] else 0.0)
-                grids.append(mask_grid(mask, prepared.geometry, FEATURE_CELLS))
-            inputs.append(prepared.inputs[int(index)].astype(np.float16))
-            targets.append(row)
-            masks.append(grids)
+        slices, rows, grids = slab_samples(
+            study, prepared, LABELS, rng, slab=SLAB, per_slab=PER_SLAB, min_pixels=MIN_PIXELS
+        )
+        inputs += slices
+        targets += rows
+        masks += grids
     return stack_samples(inputs, targets, masks)
 
 
