@@ -25,7 +25,7 @@ image unlike the model's training data (score X, limit Y)" (:func:`gate`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +127,7 @@ def unit_scores(
     observations: Sequence[Observation], unit: str, model: DomainModel
 ) -> list[UnitScore]:
     """One score per image, or per series (one network call): the median over its slices."""
-    units = []
+    units: list[UnitScore] = []
     for observation in observations:
         scores = model.scores(observation.features)
         if unit == "image":
@@ -200,7 +200,7 @@ def rejected(unit: UnitScore, accepted: IntensityRange, limit: float) -> bool:
 
 def calibrate(
     in_domain: Sequence[UnitScore],
-    out_of_domain: dict[str, Sequence[UnitScore]],
+    out_of_domain: Mapping[str, Sequence[UnitScore]],
     accepted: IntensityRange,
 ) -> tuple[float, dict[str, Any]]:
     """The score limit, and how the whole gate does on the held-out sets it was chosen on.

@@ -19,7 +19,8 @@ from torch import nn
 
 from models.package import ArchitectureSpec
 
-DENSENET121 = {"growth_rate": 32, "block_config": [6, 12, 24, 16], "num_init_features": 64}
+DENSENET121_BLOCKS = (6, 12, 24, 16)
+DENSENET121 = {"growth_rate": 32, "block_config": list(DENSENET121_BLOCKS), "num_init_features": 64}
 
 
 class DenseNetClassifier(nn.Module):
@@ -29,7 +30,7 @@ class DenseNetClassifier(nn.Module):
         super().__init__()
         reference = torchvision.models.DenseNet(
             growth_rate=architecture.growth_rate or 32,
-            block_config=tuple(architecture.block_config or DENSENET121["block_config"]),
+            block_config=tuple(architecture.block_config or DENSENET121_BLOCKS),
             num_init_features=architecture.num_init_features or 64,
             bn_size=architecture.bn_size,
             num_classes=architecture.num_outputs,

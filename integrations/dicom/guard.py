@@ -249,8 +249,8 @@ def _refuse_unreadable_store(
     with contextlib.suppress(Exception):
         response.AffectedSOPClassUID = command.AffectedSOPClassUID
     response.Status = status.STORE_CANNOT_UNDERSTAND
-    response.ErrorComment = "invalid Affected SOP Instance UID"
-    response.OffendingElement = [AFFECTED_SOP_INSTANCE_UID_TAG]
+    response.ErrorComment = "invalid Affected SOP Instance UID"  # type: ignore[assignment]
+    response.OffendingElement = [AFFECTED_SOP_INSTANCE_UID_TAG]  # type: ignore[assignment]
     dimse.send_msg(response, message.context_id)
 
 

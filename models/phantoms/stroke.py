@@ -332,4 +332,3 @@ def _write_b_value(ds: Dataset, b_value: int, where: str) -> None:
         block.add_new(0x39, "IS", [1_000_000_000 + b_value, 0, 0, 0])
     else:
         raise ValueError(f"unknown b-value tag placement {where!r}")
-
