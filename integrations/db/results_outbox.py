@@ -229,11 +229,20 @@ class ResultsOutbox(LeasedQueue):
             return cursor.rowcount
 
     def late(self, older_than_seconds: float) -> list[dict[str, Any]]:
-        """Pending rows queued more than ``older_than_seconds`` ago and not alerted yet."""
+        """Pending, not yet alerted rows of every study with a row queued over ``older_than_seconds`` ago.
+
+        A study's report and overlays are queued moments apart; taking the whole study once
+        one of its rows is late tells the operators about it in one alert, not two.
+        """
         with self.database.connection() as conn:
             return conn.execute(
-                "SELECT * FROM results_outbox WHERE state = 'pending' AND late_alert_at IS NULL"
-                " AND created_at < clock_timestamp() - make_interval(secs => %s) ORDER BY id",
+                "SELECT * FROM results_outbox AS queued WHERE state = 'pending'"
+                " AND late_alert_at IS NULL AND EXISTS ("
+                "  SELECT 1 FROM results_outbox AS late WHERE late.state = 'pending'"
+                "  AND late.late_alert_at IS NULL AND late.destination = queued.destination"
+                "  AND late.study_instance_uid = queued.study_instance_uid"
+                "  AND late.created_at < clock_timestamp() - make_interval(secs => %s))"
+                " ORDER BY id",
                 (older_than_seconds,),
             ).fetchall()
 
