@@ -92,6 +92,17 @@ class StateChangesOnly(logging.Filter):
         return True
 
 
+class ConnectFailuresReportedByCaller(logging.Filter):
+    """pynetdicom logs two ERROR lines for every refused or timed-out TCP connect; our SCU turns
+    that failure into a PeerUnavailableError that its caller logs once, naming the peer, so
+    while a PACS is down the console would otherwise repeat the outage at every probe."""
+
+    PREFIXES = ("Association request failed: unable to connect", "TCP Initialisation Error")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.PREFIXES)
+
+
 def quiet_prefect_console() -> None:
     """Apply :class:`StateChangesOnly` to the console handlers, after Prefect set its up.
 
@@ -123,6 +134,11 @@ def configure_logging(verbose: bool, log_level: str | None = None) -> None:
     debugging = level == "DEBUG"
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if debugging else logging.WARNING)
+    transport = logging.getLogger("pynetdicom.transport")
+    if not debugging and not any(
+        isinstance(f, ConnectFailuresReportedByCaller) for f in transport.filters
+    ):
+        transport.addFilter(ConnectFailuresReportedByCaller())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
