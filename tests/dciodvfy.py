@@ -1,6 +1,7 @@
 """Run dicom3tools ``dciodvfy`` on encoded DICOM bytes (test helper, I/O).
 
-``dciodvfy`` exits 1 on any ``Error -`` line and 0 on warnings only; both are reported.
+``dciodvfy`` exits 1 on any ``Error -`` line and 0 on warnings only; both are reported. A
+missing ``dciodvfy`` fails the test: conformance is never skipped.
 Tests call :func:`assert_conformant`, which fails on any error and on warnings not listed as
 expected (the synthetic sources' own quirks, named in the call).
 """
@@ -43,7 +44,7 @@ class Verification:
 def verify(data: bytes) -> Verification:
     """dciodvfy's verdict on one object in DICOM File Format."""
     if DCIODVFY is None:
-        pytest.skip("dicom3tools dciodvfy is not installed")
+        pytest.fail("dicom3tools dciodvfy is not installed (deployments/setup/system-packages.sh)")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "object.dcm"
         path.write_bytes(data)
@@ -51,10 +52,16 @@ def verify(data: bytes) -> Verification:
             [DCIODVFY, str(path)], capture_output=True, text=True, timeout=60, check=False
         )
     lines = (completed.stdout + completed.stderr).splitlines()
-    errors = tuple(line for line in lines if line.startswith("Error -"))
+    # An error about one element comes after its tag: "(0x0028,0x3006) ... - Error - ..."
+    errors = tuple(line for line in lines if line.startswith("Error -") or " - Error - " in line)
     warnings = tuple(line for line in lines if line.startswith("Warning -"))
     iod = next(
-        (line.strip() for line in lines if line and not line.startswith(("Error", "Warning"))), ""
+        (
+            line.strip()
+            for line in lines
+            if line and not line.startswith(("Error", "Warning", "(0x")) and " - " not in line
+        ),
+        "",
     )
     return Verification(iod=iod, errors=errors, warnings=warnings, returncode=completed.returncode)
 

@@ -21,6 +21,7 @@ from models.phantoms.dicom import (
     CT_IMAGE_STORAGE,
     TransferSyntaxName,
     base_dataset,
+    ct_modules,
     encode,
     set_pixels,
 )
@@ -198,11 +199,9 @@ def cta_aorta_study(
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.ProtocolName = "CTA AORTA"
         ds.ContrastBolusAgent = "IOHEXOL"
-        ds.FrameOfReferenceUID = frame_of_reference
-        ds.KVP = 100
-        ds.RescaleIntercept = INTERCEPT
-        ds.RescaleSlope = 1
-        ds.RescaleType = "HU"
+        ct_modules(
+            ds, frame_of_reference_uid=frame_of_reference, kvp=100, rescale_intercept=INTERCEPT
+        )
         ds.WindowCenter = 300
         ds.WindowWidth = 600
         ds.ImagePositionPatient = [origin, origin, float(z_positions[index])]

@@ -26,6 +26,7 @@ from models.phantoms.dicom import (
     base_dataset,
     encode,
     frame_functional_groups,
+    mr_modules,
     sequence_item,
     set_pixels,
 )
@@ -239,7 +240,7 @@ def brain_mri_study(
             body_part="BRAIN",
         )
         _mr_common(ds)
-        ds.FrameOfReferenceUID = frame_of_reference
+        mr_modules(ds, frame_of_reference_uid=frame_of_reference)
         ds.ImagePositionPatient = [origin_x, origin_y, float(z_positions[index])]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.PixelSpacing = [pixel, pixel]

@@ -41,8 +41,8 @@ from models.phantoms.dicom import (
     DX_IMAGE_FOR_PRESENTATION,
     TransferSyntaxName,
     base_dataset,
-    code_item,
     encode,
+    radiograph_modules,
     set_pixels,
     voi_lut_sequence,
 )
@@ -525,25 +525,22 @@ def chest_radiograph(
         body_part="CHEST",
     )
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
-    ds.ViewPosition = "LL" if view == "LATERAL" else view
-    meaning = {
+    view_code = {
         "PA": ("272479007", "postero-anterior"),  # DICOM CID 4010
         "AP": ("399348003", "antero-posterior"),
     }.get(view, ("399173006", "left lateral"))
-    ds.ViewCodeSequence = [code_item(meaning[0], "SCT", meaning[1])]
+    radiograph_modules(
+        ds,
+        body_part="CHEST",
+        view_position="LL" if view == "LATERAL" else view,
+        view_code=view_code,
+        image_laterality="U",
+        photometric=photometric,
+    )
     ds.PatientOrientation = ["R", "F"] if view == "AP" else (["L", "F"] if frontal else ["A", "F"])
-    ds.Laterality = ""
-    ds.ImageLaterality = "U"
     spacing = DETECTOR_MM / size
     ds.ImagerPixelSpacing = [spacing, spacing]
     ds.KVP = 120 if frontal else 110
-    if modality == "DX":
-        ds.PresentationIntentType = "FOR PRESENTATION"
-        ds.PixelIntensityRelationship = "LOG"
-        ds.PixelIntensityRelationshipSign = 1
-    ds.RescaleIntercept = 0
-    ds.RescaleSlope = 1
-    ds.RescaleType = "US"
     stored = _stored(image, photometric)
     set_pixels(ds, stored, bits_stored=BITS_STORED, photometric=photometric)
     if voi == "window":

@@ -1,11 +1,23 @@
 """Build real DICOM datasets for phantom images (pure: datasets in memory, nothing written).
 
-Radiographs are DX (For Presentation) or CR with Imager Pixel Spacing, View Position and a VOI
-window or VOI LUT; CT slices carry Rescale Slope/Intercept to Hounsfield units, Image
-Position/Orientation (Patient) and a Frame of Reference; MR comes as classic single-frame
-slices or as one Enhanced MR multi-frame object with per-frame functional groups. Any of them
-can be encoded with RLE Lossless, JPEG-LS Lossless or JPEG 2000 Lossless so that analyzers are
-exercised through the decoders a PACS will send them.
+Every generated input image is a complete IOD for its SOP class, as a modality sends it, and
+passes dicom3tools ``dciodvfy`` without errors (``tests/integration/test_generated_conformance``).
+This module holds the modules every generator shares, one copy each:
+
+* :func:`base_dataset`: Patient, General Study, General Series, General Equipment, General
+  Image and SOP Common, with file meta;
+* :func:`radiograph_modules`: DX (For Presentation) Series, Anatomy Imaged, Image, Detector,
+  Positioning and Acquisition Context, or the CR Series and Image modules;
+* :func:`ct_modules` and :func:`mr_modules`: Frame of Reference, Patient Position and the CT
+  or MR Image module's Type 1 and 2 attributes;
+* :func:`anatomic_region_sequence`: the SNOMED CT code (CID 4031) of a BodyPartExamined term.
+
+Radiographs carry Imager Pixel Spacing, View Position and a VOI window or VOI LUT; CT slices
+carry Rescale Slope/Intercept to Hounsfield units, Image Position/Orientation (Patient) and a
+Frame of Reference; MR comes as classic single-frame slices or as one Enhanced MR multi-frame
+object with per-frame functional groups. Any of them can be encoded with RLE Lossless, JPEG-LS
+Lossless or JPEG 2000 Lossless so that analyzers are exercised through the decoders a PACS will
+send them.
 """
 
 from __future__ import annotations
@@ -25,7 +37,9 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
+from pydicom.valuerep import format_number_as_ds
 
+from integrations.dicom.result_common import PAIRED_BODY_PARTS
 from models.phantoms.base import StudyInfo
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
@@ -40,6 +54,32 @@ COMPRESSED_SYNTAXES = {
     "jpeg2000": JPEG2000Lossless,
 }
 TransferSyntaxName = Literal["explicit", "rle", "jpeg-ls", "jpeg2000"]
+
+# BodyPartExamined term → its SNOMED CT concept in CID 4031 "Common Anatomic Regions"
+# (integrations.dicom.body_part reads every one of them back as the same term).
+ANATOMIC_REGIONS: dict[str, tuple[str, str]] = {
+    "CHEST": ("816094009", "Chest"),
+    "HEAD": ("69536005", "Head"),
+    "BRAIN": ("12738006", "Brain"),
+    "AORTA": ("15825003", "Aorta"),
+    "BREAST": ("76752008", "Breast"),
+    "CSPINE": ("122494005", "Cervical spine"),
+    "TSPINE": ("122495006", "Thoracic spine"),
+    "LSPINE": ("122496007", "Lumbar spine"),
+    "HUMERUS": ("85050009", "Humerus"),
+    "FOREARM": ("14975008", "Forearm"),
+    "WRIST": ("74670003", "Wrist joint"),
+    "HAND": ("85562004", "Hand"),
+    "FEMUR": ("71341001", "Femur"),
+    "LEG": ("30021000", "Lower leg"),
+    "ANKLE": ("70258002", "Ankle joint"),
+}
+EQUIPMENT = {
+    "Manufacturer": "pacsflow phantom",
+    "ManufacturerModelName": "generated",
+    "DeviceSerialNumber": "PHANTOM-1",
+    "SoftwareVersions": "pacsflow-phantom 1",
+}
 
 
 def base_dataset(
@@ -75,12 +115,12 @@ def base_dataset(
     ds.ContentTime = study.study_time
     ds.AccessionNumber = study.accession_number
     ds.Modality = modality
-    ds.Manufacturer = "pacsflow phantom"
+    for keyword, value in EQUIPMENT.items():
+        setattr(ds, keyword, value)
     ds.InstitutionName = "pacsflow demo hospital"
     ds.ReferringPhysicianName = study.referring_physician_name
     ds.StudyDescription = study.study_description
     ds.SeriesDescription = series_description
-    ds.ManufacturerModelName = "generated"
     ds.PatientName = study.patient_name
     ds.PatientID = study.patient_id
     ds.PatientBirthDate = study.patient_birth_date
@@ -93,6 +133,103 @@ def base_dataset(
     ds.InstanceNumber = instance_number
     ds.BurnedInAnnotation = "NO"
     return ds
+
+
+def anatomic_region_sequence(body_part: str) -> DicomSequence:
+    """Anatomic Region Sequence for a BodyPartExamined term (empty when it has no code)."""
+    coded = ANATOMIC_REGIONS.get(body_part.upper())
+    return DicomSequence([code_item(coded[0], "SCT", coded[1])] if coded else [])
+
+
+def set_laterality(ds: Dataset, body_part: str, laterality: str = "") -> None:
+    """General Series Laterality (Type 2C): a value for a paired body part, empty (unknown)
+    when there is no body part, absent for an unpaired one and wherever the IOD has Image
+    Laterality instead (DX, MG)."""
+    if "ImageLaterality" in ds or (body_part and body_part.upper() not in PAIRED_BODY_PARTS):
+        ds.pop("Laterality", None)
+    else:
+        ds.Laterality = laterality
+
+
+def radiograph_modules(
+    ds: Dataset,
+    *,
+    body_part: str,
+    view_position: str,
+    view_code: tuple[str, str] | None,
+    image_laterality: str,
+    photometric: str,
+    positioner_type: str = "COLUMN",
+    pixel_intensity_relationship: str = "LOG",
+) -> None:
+    """DX For Presentation (PS3.3 A.26) or CR (A.2) modules, from ``ds.Modality``.
+
+    DX: DX Series, DX Anatomy Imaged (with the Anatomic Region Sequence), DX Image (Pixel
+    Intensity Relationship, Rescale to US, Presentation LUT Shape, Lossy Image Compression),
+    DX Detector, DX Positioning (View Code Sequence) and Acquisition Context. CR: CR Series and
+    CR Image (whose IOD has no View Code Sequence). The VOI LUT module is the caller's.
+    """
+    if view_position:
+        ds.ViewPosition = view_position
+    if ds.Modality == "CR":
+        ds.pop("ImageLaterality", None)
+    else:
+        ds.ImageLaterality = image_laterality
+    set_laterality(ds, body_part, image_laterality)
+    ds.RescaleIntercept = 0
+    ds.RescaleSlope = 1
+    ds.RescaleType = "US"
+    if ds.Modality == "CR":
+        return
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.AnatomicRegionSequence = anatomic_region_sequence(body_part)
+    ds.PixelIntensityRelationship = pixel_intensity_relationship
+    ds.PixelIntensityRelationshipSign = 1
+    ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
+    ds.LossyImageCompression = "00"
+    ds.DetectorType = "SCINTILLATOR"
+    ds.PositionerType = positioner_type
+    ds.AcquisitionContextSequence = DicomSequence([])
+    if view_code is not None:
+        view = code_item(view_code[0], "SCT", view_code[1])
+        view.ViewModifierCodeSequence = DicomSequence([])
+        ds.ViewCodeSequence = DicomSequence([view])
+
+
+def ct_modules(
+    ds: Dataset,
+    *,
+    frame_of_reference_uid: str,
+    kvp: float,
+    rescale_intercept: float,
+    acquisition_number: int = 1,
+    localizer: bool = False,
+) -> None:
+    """Frame of Reference, Patient Position and the CT Image module (PS3.3 A.3); Rescale
+    Type HU except on a localizer (whose values are projections, not Hounsfield units)."""
+    _cross_sectional(ds, frame_of_reference_uid)
+    ds.KVP = kvp
+    ds.AcquisitionNumber = acquisition_number
+    ds.RescaleIntercept = rescale_intercept
+    ds.RescaleSlope = 1
+    if localizer:
+        ds.pop("RescaleType", None)
+    else:
+        ds.RescaleType = "HU"
+
+
+def mr_modules(ds: Dataset, *, frame_of_reference_uid: str, echo_train_length: int = 1) -> None:
+    """Frame of Reference, Patient Position and the MR Image module's Type 2 (PS3.3 A.4)."""
+    _cross_sectional(ds, frame_of_reference_uid)
+    ds.EchoTrainLength = echo_train_length
+    if "ScanOptions" not in ds:
+        ds.ScanOptions = ""
+
+
+def _cross_sectional(ds: Dataset, frame_of_reference_uid: str) -> None:
+    ds.FrameOfReferenceUID = UID(frame_of_reference_uid)
+    ds.PositionReferenceIndicator = ""
+    ds.PatientPosition = "HFS"
 
 
 def set_pixels(
@@ -117,12 +254,25 @@ def set_pixels(
     ds.PixelData = np.ascontiguousarray(pixels).tobytes()
 
 
-def encode(ds: Dataset, transfer_syntax: TransferSyntaxName) -> Dataset:
-    """Compress ``ds`` in place with a lossless transfer syntax (no-op for ``explicit``)."""
+def encode(ds: Dataset, transfer_syntax: TransferSyntaxName = "explicit") -> Dataset:
+    """Finish ``ds`` in place: decimal strings fitted to 16 characters (PS3.5 6.2), then a
+    lossless transfer syntax (none for ``explicit``)."""
+    fit_decimal_strings(ds)
     if transfer_syntax == "explicit":
         return ds
     ds.compress(COMPRESSED_SYNTAXES[transfer_syntax])
     return ds
+
+
+def fit_decimal_strings(ds: Dataset) -> None:
+    """Rewrite every DS value longer than 16 characters at the most precision that fits."""
+    for element in ds.iterall():
+        if element.VR != "DS" or element.value is None or element.value == "":
+            continue
+        values = element.value if element.VM > 1 else [element.value]
+        if any(len(str(value)) > 16 for value in values):
+            fitted = [format_number_as_ds(float(value)) for value in values]
+            element.value = fitted if element.VM > 1 else fitted[0]
 
 
 def sequence_item(**elements: object) -> Dataset:
@@ -137,7 +287,8 @@ def voi_lut_sequence(bits: int, table: np.ndarray, first_mapped: int = 0) -> Dic
     item = Dataset()
     item.LUTDescriptor = [int(table.size) % 65536, first_mapped, bits]
     item.LUTExplanation = "phantom display curve"
-    item.LUTData = [int(value) for value in table]
+    # US, not OW: LUT Data's VR is ambiguous (US or OW) and a list of values only encodes as US
+    item.add_new("LUTData", "US", [int(value) for value in table])
     return DicomSequence([item])
 
 

@@ -27,6 +27,7 @@ from models.phantoms.dicom import (
     CT_IMAGE_STORAGE,
     TransferSyntaxName,
     base_dataset,
+    ct_modules,
     encode,
     set_pixels,
 )
@@ -327,13 +328,8 @@ def _ct_slice(
         body_part="HEAD",
     )
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.FrameOfReferenceUID = frame_of_reference
-    ds.PositionReferenceIndicator = ""
-    ds.KVP = 120
+    ct_modules(ds, frame_of_reference_uid=frame_of_reference, kvp=120, rescale_intercept=INTERCEPT)
     ds.ConvolutionKernel = "H31s"
-    ds.RescaleIntercept = INTERCEPT
-    ds.RescaleSlope = 1
-    ds.RescaleType = "HU"
     ds.WindowCenter = 40
     ds.WindowWidth = 80
     if contrast:
@@ -358,7 +354,13 @@ def _localizer(info: StudyInfo, seed: int, volume: np.ndarray, pixel: float) -> 
     ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
     ds.ImagePositionPatient = [0.0, 0.0, 0.0]
     ds.PixelSpacing = [pixel, pixel]
-    ds.RescaleIntercept = INTERCEPT
-    ds.RescaleSlope = 1
+    ds.SliceThickness = ""  # a projection has none
+    ct_modules(
+        ds,
+        frame_of_reference_uid=phantom_uid(KIND, seed, "frame-of-reference"),
+        kvp=120,
+        rescale_intercept=INTERCEPT,
+        localizer=True,
+    )
     set_pixels(ds, projection, bits_stored=BITS_STORED)
-    return ds
+    return encode(ds)

@@ -24,6 +24,7 @@ from models.phantoms.dicom import (
     TransferSyntaxName,
     base_dataset,
     encode,
+    radiograph_modules,
     set_pixels,
 )
 
@@ -31,6 +32,10 @@ KIND = "msk-fracture"
 EXTREMITIES = ("FOREARM", "WRIST", "HAND", "LEG", "ANKLE", "HUMERUS", "FEMUR")
 SPINES = ("CSPINE", "TSPINE", "LSPINE")
 BODY_PARTS = EXTREMITIES + SPINES
+VIEW_CODES = {  # DICOM CID 4010 "DX View"
+    "AP": ("399348003", "antero-posterior"),
+    "LAT": ("399173006", "left lateral"),
+}
 PAIRED = {"FOREARM", "WRIST", "HAND", "LEG", "ANKLE"}  # two parallel bones
 BITS_STORED = 12
 MAX_STORED = 2**BITS_STORED - 1
@@ -170,11 +175,16 @@ def msk_radiograph(
         body_part=body_part,
     )
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
-    ds.ViewPosition = "LL" if view == "LAT" else "AP"
-    ds.PresentationIntentType = "FOR PRESENTATION"
+    radiograph_modules(
+        ds,
+        body_part=body_part,
+        view_position="LL" if view == "LAT" else "AP",
+        view_code=VIEW_CODES["LAT" if view == "LAT" else "AP"],
+        image_laterality="U" if body_part in SPINES else ("L" if study_seed % 2 else "R"),
+        photometric=photometric,
+        positioner_type="NONE",
+    )
     ds.ImagerPixelSpacing = [FIELD_MM / size, FIELD_MM / size]
-    ds.Laterality = "" if body_part in SPINES else ("L" if study_seed % 2 else "R")
-    ds.ImageLaterality = "U" if body_part in SPINES else ds.Laterality
     ds.PatientOrientation = ["L", "F"]
     set_pixels(ds, stored, bits_stored=BITS_STORED, photometric=photometric)
     center = rng.uniform(0.46, 0.54) * MAX_STORED

@@ -95,6 +95,10 @@ def inverted(datasets: Sequence[Dataset], rng: np.random.Generator) -> list[Data
             flipped.PhotometricInterpretation = (
                 "MONOCHROME2" if ds.PhotometricInterpretation == "MONOCHROME1" else "MONOCHROME1"
             )
+            if "PresentationLUTShape" in flipped:  # DX: follows the photometric interpretation
+                flipped.PresentationLUTShape = (
+                    "INVERSE" if flipped.PhotometricInterpretation == "MONOCHROME1" else "IDENTITY"
+                )
             out.append(flipped)
     return out
 

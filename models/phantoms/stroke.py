@@ -26,7 +26,9 @@ from models.phantoms.dicom import (
     MR_IMAGE_STORAGE,
     TransferSyntaxName,
     base_dataset,
+    ct_modules,
     encode,
+    mr_modules,
     sequence_item,
     set_pixels,
 )
@@ -166,11 +168,9 @@ def head_ct_stroke_study(
             body_part="HEAD",
         )
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.FrameOfReferenceUID = frame_of_reference
-        ds.KVP = 120
-        ds.RescaleIntercept = INTERCEPT
-        ds.RescaleSlope = 1
-        ds.RescaleType = "HU"
+        ct_modules(
+            ds, frame_of_reference_uid=frame_of_reference, kvp=120, rescale_intercept=INTERCEPT
+        )
         ds.WindowCenter = 40
         ds.WindowWidth = 80
         _place(ds, origin, float(z_positions[index]), pixel, spacing_mm)
@@ -297,7 +297,7 @@ def brain_mri_stroke_study(
                 series_description="SEQ 6" if b_value is None else "SEQ 5",
                 body_part="BRAIN",
             )
-            ds.FrameOfReferenceUID = frame_of_reference
+            mr_modules(ds, frame_of_reference_uid=frame_of_reference, echo_train_length=64)
             ds.ScanningSequence = "EP"
             ds.SequenceVariant = "SK"
             ds.MRAcquisitionType = "2D"

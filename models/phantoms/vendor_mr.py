@@ -292,6 +292,7 @@ def _apply(
     ds.MRAcquisitionType = "2D"
     ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: "Schädel", "CÉRÉBRALE"
     del ds.BodyPartExamined
+    ds.Laterality = ""  # Type 2C: scanners send it empty when the body part is not given
     stale: tuple[str, ...] = (
         "ContrastBolusAgent",
         "SequenceVariant",

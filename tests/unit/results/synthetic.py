@@ -155,7 +155,7 @@ def chest_radiograph(
     region.CodeMeaning = "Chest"
     ds.AnatomicRegionSequence = [region]
     view = Dataset()
-    view.CodeValue = "399348003"
+    view.CodeValue = "272479007"
     view.CodingSchemeDesignator = "SCT"
     view.CodeMeaning = "postero-anterior"
     view.ViewModifierCodeSequence = []
@@ -424,6 +424,8 @@ def multiframe_image(
     ds.SeriesNumber = 3
     ds.InstanceNumber = 1
     ds.ConversionType = "WSD"
+    ds.Laterality = ""  # no body part: unknown
+    ds.PresentationLUTShape = "IDENTITY"
     ds.PatientOrientation = ["L", "P"]
     ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.SamplesPerPixel = 1
