@@ -40,6 +40,7 @@ ANATOMIC_REGION_CODES: dict[str, str] = {
     "45048000": "NECK",
     "T-D1600": "NECK",
     # trunk
+    "816094009": "CHEST",  # current CID 4031 "Chest"
     "43799004": "CHEST",
     "T-D3000": "CHEST",
     "51185008": "CHEST",  # thoracic structure
