@@ -158,6 +158,7 @@ GENERATORS: dict[str, Build] = {
     "vendor-mr-ge": _vendor("ge", False),
     "vendor-mr-philips-enhanced": _vendor("philips", True),
     "vendor-mr-siemens-enhanced": _vendor("siemens", True),
+    "vendor-mr-ge-enhanced": _vendor("ge", True),
     "ood-noise-chest": _out_of_domain("noise", _chest()),
     "ood-inverted-msk": _out_of_domain("inverted_monochrome1", _msk("WRIST")),
     "ood-foreign-object-ct": _out_of_domain("foreign_object", _head_ct()),

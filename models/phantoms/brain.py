@@ -25,6 +25,7 @@ from models.phantoms.dicom import (
     TransferSyntaxName,
     base_dataset,
     encode,
+    enhanced_mr_modules,
     frame_functional_groups,
     mr_modules,
     sequence_item,
@@ -219,6 +220,12 @@ def brain_mri_study(
         ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
         ds.PerFrameFunctionalGroupsSequence = frame_functional_groups(
             [(origin_x, origin_y, float(z_positions[i])) for i in order]
+        )
+        enhanced_mr_modules(
+            ds,
+            body_part="BRAIN",
+            acquisition_datetime=info.study_date + info.study_time,
+            dimension_organization_uid=phantom_uid(KIND, seed, "dimension-organization"),
         )
         encode(ds, transfer_syntax)
         study.datasets.append(ds)

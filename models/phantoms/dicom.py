@@ -226,6 +226,218 @@ def mr_modules(ds: Dataset, *, frame_of_reference_uid: str, echo_train_length: i
         ds.ScanOptions = ""
 
 
+def enhanced_mr_modules(
+    ds: Dataset,
+    *,
+    body_part: str | None,
+    acquisition_datetime: str,
+    dimension_organization_uid: str,
+) -> None:
+    """The Enhanced MR Image IOD's modules and functional groups (PS3.3 A.36.2), in place.
+
+    Completes what the generator put in ``ds`` (Image Type, per-frame positions and stack
+    numbers, shared pixel measures, orientation, VOI, and any timing, echo and inversion
+    items) without changing a value it set: Enhanced MR Image and MR Pulse Sequence modules,
+    Multi-frame Dimension (stack, in-stack position), Acquisition Context and, in the shared
+    functional groups, MR Image Frame Type, Pixel Value Transformation (identity), Frame
+    Anatomy (only with ``body_part``), MR Timing, Echo, Modifier, Imaging Modifier, Receive
+    and Transmit Coil, FOV/Geometry and Averages. Safe to call again after edits.
+    """
+    _cross_sectional(ds, str(ds.FrameOfReferenceUID))
+    image_type = [str(value) for value in ds.ImageType][:4]
+    image_type += ["NONE"] * (4 - len(image_type))
+    ds.ImageType = image_type
+    original = image_type[0] in ("ORIGINAL", "MIXED")
+    scanning = {str(value) for value in _values(ds.get("ScanningSequence"))}
+    description = {
+        "PixelPresentation": "MONOCHROME",
+        "VolumetricProperties": "VOLUME",
+        "VolumeBasedCalculationTechnique": "NONE",
+        "ComplexImageComponent": "MAGNITUDE",
+        "AcquisitionContrast": "UNKNOWN",
+    }
+    for keyword, value in description.items():
+        setattr(ds, keyword, value)
+    ds.ContentQualification = "PRODUCT"
+    ds.ResonantNucleus = "1H"
+    ds.KSpaceFiltering = "NONE"
+    ds.ApplicableSafetyStandardAgency = "IEC"
+    ds.LossyImageCompression = "00"
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.AcquisitionContextSequence = DicomSequence([])
+    spin_echo = "GR" not in scanning
+    three_d = str(ds.get("MRAcquisitionType", "")) == "3D"
+    pulse_sequence: dict[str, object] = {
+        "PulseSequenceName": str(
+            ds.get("SequenceName", "") or f"{sorted(scanning or {'SE'})[0]}{ds.MRAcquisitionType}"
+        ),
+        "EchoPulseSequence": "SPIN" if spin_echo else "GRADIENT",
+        "MultiPlanarExcitation": "NO",
+        "PhaseContrast": "NO",
+        "TimeOfFlightContrast": "NO",
+        "SteadyStatePulseSequence": "NONE",
+        "EchoPlanarPulseSequence": "YES" if "EP" in scanning else "NO",
+        "SaturationRecovery": "NO",
+        "SpectrallySelectedSuppression": "NONE",
+        "OversamplingPhase": "NONE",
+        "GeometryOfKSpaceTraversal": "RECTILINEAR",
+        "RectilinearPhaseEncodeReordering": "LINEAR",
+        "SegmentedKSpaceTraversal": "SINGLE",
+        "NumberOfKSpaceTrajectories": 1,
+    }
+    if spin_echo:
+        pulse_sequence["MultipleSpinEcho"] = "NO"
+    if three_d:
+        pulse_sequence["CoverageOfKSpace"] = "FULL"
+    for keyword in ("MultipleSpinEcho", "CoverageOfKSpace", *pulse_sequence):
+        ds.pop(keyword, None)  # recomputed from the series' current scanning sequence
+    if original:  # MR Pulse Sequence attributes and acquisition times: ORIGINAL or MIXED only
+        for keyword, value in pulse_sequence.items():
+            setattr(ds, keyword, value)
+        ds.AcquisitionDateTime = acquisition_datetime
+        ds.AcquisitionDuration = 120.0
+    else:
+        for keyword in ("MRAcquisitionType", "AcquisitionDateTime", "AcquisitionDuration"):
+            ds.pop(keyword, None)
+
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    _group(shared, "MRImageFrameTypeSequence", FrameType=image_type, **description)
+    _group(
+        shared,
+        "PixelValueTransformationSequence",
+        RescaleIntercept=0,
+        RescaleSlope=1,
+        RescaleType="US",
+    )
+    if body_part:
+        anatomy = _group(shared, "FrameAnatomySequence", FrameLaterality="U")
+        anatomy.AnatomicRegionSequence = anatomic_region_sequence(body_part)
+    else:
+        shared.pop("FrameAnatomySequence", None)
+    if True:  # the MR macros: required for ORIGINAL frames, and complete wherever present
+        # Repetition and echo time come from the generator (top level, or its own groups):
+        # the MR sequence ranking reads them, so none is made up here.
+        timing = _group(
+            shared,
+            "MRTimingAndRelatedParametersSequence",
+            **_present(ds, "RepetitionTime"),
+            FlipAngle=90,
+            EchoTrainLength=1,
+            RFEchoTrainLength=1,
+            GradientEchoTrainLength=0,
+        )
+        timing.setdefault(
+            "SpecificAbsorptionRateSequence",
+            DicomSequence(
+                [
+                    sequence_item(
+                        SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
+                        SpecificAbsorptionRateValue=0.5,
+                    )
+                ]
+            ),
+        )
+        timing.setdefault(
+            "OperatingModeSequence",
+            DicomSequence(
+                [
+                    sequence_item(OperatingModeType=kind, OperatingMode="IEC_NORMAL")
+                    for kind in ("STATIC FIELD", "RF", "GRADIENT")
+                ]
+            ),
+        )
+        _group(shared, "MREchoSequence", **_present(ds, "EchoTime", as_keyword="EffectiveEchoTime"))
+        _group(
+            shared,
+            "MRModifierSequence",
+            InversionRecovery="NO",
+            FlowCompensation="NONE",
+            T2Preparation="NO",
+            SpectrallySelectedExcitation="NONE",
+            SpatialPresaturation="NONE",
+            PartialFourier="NO",
+            ParallelAcquisition="NO",
+        )
+        _group(
+            shared,
+            "MRImagingModifierSequence",
+            MagnetizationTransfer="NONE",
+            BloodSignalNulling="NO",
+            Tagging="NONE",
+            TransmitterFrequency=float(ds.get("ImagingFrequency", 127.7)),
+            PixelBandwidth=200.0,
+        )
+        _group(
+            shared,
+            "MRReceiveCoilSequence",
+            ReceiveCoilName="HEAD",
+            ReceiveCoilManufacturerName="",
+            ReceiveCoilType="VOLUME",
+            QuadratureReceiveCoil="YES",
+        )
+        _group(
+            shared,
+            "MRTransmitCoilSequence",
+            TransmitCoilName="BODY",
+            TransmitCoilManufacturerName="",
+            TransmitCoilType="BODY",
+        )
+        _group(
+            shared,
+            "MRFOVGeometrySequence",
+            InPlanePhaseEncodingDirection="ROW",
+            MRAcquisitionFrequencyEncodingSteps=int(ds.Columns),
+            MRAcquisitionPhaseEncodingStepsInPlane=int(ds.Rows),
+            PercentSampling=100.0,
+            PercentPhaseFieldOfView=100.0,
+        )
+        _group(shared, "MRAveragesSequence", NumberOfAverages=1.0)
+
+    ds.DimensionOrganizationSequence = DicomSequence(
+        [sequence_item(DimensionOrganizationUID=UID(dimension_organization_uid))]
+    )
+    ds.DimensionIndexSequence = DicomSequence(
+        [
+            sequence_item(
+                DimensionOrganizationUID=UID(dimension_organization_uid),
+                DimensionIndexPointer=pointer,
+                FunctionalGroupPointer=0x00209111,  # Frame Content Sequence
+                DimensionDescriptionLabel=label,
+            )
+            for pointer, label in ((0x00209056, "Stack ID"), (0x00209057, "In-Stack Position"))
+        ]
+    )
+    for group in ds.PerFrameFunctionalGroupsSequence:
+        content = group.FrameContentSequence[0]
+        content.DimensionIndexValues = [1, int(content.InStackPositionNumber)]
+        if original:
+            content.FrameAcquisitionDateTime = acquisition_datetime
+            content.FrameReferenceDateTime = acquisition_datetime
+            content.FrameAcquisitionDuration = 120.0
+
+
+def _present(ds: Dataset, keyword: str, *, as_keyword: str = "") -> dict[str, object]:
+    return {as_keyword or keyword: ds.get(keyword)} if keyword in ds else {}
+
+
+def _values(value: object) -> list[object]:
+    if value is None or value == "":
+        return []
+    return [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+
+
+def _group(holder: Dataset, sequence: str, **defaults: object) -> Dataset:
+    """The first item of ``holder``'s ``sequence`` (created if absent), with ``defaults`` set
+    where the item has no value yet."""
+    if not holder.get(sequence):
+        setattr(holder, sequence, DicomSequence([Dataset()]))
+    item: Dataset = holder[sequence].value[0]
+    for keyword, value in defaults.items():
+        if keyword not in item:
+            setattr(item, keyword, value)
+    return item
+
+
 def _cross_sectional(ds: Dataset, frame_of_reference_uid: str) -> None:
     ds.FrameOfReferenceUID = UID(frame_of_reference_uid)
     ds.PositionReferenceIndicator = ""

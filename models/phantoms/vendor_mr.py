@@ -22,7 +22,7 @@ from pydicom.uid import UID
 
 from models.phantoms.base import PhantomStudy, phantom_uid
 from models.phantoms.brain import brain_mri_study
-from models.phantoms.dicom import sequence_item
+from models.phantoms.dicom import enhanced_mr_modules, sequence_item
 
 Vendor = Literal["siemens", "philips", "ge"]
 KIND = "vendor-mr"
@@ -320,10 +320,18 @@ def _apply(
     block.add_new(0x11, "LO", f"{vendor} private {spec.name}")
     if multiframe:
         _enhanced_groups(ds, spec)
+        enhanced_mr_modules(
+            ds,
+            body_part=None,  # real profiles code no anatomy: routing reads their descriptions
+            acquisition_datetime=str(ds.StudyDate) + str(ds.StudyTime),
+            dimension_organization_uid=phantom_uid(KIND, seed, vendor, spec.name, "dimensions"),
+        )
 
 
 def _enhanced_groups(ds: Dataset, spec: SeriesSpec) -> None:
     shared = ds.SharedFunctionalGroupsSequence[0]
+    for stale in ("MRTimingAndRelatedParametersSequence", "MREchoSequence"):  # the T1's
+        shared.pop(stale, None)
     headers = spec.headers
     shared.PlaneOrientationSequence = DicomSequence(
         [sequence_item(ImageOrientationPatient=list(spec.orientation))]
