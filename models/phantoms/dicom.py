@@ -292,8 +292,8 @@ def enhanced_mr_modules(
     for keyword in ("MultipleSpinEcho", "CoverageOfKSpace", *pulse_sequence):
         ds.pop(keyword, None)  # recomputed from the series' current scanning sequence
     if original:  # MR Pulse Sequence attributes and acquisition times: ORIGINAL or MIXED only
-        for keyword, value in pulse_sequence.items():
-            setattr(ds, keyword, value)
+        for attribute, setting in pulse_sequence.items():
+            setattr(ds, attribute, setting)
         ds.AcquisitionDateTime = acquisition_datetime
         ds.AcquisitionDuration = 120.0
     else:
@@ -301,7 +301,8 @@ def enhanced_mr_modules(
             ds.pop(keyword, None)
 
     shared = ds.SharedFunctionalGroupsSequence[0]
-    _group(shared, "MRImageFrameTypeSequence", FrameType=image_type, **description)
+    frame_type = _group(shared, "MRImageFrameTypeSequence", **description)
+    frame_type.FrameType = image_type  # the frames are what the image is (set again on edits)
     _group(
         shared,
         "PixelValueTransformationSequence",
@@ -314,84 +315,84 @@ def enhanced_mr_modules(
         anatomy.AnatomicRegionSequence = anatomic_region_sequence(body_part)
     else:
         shared.pop("FrameAnatomySequence", None)
-    if True:  # the MR macros: required for ORIGINAL frames, and complete wherever present
-        # Repetition and echo time come from the generator (top level, or its own groups):
-        # the MR sequence ranking reads them, so none is made up here.
-        timing = _group(
-            shared,
-            "MRTimingAndRelatedParametersSequence",
-            **_present(ds, "RepetitionTime"),
-            FlipAngle=90,
-            EchoTrainLength=1,
-            RFEchoTrainLength=1,
-            GradientEchoTrainLength=0,
-        )
-        timing.setdefault(
-            "SpecificAbsorptionRateSequence",
-            DicomSequence(
-                [
-                    sequence_item(
-                        SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
-                        SpecificAbsorptionRateValue=0.5,
-                    )
-                ]
-            ),
-        )
-        timing.setdefault(
-            "OperatingModeSequence",
-            DicomSequence(
-                [
-                    sequence_item(OperatingModeType=kind, OperatingMode="IEC_NORMAL")
-                    for kind in ("STATIC FIELD", "RF", "GRADIENT")
-                ]
-            ),
-        )
-        _group(shared, "MREchoSequence", **_present(ds, "EchoTime", as_keyword="EffectiveEchoTime"))
-        _group(
-            shared,
-            "MRModifierSequence",
-            InversionRecovery="NO",
-            FlowCompensation="NONE",
-            T2Preparation="NO",
-            SpectrallySelectedExcitation="NONE",
-            SpatialPresaturation="NONE",
-            PartialFourier="NO",
-            ParallelAcquisition="NO",
-        )
-        _group(
-            shared,
-            "MRImagingModifierSequence",
-            MagnetizationTransfer="NONE",
-            BloodSignalNulling="NO",
-            Tagging="NONE",
-            TransmitterFrequency=float(ds.get("ImagingFrequency", 127.7)),
-            PixelBandwidth=200.0,
-        )
-        _group(
-            shared,
-            "MRReceiveCoilSequence",
-            ReceiveCoilName="HEAD",
-            ReceiveCoilManufacturerName="",
-            ReceiveCoilType="VOLUME",
-            QuadratureReceiveCoil="YES",
-        )
-        _group(
-            shared,
-            "MRTransmitCoilSequence",
-            TransmitCoilName="BODY",
-            TransmitCoilManufacturerName="",
-            TransmitCoilType="BODY",
-        )
-        _group(
-            shared,
-            "MRFOVGeometrySequence",
-            InPlanePhaseEncodingDirection="ROW",
-            MRAcquisitionFrequencyEncodingSteps=int(ds.Columns),
-            MRAcquisitionPhaseEncodingStepsInPlane=int(ds.Rows),
-            PercentSampling=100.0,
-            PercentPhaseFieldOfView=100.0,
-        )
-        _group(shared, "MRAveragesSequence", NumberOfAverages=1.0)
+    # The MR macros: required for ORIGINAL frames, and complete wherever present.
+    # Repetition and echo time come from the generator (top level, or its own groups):
+    # the MR sequence ranking reads them, so none is made up here.
+    timing = _group(
+        shared,
+        "MRTimingAndRelatedParametersSequence",
+        **_present(ds, "RepetitionTime"),
+        FlipAngle=90,
+        EchoTrainLength=1,
+        RFEchoTrainLength=1,
+        GradientEchoTrainLength=0,
+    )
+    timing.setdefault(
+        "SpecificAbsorptionRateSequence",
+        DicomSequence(
+            [
+                sequence_item(
+                    SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
+                    SpecificAbsorptionRateValue=0.5,
+                )
+            ]
+        ),
+    )
+    timing.setdefault(
+        "OperatingModeSequence",
+        DicomSequence(
+            [
+                sequence_item(OperatingModeType=kind, OperatingMode="IEC_NORMAL")
+                for kind in ("STATIC FIELD", "RF", "GRADIENT")
+            ]
+        ),
+    )
+    _group(shared, "MREchoSequence", **_present(ds, "EchoTime", as_keyword="EffectiveEchoTime"))
+    _group(
+        shared,
+        "MRModifierSequence",
+        InversionRecovery="NO",
+        FlowCompensation="NONE",
+        T2Preparation="NO",
+        SpectrallySelectedExcitation="NONE",
+        SpatialPresaturation="NONE",
+        PartialFourier="NO",
+        ParallelAcquisition="NO",
+    )
+    _group(
+        shared,
+        "MRImagingModifierSequence",
+        MagnetizationTransfer="NONE",
+        BloodSignalNulling="NO",
+        Tagging="NONE",
+        TransmitterFrequency=float(ds.get("ImagingFrequency", 127.7)),
+        PixelBandwidth=200.0,
+    )
+    _group(
+        shared,
+        "MRReceiveCoilSequence",
+        ReceiveCoilName="HEAD",
+        ReceiveCoilManufacturerName="",
+        ReceiveCoilType="VOLUME",
+        QuadratureReceiveCoil="YES",
+    )
+    _group(
+        shared,
+        "MRTransmitCoilSequence",
+        TransmitCoilName="BODY",
+        TransmitCoilManufacturerName="",
+        TransmitCoilType="BODY",
+    )
+    _group(
+        shared,
+        "MRFOVGeometrySequence",
+        InPlanePhaseEncodingDirection="ROW",
+        MRAcquisitionFrequencyEncodingSteps=int(ds.Columns),
+        MRAcquisitionPhaseEncodingStepsInPlane=int(ds.Rows),
+        PercentSampling=100.0,
+        PercentPhaseFieldOfView=100.0,
+    )
+    _group(shared, "MRAveragesSequence", NumberOfAverages=1.0)
 
     ds.DimensionOrganizationSequence = DicomSequence(
         [sequence_item(DimensionOrganizationUID=UID(dimension_organization_uid))]
