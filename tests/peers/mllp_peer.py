@@ -169,7 +169,6 @@ class Server(socketserver.ThreadingTCPServer):
         self.log = open(folder / "received.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         super().__init__(("127.0.0.1", port), Handler)
 
-
     def handshake(self, outcome: str) -> None:
         with self.lock, open(self.handshakes, "a", encoding="utf-8") as log:
             log.write(json.dumps({"at": time.time(), "outcome": outcome}) + "\n")
