@@ -353,6 +353,27 @@ def test_a_dripped_client_hello_is_closed_at_the_negotiation_deadline(settings_f
         assert f"no TLS handshake within {NEGOTIATION_TIMEOUT:g} s" in events[0]["detail"]
 
 
+def test_a_tls_client_that_never_requests_an_association_is_closed_at_the_deadline(
+    settings_factory, pki
+):
+    settings = node_settings(settings_factory, pki)
+    with running_node(settings, close_studies=False) as node:
+        context = client_context(
+            TlsFiles(str(pki.modality.cert), str(pki.modality.key), str(pki.ca))
+        )
+        with (
+            socket.create_connection(("127.0.0.1", tls_port(node)), timeout=60) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            assert tls.recv(1) == b""  # the handshake went through; then nothing was asked
+        events = wait_until(
+            lambda: node_events(node.database, "connection_refused"), 30, "recorded"
+        )
+        assert len(events) == 1
+        assert f"no association negotiated within {NEGOTIATION_TIMEOUT:g} s" in events[0]["detail"]
+        assert node_events(node.database, "tls_refused") == []
+
+
 def test_the_per_source_limit_holds_on_the_tls_port(settings_factory, pki, dcmtk_tools):
     settings = node_settings(
         settings_factory, pki, max_connections_per_source=2, negotiation_timeout_seconds=30.0
@@ -551,6 +572,55 @@ def test_each_refused_mllp_tls_connection_is_logged_recorded_audited_and_counted
     let_in = attempt(port) if attempt is _plaintext_adt else attempt(port, pki)
     assert let_in, "the client was let in"
     assert_refused_once(database, caplog, reason, lambda: server.tls_refused)
+
+
+def test_the_hl7_listener_command_serves_tls_beside_plain_and_records_refusals(
+    settings_factory, pacsflow_process, pki
+):
+    settings = settings_factory()
+    plain, secure = free_port(), free_port()
+    process = pacsflow_process(
+        ["hl7-listener"],
+        {
+            "database": {"url": settings.database.url},
+            "hl7": {
+                "port": plain,
+                "tls_port": secure,
+                "tls_cert": str(pki.node.cert),
+                "tls_key": str(pki.node.key),
+                "tls_ca": str(pki.ca),
+            },
+        },
+    )
+    wait_until(lambda: f"TLS on {secure}" in process.log, 60, "the listener to start")
+    files = TlsFiles(str(pki.modality.cert), str(pki.modality.key), str(pki.ca))
+    client = MllpClient("127.0.0.1", secure, tls=(client_context(files), "localhost"))
+    try:
+        assert msa(client.send(adt("A01", "CMD-TLS-1").encode()).decode())[:2] == (
+            "AA",
+            "CMD-TLS-1",
+        )
+    finally:
+        client.close()
+    assert msa(AdtSender(plain).send(adt("A01", "CMD-PLAIN-1")))[:2] == ("AA", "CMD-PLAIN-1")
+    assert _plaintext_adt(secure)
+    database = open_database(settings)
+    try:
+        wait_until(
+            lambda: (
+                node_events(database, "tls_refused")
+                and audit_records(database, "connection_refused")
+            ),
+            30,
+            "the refusal recorded and audited",
+        )
+        [event] = node_events(database, "tls_refused")
+        assert "plaintext MLLP frame" in event["detail"]
+        assert len(audit_records(database, "connection_refused")) == 1
+    finally:
+        database.close()
+    process.stop()
+    assert process.log.count(REFUSED_LINE) == 1
 
 
 def test_the_emr_sender_speaks_mllp_over_tls_and_never_to_an_untrusted_receiver(
