@@ -43,6 +43,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+class _WithoutTlsTraceback(logging.Filter):
+    """pynetdicom logs a failed TLS connection as an error line with the reason, then again
+    as a traceback; the line and pacsflow's own error (which names the peer) say it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, ssl.SSLError)
+
+
+logging.getLogger("pynetdicom.transport").addFilter(_WithoutTlsTraceback())
+
 MAX_CONTEXTS = 128  # PS3.8: at most 128 presentation contexts per association
 
 
