@@ -174,19 +174,22 @@ def handshake_failure_words(error: BaseException) -> str:
 def client_handshake_failure(
     host: str, port: int, context: ssl.SSLContext, server_hostname: str, timeout: float
 ) -> str:
-    """One more connection to name why TLS to a server fails ("" when it now succeeds)."""
+    """One more connection to name why TLS to a server fails: "connection refused", "no
+    answer within N s", "TLS: <reason>", or "" when it now succeeds."""
     try:
         with (
             socket.create_connection((host, port), timeout=timeout) as raw,
             context.wrap_socket(raw, server_hostname=server_hostname),
         ):
             return ""
+    except ConnectionRefusedError:
+        return "connection refused"
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except socket.gaierror as error:
+        return f"host name not resolved ({error.strerror})"
     except (ssl.SSLError, OSError) as error:
-        if isinstance(error, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(error, TimeoutError):
-            return f"no TLS handshake within {timeout:g} s"
-        return handshake_failure_words(error)
+        return f"TLS: {handshake_failure_words(error)}"
 
 
 def _plaintext_words(first: int) -> str:

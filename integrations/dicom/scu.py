@@ -44,17 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class _WithoutTlsTraceback(logging.Filter):
-    """pynetdicom logs a failed TLS connection as an error line with the reason, then again
-    as a traceback; the line and pacsflow's own error (which names the peer) say it all."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return not isinstance(error, ssl.SSLError)
-
-
-logging.getLogger("pynetdicom.transport").addFilter(_WithoutTlsTraceback())
-
 MAX_CONTEXTS = 128  # PS3.8: at most 128 presentation contexts per association
 
 
@@ -195,13 +184,16 @@ class DicomClient:
                 )
                 advice = f"check the {peer.role}'s log and that it accepts our AE {peer.calling_ae_title}"
             else:
-                why = _connect_failure(peer.host, peer.port, negotiation)
-                if peer.tls is not None and why.startswith("the connection dropped"):
+                if peer.tls is None:
+                    why = _connect_failure(peer.host, peer.port, negotiation)
+                else:
                     context, server_name = peer.tls
-                    failure = client_handshake_failure(
-                        peer.host, peer.port, context, server_name, min(negotiation, 5.0)
+                    why = (
+                        client_handshake_failure(
+                            peer.host, peer.port, context, server_name, min(negotiation, 5.0)
+                        )
+                        or "the connection dropped before the association was requested"
                     )
-                    why = f"TLS: {failure}" if failure else why
                 cause = f"{peer.named} refused the association ({why})"
                 advice = (
                     f"check that the {peer.role} is up and listens on {peer.host}:{peer.port},"
