@@ -47,11 +47,14 @@ MLLP_START_BLOCK = 0x0B
 class TlsRefused(Exception):
     """A connection the listener refuses (or a handshake the client could not complete)."""
 
-    def __init__(self, reason: str, *, peer_closed: bool = False) -> None:
+    def __init__(self, reason: str, *, peer_closed: bool = False, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         # The peer went away before sending anything: as on the plain port, not recorded.
         self.peer_closed = peer_closed
+        # No (whole) handshake by the deadline: the listener's negotiation timeout, as for a
+        # plain connection that never negotiates, rather than a TLS failure.
+        self.timed_out = timed_out
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,7 @@ def _wait(sock: socket.socket, deadline: float, what: str, *, write: bool) -> No
             raise TlsRefused("closed during the TLS handshake", peer_closed=True) from error
         if readable or writable:
             return
-    raise TlsRefused(what)
+    raise TlsRefused(what, timed_out=True)
 
 
 def _close_quietly(sock: socket.socket) -> None:

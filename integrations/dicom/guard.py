@@ -119,7 +119,13 @@ class GuardedConnection:
                 wrapped=self._wrapped,
             )
         except TlsRefused as refusal:
-            if not refusal.peer_closed and self.slot.end(refusal.reason):
+            if refusal.peer_closed or not self.slot.end(refusal.reason):
+                pass  # the peer left, or the node already ended (and recorded) it
+            elif refusal.timed_out:
+                self.guard.refuse(
+                    "connection_refused", f"closed on the TLS port: {refusal.reason}", self.host
+                )
+            else:
                 self.guard.refuse(
                     "tls_refused", f"refused on the TLS port: {refusal.reason}", self.host
                 )

@@ -185,7 +185,9 @@ class _Connection(socketserver.BaseRequestHandler):
                 )
             except TlsRefused as refusal:
                 server.limiter.release(slot)
-                if not refusal.peer_closed and slot.end(refusal.reason):
+                if refusal.timed_out:
+                    log.warning("closing MLLP connection from %s: %s", peer, refusal.reason)
+                elif not refusal.peer_closed and slot.end(refusal.reason):
                     server.refused_tls(host, refusal.reason)
                 return
         with server.lock:

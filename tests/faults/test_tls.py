@@ -159,8 +159,11 @@ def plaintext_answer(port: int, first_bytes: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(first_bytes)
         received = b""
-        while chunk := sock.recv(4096):
-            received += chunk
+        try:
+            while chunk := sock.recv(4096):
+                received += chunk
+        except ConnectionResetError:
+            pass  # closed with our bytes unread: a reset instead of an orderly close
         return received
 
 
@@ -245,14 +248,19 @@ def test_dcmtk_echo_and_store_over_tls_are_not_held_back_by_silent_clients(
             sock.settimeout(60)
             assert sock.recv(1) == b""
             sock.close()
+        # As on the plain port: a negotiation timeout, not a TLS failure.
         events = wait_until(
-            lambda: len(found := node_events(node.database, "tls_refused")) >= 3 and found,
+            lambda: len(found := node_events(node.database, "connection_refused")) >= 3 and found,
             30,
             "three silent clients recorded",
         )
         assert len(events) == 3
-        assert all("sent nothing within 15 s" in event["detail"] for event in events)
-        assert node.node.counters.tls_refused == 3
+        assert all(
+            "closed on the TLS port: sent nothing within 15 s" in event["detail"]
+            for event in events
+        )
+        assert node_events(node.database, "tls_refused") == []
+        assert node.node.counters.tls_refused == 0
 
 
 @pytest.mark.parametrize(
@@ -348,7 +356,9 @@ def test_a_dripped_client_hello_is_closed_at_the_negotiation_deadline(settings_f
                     closed = True
                     break
         assert closed, "the node kept a dripping handshake open"
-        events = wait_until(lambda: node_events(node.database, "tls_refused"), 30, "recorded")
+        events = wait_until(
+            lambda: node_events(node.database, "connection_refused"), 30, "recorded"
+        )
         assert len(events) == 1
         assert f"no TLS handshake within {NEGOTIATION_TIMEOUT:g} s" in events[0]["detail"]
 
