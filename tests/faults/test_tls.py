@@ -17,7 +17,8 @@ import struct
 import subprocess
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -500,8 +501,8 @@ def test_a_pacs_whose_certificate_the_node_does_not_trust_is_never_spoken_to(
 # -- MLLP: the HL7 listener's TLS port and the EMR sender -----------------------------------
 
 
-@pytest.fixture
-def tls_listener(settings_factory, pki):
+@contextmanager
+def running_tls_listener(settings_factory, pki: Pki, **hl7: object) -> Iterator[tuple]:
     settings = settings_factory(
         hl7={
             "tls_port": free_port(),
@@ -509,6 +510,7 @@ def tls_listener(settings_factory, pki):
             "tls_key": str(pki.node.key),
             "tls_ca": str(pki.ca),
             "first_frame_timeout_seconds": NEGOTIATION_TIMEOUT,
+            **hl7,
         }
     )
     database = open_database(settings)
@@ -524,16 +526,45 @@ def tls_listener(settings_factory, pki):
         database.close()
 
 
+@pytest.fixture
+def tls_listener(settings_factory, pki):
+    with running_tls_listener(settings_factory, pki) as running:
+        yield running
+
+
+def modality_mllp_client(port: int, pki: Pki) -> MllpClient:
+    files = TlsFiles(str(pki.modality.cert), str(pki.modality.key), str(pki.ca))
+    return MllpClient("127.0.0.1", port, tls=(client_context(files), "localhost"))
+
+
+def test_silent_sockets_on_the_mllp_tls_port_neither_lock_out_the_adt_feed_nor_stay(
+    settings_factory, pki
+):
+    with running_tls_listener(
+        settings_factory, pki, max_connections_per_source=2, first_frame_timeout_seconds=20.0
+    ) as (server, database):
+        port = server.address[1]
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        client = modality_mllp_client(port, pki)
+        try:
+            # The source is full of sockets that never started a handshake: the ADT sender
+            # takes the oldest one's place, within the same limit.
+            assert msa(client.send(adt("A01", "TLS-FULL-1").encode()).decode())[0] == "AA"
+        finally:
+            client.close()
+        silent[0].settimeout(60)
+        assert silent[0].recv(1) == b""  # gave its place
+        silent[1].settimeout(60)
+        assert silent[1].recv(1) == b""  # closed at the first-frame deadline
+        for sock in silent:
+            sock.close()
+        assert server.tls_refused == 0
+        assert node_events(database, "tls_refused") == []
+
+
 def test_adt_over_tls_is_acknowledged(tls_listener, pki):
     server, _database = tls_listener
-    client = MllpClient(
-        "127.0.0.1",
-        server.address[1],
-        tls=(
-            client_context(TlsFiles(str(pki.modality.cert), str(pki.modality.key), str(pki.ca))),
-            "localhost",
-        ),
-    )
+    client = modality_mllp_client(server.address[1], pki)
     try:
         code, control_id, _ = msa(client.send(adt("A01", "TLS-ADT-1").encode()).decode())
     finally:
@@ -603,8 +634,7 @@ def test_the_hl7_listener_command_serves_tls_beside_plain_and_records_refusals(
         },
     )
     wait_until(lambda: f"TLS on {secure}" in process.log, 60, "the listener to start")
-    files = TlsFiles(str(pki.modality.cert), str(pki.modality.key), str(pki.ca))
-    client = MllpClient("127.0.0.1", secure, tls=(client_context(files), "localhost"))
+    client = modality_mllp_client(secure, pki)
     try:
         assert msa(client.send(adt("A01", "CMD-TLS-1").encode()).decode())[:2] == (
             "AA",
