@@ -206,6 +206,7 @@ def assert_refused_once(
 # -- DICOM: the node's TLS port -------------------------------------------------------------
 
 
+@pytest.mark.slow  # waits out a generous negotiation deadline
 def test_dcmtk_echo_and_store_over_tls_are_not_held_back_by_silent_clients(
     settings_factory, pki, tmp_path, dcmtk_tools
 ):
@@ -537,6 +538,7 @@ def modality_mllp_client(port: int, pki: Pki) -> MllpClient:
     return MllpClient("127.0.0.1", port, tls=(client_context(files), "localhost"))
 
 
+@pytest.mark.slow  # waits out a generous negotiation deadline
 def test_silent_sockets_on_the_mllp_tls_port_neither_lock_out_the_adt_feed_nor_stay(
     settings_factory, pki
 ):
