@@ -484,6 +484,34 @@ def test_node_and_orthanc_talk_dicom_tls_both_ways(settings_factory, pki, tmp_pa
         assert node_events(node.database, "tls_refused") == []
 
 
+def test_the_results_sender_delivers_the_sr_and_overlays_to_orthanc_over_tls(
+    settings_factory, pki, tmp_path, tls_orthanc
+):
+    from integrations.dicom.result_sender import ResultsSender
+    from tests.integration.results.outbox_helpers import add_study, built_results, enqueue
+
+    base = node_settings(settings_factory, pki)
+    orthanc, orthanc_port = tls_orthanc(base.node.tls_port)
+    settings = base.model_copy(
+        update={"pacs": base.pacs.model_validate(pacs_tls(orthanc_port, pki, pki.ca))}
+    )
+    database = open_database(settings)
+    try:
+        image, reports, overlays = built_results(tmp_path)
+        study = add_study(database, image)
+        enqueue(database, study, reports, overlays)
+        sender = ResultsSender(database, settings)
+        try:
+            assert sender.drain() == len(reports) + len(overlays)
+        finally:
+            sender.close()
+        stored = {item["MainDicomTags"]["SOPInstanceUID"] for item in orthanc.instances_of(study)}
+        sent = {item.sop_instance_uid for item in reports + overlays}
+        assert sent and sent <= stored
+    finally:
+        database.close()
+
+
 def test_a_pacs_whose_certificate_the_node_does_not_trust_is_never_spoken_to(
     settings_factory, pki, tmp_path, tls_orthanc
 ):
