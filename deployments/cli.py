@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 
@@ -95,11 +96,14 @@ class StateChangesOnly(logging.Filter):
 class ConnectFailuresReportedByCaller(logging.Filter):
     """pynetdicom logs two ERROR lines for every refused or timed-out TCP connect; our SCU turns
     that failure into a PeerUnavailableError that its caller logs once, naming the peer, so
-    while a PACS is down the console would otherwise repeat the outage at every probe."""
+    while a PACS is down the console would otherwise repeat the outage at every probe. A
+    failed TLS handshake adds a traceback; the error names its reason (not trusted, ...)."""
 
     PREFIXES = ("Association request failed: unable to connect", "TCP Initialisation Error")
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ssl.SSLError):
+            return False  # a failed TLS handshake once more, as a traceback
         return not str(record.msg).startswith(self.PREFIXES)
 
 

@@ -35,6 +35,18 @@ class Modality:
     ae_title: str
     host: str
     port: int
+    use_tls: bool = False  # Orthanc's "UseDicomTls": it calls this modality over TLS only
+
+
+@dataclass(frozen=True)
+class OrthancTls:
+    """Orthanc's DICOM TLS (1.9+): its DICOM port then speaks TLS only, and it presents the
+    same certificate when it calls a modality with ``use_tls``."""
+
+    certificate: Path
+    private_key: Path
+    trusted_certificates: Path
+    remote_certificate_required: bool = True
 
 
 @dataclass
@@ -54,9 +66,18 @@ class OrthancConfig:
     modalities: list[Modality] = field(default_factory=list)
     overwrite_instances: bool | None = None
     lua_scripts: list[Path] = field(default_factory=list)
+    tls: OrthancTls | None = None
 
     def to_json(self) -> dict[str, Any]:
         optional: dict[str, Any] = {}
+        if self.tls is not None:
+            optional |= {
+                "DicomTlsEnabled": True,
+                "DicomTlsCertificate": str(self.tls.certificate),
+                "DicomTlsPrivateKey": str(self.tls.private_key),
+                "DicomTlsTrustedCertificates": str(self.tls.trusted_certificates),
+                "DicomTlsRemoteCertificateRequired": self.tls.remote_certificate_required,
+            }
         if self.overwrite_instances is not None:
             optional["OverwriteInstances"] = self.overwrite_instances
         if self.lua_scripts:
@@ -80,7 +101,12 @@ class OrthancConfig:
             "StableAge": 2,
             "DicomScuTimeout": 30,
             "DicomModalities": {
-                m.alias: {"AET": m.ae_title, "Host": m.host, "Port": m.port}
+                m.alias: {
+                    "AET": m.ae_title,
+                    "Host": m.host,
+                    "Port": m.port,
+                    **({"UseDicomTls": True} if m.use_tls else {}),
+                }
                 for m in self.modalities
             },
             **optional,

@@ -73,6 +73,57 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ListenerTlsSettings(Section):
+    """A TLS port beside a listener's plain one (BCP 195 profile, :mod:`integrations.tls`).
+
+    ``tls_port`` 0 leaves it off. ``tls_cert`` / ``tls_key``: the listener's certificate
+    chain and key (PEM); ``tls_ca``: the CAs whose client certificates it trusts. With
+    ``require_client_cert`` a client without a trusted certificate is refused (DICOM and
+    ATNA secure node practice); without it a certificate is still checked when one is sent.
+    """
+
+    tls_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    require_client_cert: bool = True
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> ListenerTlsSettings:
+        if not self.tls_port:
+            return self
+        if not (self.tls_cert and self.tls_key):
+            raise ValueError("tls_port needs tls_cert and tls_key")
+        if self.require_client_cert and not self.tls_ca:
+            raise ValueError(
+                "require_client_cert needs tls_ca (the CAs clients are checked against)"
+            )
+        if self.tls_port == getattr(self, "port", None):
+            raise ValueError("tls_port must differ from port")
+        return self
+
+
+class ClientTlsSettings(Section):
+    """TLS on connections pacsflow opens to this peer (BCP 195 profile, :mod:`integrations.tls`).
+
+    ``tls`` turns it on (never a fallback to plaintext). The peer's certificate is checked
+    against ``tls_ca`` (empty: the system CAs) and its name against ``tls_server_name``
+    (empty: ``host``); ``tls_cert`` / ``tls_key`` are pacsflow's client certificate.
+    """
+
+    tls: bool = False
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_server_name: str = ""
+
+    @model_validator(mode="after")
+    def _client_pair(self) -> ClientTlsSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+
 class AllowedCallerEntry(Section):
     ae_title: AETitle
     host: str | None = None
@@ -82,7 +133,7 @@ def _default_callers() -> list[str | AllowedCallerEntry]:
     return ["ORTHANC"]
 
 
-class NodeSettings(Section):
+class NodeSettings(ListenerTlsSettings):
     """The DICOM node: who we are, where we listen, who may call, where instances land."""
 
     ae_title: AETitle = "PACSFLOW"
@@ -127,7 +178,7 @@ class NodeSettings(Section):
         return self.storage_dir / "results"
 
 
-class PacsSettings(Section):
+class PacsSettings(ClientTlsSettings):
     """The PACS pacsflow queries, moves priors from, and stores results to."""
 
     ae_title: AETitle = "ORTHANC"
@@ -731,7 +782,7 @@ class Hl7SenderSettings(Section):
         return self
 
 
-class Hl7Settings(Section):
+class Hl7Settings(ListenerTlsSettings):
     """The HL7 v2 ADT listener (``pacsflow hl7-listener``): where it listens, what it accepts.
 
     ``sending_application`` / ``sending_facility`` are pacsflow's own MSH-3/MSH-4, used in the
@@ -794,7 +845,7 @@ class MrnSettings(Section):
     case_sensitive: bool = False
 
 
-class EmrSettings(Section):
+class EmrSettings(ClientTlsSettings):
     """The EMR's HL7 MLLP receiver for ORU^R01 results, and how the outbox retries.
 
     ``enabled`` queues and sends ORU messages (and makes ``pacsflow serve`` run the sender).
@@ -822,7 +873,7 @@ class EmrSettings(Section):
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
 
 
-class RisSettings(Section):
+class RisSettings(ClientTlsSettings):
     """The RIS's HL7 MLLP receiver for the worklist priority updates (ORM^O01 / OMI^O23).
 
     Its own destination: ``[worklist] route`` chooses the message, this section where it goes

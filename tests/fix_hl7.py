@@ -165,6 +165,10 @@ class MllpPeer(PeerProcess):
     def received(self) -> list[dict[str, Any]]:
         return _read_jsonl(self.folder / "received.jsonl")
 
+    def handshakes(self) -> list[str]:
+        """Each TLS handshake's outcome ("ok TLSv1.3", "refused: ...") when run with TLS."""
+        return [item["outcome"] for item in _read_jsonl(self.folder / "handshakes.jsonl")]
+
     def wait_for(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
         return wait_until(
             lambda: (found := self.received()) and len(found) >= count and found,
@@ -195,12 +199,17 @@ class FhirServer(PeerProcess):
 def make_mllp_peer(tmp_path: Path) -> Iterator[Callable[..., MllpPeer]]:
     peers: list[MllpPeer] = []
 
-    def make(*, start: bool = True, validate: bool = True) -> MllpPeer:
+    def make(
+        *, start: bool = True, validate: bool = True, tls: dict[str, str] | None = None
+    ) -> MllpPeer:
+        """``tls``: ``{"cert": ..., "key": ..., "ca": ...}`` for MLLP over TLS only (with
+        ``ca``, client certificates are required and checked against it)."""
         folder = tmp_path / f"mllp-peer-{len(peers)}"
         folder.mkdir()
-        peer = MllpPeer(
-            "tests.peers.mllp_peer", free_port(), folder, ["--validate"] if validate else []
-        )
+        options = ["--validate"] if validate else []
+        for name, value in (tls or {}).items():
+            options += [f"--tls-{name}", value]
+        peer = MllpPeer("tests.peers.mllp_peer", free_port(), folder, options)
         peers.append(peer)
         if start:
             peer.start()

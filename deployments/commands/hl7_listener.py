@@ -7,11 +7,14 @@ import logging
 import signal
 import threading
 
-from integrations.db.connection import open_database
+from integrations.audit.trail import AuditTrail
+from integrations.db.connection import Database, open_database
 from integrations.db.patients import PatientStore
+from integrations.db.store import StudyStore
 from integrations.emr.identifiers import MrnRules
 from integrations.hl7.listener import AdtListener
-from integrations.settings import load_settings
+from integrations.hl7.mllp import RefusalRecorder
+from integrations.settings import Settings, load_settings
 
 log = logging.getLogger("pacsflow.hl7-listener")
 
@@ -25,6 +28,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def refusal_recorder(database: Database, settings: Settings) -> RefusalRecorder:
+    """Each connection the TLS port refuses: one node event and one audit record."""
+    store = StudyStore(database)
+    audit = AuditTrail(database, settings) if settings.audit.enabled else None
+    hl7 = settings.hl7
+    service = f"mllp+tls://{hl7.host}:{hl7.tls_port}"
+
+    def record(kind: str, detail: str, host: str) -> None:
+        try:
+            store.record_event(kind, detail, peer_host=host)
+        except Exception:
+            log.exception("could not record the refused MLLP connection")
+        if audit is not None:
+            audit.connection_refused(peer_host=host, service=service, reason=detail)
+
+    return record
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     database = open_database(settings)
@@ -32,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
         settings.hl7, PatientStore(database, MrnRules.from_settings(settings.mrn))
     )
     server = listener.server(args.host, args.port)
+    servers = [server]
+    if settings.hl7.tls_port:
+        servers.append(
+            listener.server(args.host, tls=True, on_refused=refusal_recorder(database, settings))
+        )
     stop = threading.Event()
 
     def handle(signum: int, _frame: object) -> None:
@@ -40,16 +66,22 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
-    server.start()
+    for each in servers:
+        each.start()
     host, port = server.address
     log.info(
-        "HL7 listener on %s:%d (versions %s)", host, port, ", ".join(settings.hl7.accepted_versions)
+        "HL7 listener on %s:%d%s (versions %s)",
+        host,
+        port,
+        f", TLS on {servers[1].address[1]}" if len(servers) > 1 else "",
+        ", ".join(settings.hl7.accepted_versions),
     )
     if not settings.hl7.allowed_senders:
         log.warning("HL7 listener accepts ADT from any sender: set [hl7] allowed_senders")
     try:
         stop.wait()
     finally:
-        server.stop()
+        for each in servers:
+            each.stop()
         database.close()
     return 0

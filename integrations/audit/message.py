@@ -596,6 +596,32 @@ def node_authentication(
     )
 
 
+def connection_refused(event: Event, *, peer_host: str, service: str, detail: str) -> AuditMessage:
+    """A.5.3.10 Security Alert (110113), Node Authentication (110126): a connection refused
+    before any association or message, a failed TLS handshake above all (IHE ATNA's
+    "node authentication failure"). ``service`` names the listener (``dicom+tls://...``)."""
+    return event.message(
+        event_id=EventID.SECURITY_ALERT,
+        event_types=(EventTypeCode.NODE_AUTHENTICATION,),
+        action=EventAction.EXECUTE,
+        outcome=Outcome.MINOR_FAILURE,
+        outcome_description=detail,
+        participants=(
+            event.source.participant(requestor=False),
+            ActiveParticipant(peer_host or "(unknown)", True, network_access_point_id=peer_host),
+        ),
+        objects=(
+            ParticipantObject(
+                service,
+                ObjectIDType.URI,
+                ObjectType.SYSTEM_OBJECT,
+                ObjectRole.SECURITY_RESOURCE,
+                details=(("PeerHost", peer_host),),
+            ),
+        ),
+    )
+
+
 def application_activity(
     event: Event,
     *,

@@ -178,6 +178,16 @@ class AuditTrail:
             kind="association_rejected",
         )
 
+    def connection_refused(self, *, peer_host: str, service: str, reason: str) -> int | None:
+        """A connection a listener refused before any association or message (a failed TLS
+        handshake, plaintext on a TLS port): Security Alert, Node Authentication, failure."""
+        return self.record(
+            m.connection_refused(
+                self._event(), peer_host=peer_host, service=service, detail=reason
+            ),
+            kind="connection_refused",
+        )
+
     def association_completed(
         self,
         *,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import struct
 import time
 import types
@@ -40,6 +41,7 @@ from pynetdicom.dimse_primitives import C_STORE
 
 from integrations.connection_limits import ConnectionLimiter, Slot
 from integrations.dicom import status
+from integrations.tls import TlsRefused, accept_tls, shut_socket
 
 log = logging.getLogger(__name__)
 
@@ -90,23 +92,54 @@ class ConnectionGuard:
 
 
 class GuardedConnection:
-    """One TCP connection's place and deadline; attached to its association and DUL."""
+    """One TCP connection's place and deadline; attached to its association and DUL once
+    it has one (on the TLS port, after the handshake)."""
 
-    def __init__(self, guard: ConnectionGuard, assoc: Any, slot: Slot, raw: socket.socket) -> None:
+    def __init__(self, guard: ConnectionGuard, slot: Slot, raw: socket.socket) -> None:
         self.guard = guard
-        self.assoc = assoc
+        self.assoc: Any = None
         self.slot = slot
         self.raw = raw
         self.host = slot.host
         self.deadline = time.monotonic() + guard.negotiation_timeout
         self.network_timeout = raw.gettimeout()
-        self.acse_timeout = assoc.acse_timeout
+        self.acse_timeout: float | None = None
         self.peer_closed = False
+
+    def start_tls(self, context: ssl.SSLContext) -> ssl.SSLSocket | None:
+        """The TLS handshake, in this connection's thread and within its negotiation
+        deadline; the TLS socket, or None when refused (logged and recorded once, unless
+        the peer just left or the node already ended the connection)."""
+        try:
+            self.raw = accept_tls(
+                self.raw,
+                context,
+                self.deadline,
+                within=f"within {self.guard.negotiation_timeout:g} s",
+                wrapped=self._wrapped,
+            )
+        except TlsRefused as refusal:
+            if refusal.peer_closed or not self.slot.end(refusal.reason):
+                pass  # the peer left, or the node already ended (and recorded) it
+            elif refusal.timed_out:
+                self.guard.refuse(
+                    "connection_refused", f"closed on the TLS port: {refusal.reason}", self.host
+                )
+            else:
+                self.guard.refuse(
+                    "tls_refused", f"refused on the TLS port: {refusal.reason}", self.host
+                )
+            self.guard.limiter.release(self.slot)
+            return None
+        return self.raw
 
     def limit_for(self, pdu_type: int) -> int:
         if pdu_type == P_DATA_TF and self.slot.proven:
             return self.guard.max_pdu_length
         return MAX_ASSOCIATE_RQ_BYTES
+
+    def _wrapped(self, tls: ssl.SSLSocket) -> None:
+        self.raw = tls
 
     def prove(self) -> None:
         """A whole A-ASSOCIATE-RQ arrived: from now on it is an association like any other."""
@@ -132,13 +165,12 @@ class GuardedConnection:
         )
 
     def shut(self) -> None:
-        with contextlib.suppress(OSError):
-            self.raw.shutdown(socket.SHUT_RDWR)
+        shut_socket(self.raw)
 
     def wake_acceptor(self) -> None:
         """End the acceptor's wait for an A-ASSOCIATE-RQ now, through its own timeout path
         (``receive_pdu`` answers None), so the thread goes as soon as the connection does."""
-        if not self.slot.proven:
+        if not self.slot.proven and self.assoc is not None:
             self.assoc.dul.to_user_queue.put(None)
 
     def timed_out(self) -> None:
@@ -151,12 +183,11 @@ class GuardedConnection:
         self.guard.limiter.release(self.slot)
 
 
-def guard_association(
-    guard: ConnectionGuard, assoc: Any, client_address: Any, raw: socket.socket
-) -> bool:
-    """Give a freshly created acceptor association its place, or refuse the connection.
-
-    Returns False when refused (the caller closes the socket and starts nothing)."""
+def admit_connection(
+    guard: ConnectionGuard, client_address: Any, raw: socket.socket
+) -> GuardedConnection | None:
+    """Give a freshly accepted connection its place, or refuse it (None: the caller closes
+    the socket and starts nothing)."""
     host = str(client_address[0])
     holder: dict[str, GuardedConnection] = {}
 
@@ -175,9 +206,16 @@ def guard_association(
         admission.evicted.close()
     if admission.slot is None:
         guard.refuse("connection_refused", f"refused: {admission.reason}", host)
-        return False
-    connection = GuardedConnection(guard, assoc, admission.slot, raw)
+        return None
+    connection = GuardedConnection(guard, admission.slot, raw)
     holder["connection"] = connection
+    return connection
+
+
+def guard_association(guard: ConnectionGuard, assoc: Any, connection: GuardedConnection) -> None:
+    """Attach an admitted connection to its freshly created acceptor association."""
+    connection.assoc = assoc
+    connection.acse_timeout = assoc.acse_timeout
     assoc.name = assoc.name.replace(COUNTED_THREAD_PREFIX, PENDING_THREAD_PREFIX)
     assoc.acse_timeout = guard.negotiation_timeout  # the ARTIM and the wait for the RQ
     assoc.dul._pacsflow_connection = connection
@@ -192,7 +230,6 @@ def guard_association(
             connection.finished()
 
     assoc.run = run_then_release
-    return True
 
 
 def _refusing_unreadable_stores(assoc: Any, connection: GuardedConnection) -> Callable[[Any], None]:

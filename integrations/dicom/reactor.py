@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
+import threading
 import types
 from typing import Any
 
@@ -24,13 +26,19 @@ import pynetdicom
 from pynetdicom import evt
 from pynetdicom.transport import RequestHandler
 
-from integrations.dicom.guard import ConnectionGuard, guard_association
+from integrations.dicom.guard import (
+    ConnectionGuard,
+    GuardedConnection,
+    admit_connection,
+    guard_association,
+)
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_VERSIONS = ("3.0.",)
 DUL_IDLE_SLEEP_SECONDS = 0.0002
 DIMSE_WAIT_SECONDS = 0.002
+TLS_HANDSHAKE_THREAD_PREFIX = "DicomTlsHandshake@"  # not counted as an association
 
 
 def event_driven_supported() -> bool:
@@ -90,30 +98,71 @@ class EventDrivenRequestHandler(RequestHandler):
         return assoc
 
 
-def _guarded(base: type[RequestHandler], guard: ConnectionGuard) -> type[RequestHandler]:
-    """``base`` with every connection admitted by ``guard`` before its association starts."""
+def _guarded(
+    base: type[RequestHandler], guard: ConnectionGuard, tls: ssl.SSLContext | None
+) -> type[RequestHandler]:
+    """``base`` with every connection admitted by ``guard`` before its association starts,
+    and, with ``tls``, its TLS handshake done in a thread of its own. pynetdicom's server
+    calls ``handle`` in its accept loop (and would do the handshake there itself, in
+    ``get_request``): one silent client would stall every other connection."""
 
     def handle(self: RequestHandler) -> None:
-        assoc = self._create_association()
-        if not guard_association(guard, assoc, self.client_address, self.request):
+        connection = admit_connection(guard, self.client_address, self.request)
+        if connection is None:
             self.server.shutdown_request(self.request)
             return
+        if tls is None:
+            start(self, connection)
+            return
+        threading.Thread(
+            target=secure_then_start,
+            args=(self, connection, tls),
+            name=f"{TLS_HANDSHAKE_THREAD_PREFIX}{connection.host}",
+            daemon=True,
+        ).start()
+
+    def secure_then_start(
+        self: RequestHandler, connection: GuardedConnection, context: ssl.SSLContext
+    ) -> None:
+        raw = self.request
+        secured = connection.start_tls(context)
+        if secured is None:
+            self.server.shutdown_request(raw)
+            return
+        self.request = secured
+        try:
+            start(self, connection)
+        except Exception:
+            log.exception("could not start the association from %s", connection.host)
+            connection.guard.limiter.release(connection.slot)
+            self.server.shutdown_request(secured)
+
+    def start(self: RequestHandler, connection: GuardedConnection) -> None:
+        assoc = self._create_association()
+        guard_association(guard, assoc, connection)
         evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
         assoc.start()
 
     return type(f"Guarded{base.__name__}", (base,), {"handle": handle})
 
 
-def request_handler(guard: ConnectionGuard | None = None) -> type[RequestHandler]:
+def request_handler(
+    guard: ConnectionGuard | None = None, tls: ssl.SSLContext | None = None
+) -> type[RequestHandler]:
     """The handler class to give the server: event-driven when this pynetdicom is supported,
     and guarded (bounded PDUs, negotiation deadline, per-source limits) when given a guard.
     The guard's PDU reader is a copy of this pynetdicom's, so it is used on the supported
-    releases only, like the event-driven loop."""
+    releases only, like the event-driven loop. ``tls`` (with a guard only) secures every
+    connection, each handshake in its own thread within the negotiation deadline."""
+    if tls is not None and (guard is None or not event_driven_supported()):
+        raise RuntimeError(
+            f"DICOM TLS needs the connection guard, written for pynetdicom {SUPPORTED_VERSIONS}"
+        )
     if event_driven_supported():
         return (
             EventDrivenRequestHandler
             if guard is None
-            else _guarded(EventDrivenRequestHandler, guard)
+            else _guarded(EventDrivenRequestHandler, guard, tls)
         )
     log.warning(
         "pynetdicom %s is not one the event-driven acceptor loop and the connection guard were "

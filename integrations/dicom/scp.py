@@ -19,6 +19,7 @@ concurrently.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from integrations.dicom.spool import Spool, SpooledFile, file_content_sha256
 from integrations.dicom.uids import validate_uid
 from integrations.errors import DatasetError, InvalidUIDError, StoreError
 from integrations.settings import NodeSettings
+from integrations.tls import listener_context
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class NodeCounters:
     own_objects: int = 0
     refused: int = 0
     rejected_associations: int = 0
+    tls_refused: int = 0  # connections refused on the TLS port (plaintext, old TLS, bad cert)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, name: str) -> None:
@@ -115,6 +118,7 @@ class DicomNode:
         self._associations: dict[int, AssociationActivity] = {}
         self._associations_lock = threading.Lock()
         self._server: ThreadedAssociationServer | None = None
+        self._tls_server: ThreadedAssociationServer | None = None
         self.guard = ConnectionGuard(
             per_source=settings.max_connections_per_source,
             max_unproven=max(32, 2 * settings.max_associations),
@@ -145,6 +149,14 @@ class DicomNode:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
+    @property
+    def tls_address(self) -> tuple[str, int] | None:
+        """Where the TLS port listens (None: no ``tls_port``)."""
+        if self._tls_server is None:
+            return None
+        host, port = self._tls_server.server_address[:2]
+        return str(host), int(port)
+
     def start(self) -> None:
         handlers: list[Any] = [
             (evt.EVT_REQUESTED, self._on_requested),
@@ -157,27 +169,41 @@ class DicomNode:
                 (evt.EVT_ACCEPTED, self._on_accepted),
                 (evt.EVT_CONN_CLOSE, self._on_connection_closed),
             ]
-        server = self.ae.make_server(
-            (self.settings.host, self.settings.port),
-            evt_handlers=handlers,
-            request_handler=request_handler(self.guard),
-        )
-        self.ae._servers.append(server)  # as start_server() does; server.shutdown() removes it
-        thread = threading.Thread(target=server.serve_forever, name="dicom-node", daemon=True)
-        thread.start()
-        self._server = server
+        # Built first: a bad certificate or key stops the node before it listens at all.
+        tls = listener_context(self.settings)
+        self._server = self._serve(self.settings.port, handlers, None, "dicom-node")
+        if tls is not None:
+            # Same guard: per-source limits and the negotiation deadline span both ports.
+            self._tls_server = self._serve(self.settings.tls_port, handlers, tls, "dicom-node-tls")
         log.info(
-            "DICOM node %s listening on %s:%s (%d allowed callers)",
+            "DICOM node %s listening on %s:%s%s (%d allowed callers)",
             self.settings.ae_title,
             self.settings.host,
             self.address[1],
+            f", TLS on {self.tls_address[1]}" if self.tls_address else "",
             len(self.settings.allowed_callers),
         )
 
+    def _serve(
+        self, port: int, handlers: list[Any], tls: ssl.SSLContext | None, name: str
+    ) -> ThreadedAssociationServer:
+        # No ssl_context for pynetdicom: it would do the handshake in the accept loop.
+        server = self.ae.make_server(
+            (self.settings.host, port),
+            evt_handlers=handlers,
+            request_handler=request_handler(self.guard, tls),
+        )
+        self.ae._servers.append(server)  # as start_server() does; server.shutdown() removes it
+        thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+        thread.start()
+        return server
+
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.shutdown()
+        if self._server is not None or self._tls_server is not None:
+            self._server = self._tls_server = None
             self.guard.close_unproven()
 
     # -- handlers ---------------------------------------------------------------------------
@@ -281,10 +307,22 @@ class DicomNode:
     def _record_connection_event(self, kind: str, detail: str, host: str, **fields: str) -> None:
         if kind == "store_refused":
             self.counters.add("refused")
+        if kind == "tls_refused":
+            self.counters.add("tls_refused")
         try:
             self.store.record_event(kind, detail, peer_host=host, **fields)
         except Exception:
             log.exception("could not record the refused connection")
+        if kind == "tls_refused" and self.audit is not None:
+            try:
+                self.audit.connection_refused(
+                    peer_host=host,
+                    service=f"dicom+tls://{self.settings.ae_title}@{self.settings.host}:"
+                    f"{self.settings.tls_port}",
+                    reason=detail,
+                )
+            except Exception:
+                log.exception("could not audit the refused TLS connection")
 
     def _on_echo(self, event: evt.Event) -> int:
         return status.SUCCESS

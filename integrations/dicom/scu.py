@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,11 +36,13 @@ from integrations.errors import (
     PeerRejectedError,
     PeerUnavailableError,
 )
+from integrations.tls import client_handshake_failure, peer_context
 
 if TYPE_CHECKING:
     from integrations.settings import Settings
 
 log = logging.getLogger(__name__)
+
 
 MAX_CONTEXTS = 128  # PS3.8: at most 128 presentation contexts per association
 
@@ -57,10 +60,12 @@ class Peer:
     # peer that is down or drops packets cost seconds, not the DIMSE timeout.
     connect_timeout_seconds: float | None = None
     role: str = "DICOM peer"  # how failure messages name it: "PACS"
+    # (client context, name its certificate must carry): DICOM over TLS, never plaintext.
+    tls: tuple[ssl.SSLContext, str] | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
+        return f"{self.ae_title}@{self.host}:{self.port}" + (" (TLS)" if self.tls else "")
 
     @property
     def named(self) -> str:
@@ -78,6 +83,7 @@ def pacs_peer(settings: Settings, *, connect_timeout_seconds: float | None = Non
         timeout_seconds=pacs.timeout_seconds,
         connect_timeout_seconds=connect_timeout_seconds,
         role="PACS",
+        tls=peer_context(pacs),
     )
 
 
@@ -142,6 +148,7 @@ class DicomClient:
             contexts=contexts,
             ae_title=self.peer.ae_title,
             evt_handlers=[(evt.EVT_CONN_OPEN, lambda _event: connected.append(True))],
+            tls_args=self.peer.tls,
         )
         peer = self.peer
         negotiation = peer.connect_timeout_seconds or peer.timeout_seconds
@@ -177,7 +184,16 @@ class DicomClient:
                 )
                 advice = f"check the {peer.role}'s log and that it accepts our AE {peer.calling_ae_title}"
             else:
-                why = _connect_failure(peer.host, peer.port, negotiation)
+                if peer.tls is None:
+                    why = _connect_failure(peer.host, peer.port, negotiation)
+                else:
+                    context, server_name = peer.tls
+                    why = (
+                        client_handshake_failure(
+                            peer.host, peer.port, context, server_name, min(negotiation, 5.0)
+                        )
+                        or "the connection dropped before the association was requested"
+                    )
                 cause = f"{peer.named} refused the association ({why})"
                 advice = (
                     f"check that the {peer.role} is up and listens on {peer.host}:{peer.port},"

@@ -34,8 +34,9 @@ from integrations.hl7.ack import (
 from integrations.hl7.adt import AdtMessage, parse_adt, read_header
 from integrations.hl7.charset import CharsetError, decode_message, python_codec
 from integrations.hl7.header import MessageHeader, format_dtm
-from integrations.hl7.mllp import MllpServer
+from integrations.hl7.mllp import MllpServer, RefusalRecorder
 from integrations.settings import Hl7SenderSettings, Hl7Settings
+from integrations.tls import listener_context
 
 log = logging.getLogger(__name__)
 
@@ -223,15 +224,25 @@ class AdtListener:
             AcknowledgmentCode.APPLICATION_REJECT: AcknowledgmentCode.COMMIT_REJECT,
         }[code]
 
-    def server(self, host: str | None = None, port: int | None = None) -> MllpServer:
-        """An MLLP server (not started) that feeds this listener."""
+    def server(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        tls: bool = False,
+        on_refused: RefusalRecorder | None = None,
+    ) -> MllpServer:
+        """An MLLP server (not started) that feeds this listener; with ``tls``, the one on
+        ``[hl7] tls_port`` (BCP 195; ``on_refused`` records each refused connection)."""
         return MllpServer(
             self.settings.host if host is None else host,
-            self.settings.port if port is None else port,
+            (self.settings.tls_port if tls else self.settings.port) if port is None else port,
             self.handle,
             max_connections=self.settings.max_connections,
             max_connections_per_source=self.settings.max_connections_per_source,
             idle_timeout=self.settings.idle_timeout_seconds,
             first_frame_timeout=self.settings.first_frame_timeout_seconds,
             max_message_bytes=self.settings.max_message_bytes,
+            tls=listener_context(self.settings) if tls else None,
+            on_refused=on_refused,
         )

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from integrations.connection_limits import ConnectionLimiter
 from integrations.errors import PeerUnavailableError
 from integrations.hl7.framing import FrameDecoder, FramingError, frame
+from integrations.tls import TlsRefused, accept_tls, handshake_failure_words, shut_socket
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,12 @@ class MllpClient:
         connect_timeout: float = 10.0,
         ack_timeout: float = 30.0,
         max_ack_bytes: int = 1024 * 1024,
+        tls: tuple[ssl.SSLContext, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        # (client context, name the receiver's certificate must carry): MLLP over TLS only.
+        self.tls = tls
         self.connect_timeout = connect_timeout
         self.ack_timeout = ack_timeout
         self.max_ack_bytes = max_ack_bytes
@@ -71,8 +76,22 @@ class MllpClient:
                     f"cannot connect to MLLP peer {self.peer}: {error}", peer=self.peer
                 ) from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                sock = self._secure(sock, *self.tls)
             self._socket = sock
         return self._socket
+
+    def _secure(
+        self, sock: socket.socket, context: ssl.SSLContext, server_name: str
+    ) -> ssl.SSLSocket:
+        try:
+            return context.wrap_socket(sock, server_hostname=server_name)
+        except (ssl.SSLError, OSError) as error:
+            sock.close()
+            raise PeerUnavailableError(
+                f"TLS to MLLP peer {self.peer} failed: {handshake_failure_words(error)}",
+                peer=self.peer,
+            ) from None
 
     def send(self, message: bytes) -> bytes:
         """Send one message and return the raw ACK message (without MLLP framing).
@@ -121,6 +140,8 @@ class MllpClient:
 
 # handler(message bytes, peer "host:port") -> ACK bytes to send back, or None for no answer
 MessageHandler = Callable[[bytes, str], bytes | None]
+# on_refused(kind, detail, peer host): records a refused connection; must not raise
+RefusalRecorder = Callable[[str, str, str], None]
 
 
 class _Connection(socketserver.BaseRequestHandler):
@@ -132,13 +153,15 @@ class _Connection(socketserver.BaseRequestHandler):
         host = str(self.client_address[0])
         peer = "{}:{}".format(*self.client_address[:2])
 
+        current = [sock]  # the TLS socket once the handshake has wrapped it
+
         def close() -> None:
             log.warning(
                 "closing MLLP connection from %s: no message yet, its place went to a newer one",
                 peer,
             )
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+            slot.end("evicted")
+            shut_socket(current[0])
 
         admission = server.limiter.admit(host, close)
         if admission.evicted is not None:
@@ -147,13 +170,29 @@ class _Connection(socketserver.BaseRequestHandler):
             log.warning("refusing MLLP connection from %s: %s", peer, admission.reason)
             return
         slot = admission.slot
+        # Until a whole first message has arrived the connection has a short deadline (idle
+        # sockets must not hold places for the idle timeout), the TLS handshake included.
+        deadline = time.monotonic() + server.first_frame_timeout
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if server.tls is not None:
+            try:
+                sock = accept_tls(
+                    sock,
+                    server.tls,
+                    deadline,
+                    within=f"within {server.first_frame_timeout:g} s",
+                    wrapped=lambda tls: current.__setitem__(0, tls),
+                )
+            except TlsRefused as refusal:
+                server.limiter.release(slot)
+                if refusal.timed_out:
+                    log.warning("closing MLLP connection from %s: %s", peer, refusal.reason)
+                elif not refusal.peer_closed and slot.end(refusal.reason):
+                    server.refused_tls(host, refusal.reason)
+                return
         with server.lock:
             server.connections.add(sock)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # Until a whole first message has arrived the connection has a short deadline
-            # (idle sockets must not hold places for the idle timeout); afterwards the idle one.
-            deadline = time.monotonic() + server.first_frame_timeout
             decoder = FrameDecoder(server.max_message_bytes)
             while not server.stopping.is_set():
                 if not slot.proven:
@@ -190,6 +229,9 @@ class _Connection(socketserver.BaseRequestHandler):
             with server.lock:
                 server.connections.discard(sock)
             server.limiter.release(slot)
+            if sock is not self.request:  # the TLS socket (socketserver closes the request)
+                with contextlib.suppress(OSError):
+                    sock.close()
 
 
 class _ThreadingServer(socketserver.ThreadingTCPServer):
@@ -206,8 +248,13 @@ class _ThreadingServer(socketserver.ThreadingTCPServer):
         idle_timeout: float,
         first_frame_timeout: float,
         max_message_bytes: int,
+        tls: ssl.SSLContext | None,
+        on_refused: RefusalRecorder | None,
     ) -> None:
         self.handler = handler
+        self.tls = tls
+        self.on_refused = on_refused
+        self.tls_refused = 0  # connections refused on TLS grounds (the listener's metric)
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.first_frame_timeout = first_frame_timeout
@@ -222,15 +269,31 @@ class _ThreadingServer(socketserver.ThreadingTCPServer):
         self.connections: set[socket.socket] = set()
         super().__init__(address, _Connection)
 
+    def refused_tls(self, host: str, reason: str) -> None:
+        """One log line, one count and one record per connection refused on TLS grounds."""
+        log.warning("MLLP connection from %s refused on the TLS port: %s", host, reason)
+        with self.lock:
+            self.tls_refused += 1
+        if self.on_refused is not None:
+            try:
+                self.on_refused("tls_refused", f"refused on the TLS port: {reason}", host)
+            except Exception:
+                log.exception("could not record the refused MLLP connection")
+
     def close_connections(self) -> None:
         with self.lock:
             for sock in list(self.connections):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+                shut_socket(sock)
 
 
 class MllpServer:
-    """A threaded MLLP listener; ``handler`` is called once per received message."""
+    """A threaded MLLP listener; ``handler`` is called once per received message.
+
+    With ``tls`` every connection is TLS (BCP 195, :mod:`integrations.tls`): the handshake
+    runs in the connection's thread within ``first_frame_timeout``, and a refused one (old
+    TLS, untrusted certificate, plaintext) is logged, counted (``tls_refused``) and passed
+    to ``on_refused(kind, detail, host)`` once.
+    """
 
     def __init__(
         self,
@@ -243,6 +306,8 @@ class MllpServer:
         idle_timeout: float = 600.0,
         first_frame_timeout: float = 5.0,
         max_message_bytes: int = 1024 * 1024,
+        tls: ssl.SSLContext | None = None,
+        on_refused: RefusalRecorder | None = None,
     ) -> None:
         self._server = _ThreadingServer(
             (host, port),
@@ -252,8 +317,14 @@ class MllpServer:
             idle_timeout=idle_timeout,
             first_frame_timeout=first_frame_timeout,
             max_message_bytes=max_message_bytes,
+            tls=tls,
+            on_refused=on_refused,
         )
         self._thread: threading.Thread | None = None
+
+    @property
+    def tls_refused(self) -> int:
+        return self._server.tls_refused
 
     @property
     def address(self) -> tuple[str, int]:

@@ -28,6 +28,7 @@ from integrations.hl7.mllp import MllpClient
 from integrations.hl7.oru import MessageRoute, build_oru
 from integrations.retry import Outcome, RetryPolicy, failed, retry, sent
 from integrations.settings import Settings
+from integrations.tls import peer_context
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Hl7Sender(OutboxSender):
             peer.port,
             connect_timeout=peer.connect_timeout_seconds,
             ack_timeout=peer.ack_timeout_seconds,
+            tls=peer_context(peer),
         )
 
     def render(self, item: OutboxItem, resolved: ResolvedContext | None) -> str:

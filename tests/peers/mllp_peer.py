@@ -12,6 +12,9 @@ so a test against it is a test against an independent peer.
   "delay_seconds": 0}``. Answers: AA, AE, AR, ``none`` (read it, never answer, keep the
   connection) and ``close`` (close the connection without answering). Queued answers are used
   up one per message, ``by_control_id`` ones first.
+- With ``--tls-cert C --tls-key K`` (and ``--tls-ca A``: client certificates required and
+  checked against A) it speaks MLLP over TLS only, with Python's default server settings;
+  each handshake outcome is appended to ``D/handshakes.jsonl``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import json
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -94,6 +98,13 @@ class Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.server.tls is not None:
+            try:
+                sock = self.server.tls.wrap_socket(sock, server_side=True)
+            except (ssl.SSLError, OSError) as error:
+                self.server.handshake(f"refused: {error}")
+                return
+            self.server.handshake(f"ok {sock.version()}")
         buffer = b""
         while True:
             try:
@@ -147,12 +158,20 @@ class Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, port: int, folder: Path, validate: bool) -> None:
+    def __init__(
+        self, port: int, folder: Path, validate: bool, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.tls = tls
+        self.handshakes = folder / "handshakes.jsonl"
         self.script = Script(folder)
         self.validate = validate
         self.lock = threading.Lock()
         self.log = open(folder / "received.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         super().__init__(("127.0.0.1", port), Handler)
+
+    def handshake(self, outcome: str) -> None:
+        with self.lock, open(self.handshakes, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"at": time.time(), "outcome": outcome}) + "\n")
 
 
 def main() -> int:
@@ -160,9 +179,19 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--validate", action="store_true")
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--tls-ca")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    return serve_until_terminated(Server(args.port, args.dir, args.validate), args.dir)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_ca:
+            tls.load_verify_locations(cafile=args.tls_ca)
+            tls.verify_mode = ssl.CERT_REQUIRED
+    return serve_until_terminated(Server(args.port, args.dir, args.validate, tls), args.dir)
 
 
 if __name__ == "__main__":

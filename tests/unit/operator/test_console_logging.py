@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from contextlib import suppress
 
 import pytest
 
@@ -46,3 +47,37 @@ def test_other_pynetdicom_errors_still_reach_the_console():
     assert keep.filter(record)
     record.msg = "TCP Initialisation Error: [Errno 111] Connection refused"
     assert not keep.filter(record)
+
+
+def test_a_failed_tls_handshake_gives_our_error_naming_it_and_no_pynetdicom_lines(
+    console_logging, caplog, tmp_path
+):
+    import ssl
+    import threading
+
+    from integrations.tls import TlsFiles, client_context
+    from tests.tls_certs import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(pki.rogue_server.cert, pki.rogue_server.key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_once() -> None:
+        connection, _ = listener.accept()
+        with connection, suppress(ssl.SSLError, OSError):
+            server.wrap_socket(connection, server_side=True)
+
+    for _ in range(2):  # the association, then the SCU's one look at why it failed
+        threading.Thread(target=answer_once, daemon=True).start()
+    tls = (client_context(TlsFiles(ca=str(pki.ca))), "localhost")
+    peer = Peer(
+        "PACS", "127.0.0.1", listener.getsockname()[1], "PACSFLOW", timeout_seconds=5, tls=tls
+    )
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(PeerUnavailableError) as refused:
+            DicomClient(peer).echo()
+    finally:
+        listener.close()
+    assert "TLS: certificate not trusted" in str(refused.value)
+    assert [r for r in caplog.records if r.name.startswith("pynetdicom")] == []
