@@ -287,7 +287,7 @@ class _ProcessMetrics(Collector):
 
 
 def exposition(database: Any) -> bytes:
-    """The text exposition of every pacsflow metric (Prometheus format 0.0.4)."""
+    """The text exposition of every pacsflow metric (Prometheus text format)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ProcessMetrics())
     registry.register(DatabaseCollector(database))
