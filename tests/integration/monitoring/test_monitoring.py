@@ -300,3 +300,41 @@ def test_monitoring_finds_a_planted_escalation_rate_drift(
     assert hook.json()["facts"]["level"] == 2
     assert PATIENT_NAME not in hook.body.decode()
     database.close()
+
+
+def test_the_daily_flow_writes_the_report_and_tells_prefect_counts_only(
+    settings_factory, prefect_api_url, tmp_path
+):
+    import asyncio
+
+    import httpx
+
+    from flows.monitoring import ARTIFACT_KEY, monitoring_daily
+    from tasks.runtime import Runtime, install_runtime, reset_runtime
+
+    settings = settings_factory(monitoring={"output_dir": str(tmp_path / "daily")})
+    database = open_database(settings)
+    with database.connection() as conn:
+        conn.execute(
+            "INSERT INTO studies (study_instance_uid, patient_name, patient_id, accession_number,"
+            " state) VALUES ('1.2.826.0.1.95.1', %s, %s, 'ACC-MON-77', 'failed')",
+            (PATIENT_NAME, PATIENT_ID),
+        )
+    key = study_key(database, "1.2.826.0.1.95.1")
+    install_runtime(Runtime(settings, database))
+    try:
+        summary = asyncio.run(monitoring_daily(days=1, alert=False))
+    finally:
+        reset_runtime()
+        database.close()
+    assert summary["counts"]["failed"] == 1 and summary["level"] == 1
+    assert any(key in line for line in summary["crossings"])
+    report = json.loads((tmp_path / "daily" / summary["json"].rsplit("/", 1)[1]).read_text())
+    assert report["failed"][0]["study_key"] == key
+    (artifact,) = httpx.post(
+        f"{prefect_api_url}/artifacts/filter", json={"artifacts": {"key": {"any_": [ARTIFACT_KEY]}}}
+    ).json()
+    assert "| failed | 1 |" in artifact["data"] and key in artifact["data"]
+    seen = json.dumps([summary, artifact])
+    for private in (PATIENT_NAME, PATIENT_ID, "ACC-MON-77"):
+        assert private not in seen
