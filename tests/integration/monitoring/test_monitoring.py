@@ -338,3 +338,23 @@ def test_the_daily_flow_writes_the_report_and_tells_prefect_counts_only(
     seen = json.dumps([summary, artifact])
     for private in (PATIENT_NAME, PATIENT_ID, "ACC-MON-77"):
         assert private not in seen
+
+
+def test_monitor_command_exits_1_and_says_which_threshold(
+    pacsflow_process, clean_database_url, database, tmp_path
+):
+    config = {"database": {"url": clean_database_url}, "node": {"storage_dir": str(tmp_path)}}
+    quiet = pacsflow_process(["monitor", "--days", "2", "--output", str(tmp_path / "r")], config)
+    assert quiet.process is not None and quiet.process.wait(120) == 0, quiet.log
+    assert "failed 0" in quiet.log and "ALERT" not in quiet.log
+    with database.connection() as conn:
+        conn.execute(
+            "INSERT INTO studies (study_instance_uid, patient_name, state)"
+            " VALUES ('1.2.826.0.1.94.1', %s, 'failed')",
+            (PATIENT_NAME,),
+        )
+    failing = pacsflow_process(["monitor", "--output", str(tmp_path / "r")], config)
+    assert failing.process is not None and failing.process.wait(120) == 1, failing.log
+    assert "ALERT level 1 [failed_studies] 1 failed studies" in failing.log
+    assert PATIENT_NAME not in failing.log
+    assert sorted(path.suffix for path in (tmp_path / "r").iterdir()) == [".html", ".json"]
