@@ -10,7 +10,7 @@ Two kinds, each where its truth lives:
   whole; the queries are the monitoring report's (:mod:`integrations.monitoring.collect`).
 - **Events counted in the process where they happen** (module-level Counters and Histograms
   on prometheus_client's default registry): C-STORE outcomes and handling time at the node,
-  step durations, and whatever other modules define (fault injection counters ...).
+  refusals at the HL7 listener, step durations, and whatever other modules define (fault injection counters ...).
   ``pacsflow serve`` runs them in several processes, so it sets ``PROMETHEUS_MULTIPROC_DIR``
   (``<storage_dir>/metrics``, emptied at start) for its children: prometheus_client then
   keeps each process's values in that folder, and :func:`exposition` adds them up.
@@ -73,6 +73,16 @@ NODE_STORE_SECONDS = Histogram(
     "pacsflow_node_store_seconds",
     "Time to land, record and answer one C-STORE at the node.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+# The HL7 listener: connections it closed before or while reading, senders it refused (AR).
+HL7_CONNECTIONS_REFUSED = Counter(
+    "pacsflow_hl7_connections_refused",
+    "MLLP connections the HL7 listener refused or closed, by reason.",
+    ["reason"],
+)
+HL7_MESSAGES_REFUSED = Counter(
+    "pacsflow_hl7_messages_refused",
+    "HL7 messages answered AR because the sender is not in [hl7] allowed_senders.",
 )
 STEP_SECONDS = Histogram(
     "pacsflow_step_seconds",

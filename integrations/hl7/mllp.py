@@ -25,6 +25,7 @@ from collections.abc import Callable
 from integrations.connection_limits import ConnectionLimiter
 from integrations.errors import PeerUnavailableError
 from integrations.hl7.framing import FrameDecoder, FramingError, frame
+from integrations.metrics import HL7_CONNECTIONS_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ class _Connection(socketserver.BaseRequestHandler):
             admission.evicted.close()
         if admission.slot is None:
             log.warning("refusing MLLP connection from %s: %s", peer, admission.reason)
+            HL7_CONNECTIONS_REFUSED.labels("connection_limit").inc()
             return
         slot = admission.slot
         with server.lock:
@@ -169,6 +171,7 @@ class _Connection(socketserver.BaseRequestHandler):
                             peer,
                             server.first_frame_timeout,
                         )
+                        HL7_CONNECTIONS_REFUSED.labels("no_first_message").inc()
                     return
                 except OSError:
                     return
@@ -178,6 +181,7 @@ class _Connection(socketserver.BaseRequestHandler):
                     messages = decoder.feed(data)
                 except FramingError as error:
                     log.warning("closing MLLP connection from %s: %s", peer, error)
+                    HL7_CONNECTIONS_REFUSED.labels("framing_error").inc()
                     return
                 if messages and not slot.proven:
                     server.limiter.prove(slot)
