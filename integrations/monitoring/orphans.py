@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pydicom import Dataset
 
@@ -81,7 +81,8 @@ def missing_reports(
                     study_uid,
                     "sr_not_in_pacs",
                     report["sop_instance_uid"],
-                    f"SR built {report['built_at']:%Y-%m-%d %H:%M} UTC not found by C-FIND;"
+                    f"SR built {report['built_at'].astimezone(UTC):%Y-%m-%d %H:%M} UTC not"
+                    " found by C-FIND;"
                     f" results outbox: {delivery}",
                 )
             )
