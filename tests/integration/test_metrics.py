@@ -109,3 +109,37 @@ def test_metrics_add_up_the_processes_and_read_the_engine_state(
     assert samples["pacsflow_escalation_late_total"][()] == 0
     assert samples["pacsflow_database_up"][()] == 1
     assert node.stop() == 0 and service.stop() == 0
+
+
+def test_a_counter_any_module_defines_is_exposed_beside_the_engine_state(database):
+    from prometheus_client import REGISTRY, Counter
+
+    from integrations.metrics import exposition
+
+    injected = Counter("pacsflow_test_faults_injected", "A module's own counter.", ["fault"])
+    try:
+        injected.labels("pacs_down").inc(3)
+        families = {
+            f.name: f for f in text_string_to_metric_families(exposition(database).decode())
+        }
+        (sample,) = [
+            s
+            for s in families["pacsflow_test_faults_injected"].samples
+            if s.name.endswith("_total")
+        ]
+        assert sample.labels == {"fault": "pacs_down"} and sample.value == 3
+        assert families["pacsflow_database_up"].samples[0].value == 1
+        assert "pacsflow_outbox_pending" in families and "pacsflow_queue_runs" in families
+    finally:
+        REGISTRY.unregister(injected)
+
+
+def test_a_scrape_still_answers_when_the_database_is_down(settings_factory):
+    from integrations.db.connection import open_database
+    from integrations.metrics import exposition
+
+    database = open_database(settings_factory())
+    database.close()  # every query now fails
+    families = {f.name: f for f in text_string_to_metric_families(exposition(database).decode())}
+    assert families["pacsflow_database_up"].samples[0].value == 0
+    assert "pacsflow_queue_runs" not in families
