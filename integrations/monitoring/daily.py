@@ -86,6 +86,10 @@ def build_report(
     orphans, checked, check_error = missing_reports(database, settings, since, now, pacs_client)
     orphans += unacknowledged_results(database, settings, since, now)
     daily = collect.daily_escalation_rates(database, now, max(days, monitoring.sustained_days))
+    try:
+        acceptance, acceptance_error = acceptance_baseline(monitoring.acceptance_record), ""
+    except ConfigError as error:  # the rest of the report still matters
+        acceptance, acceptance_error = {}, f"no acceptance baseline: {error}"
     report = MonitoringReport(
         generated_at=datetime.now(UTC),
         period_start=since,
@@ -103,11 +107,12 @@ def build_report(
         escalation=escalation_rates(
             daily,
             days,
-            acceptance_baseline(monitoring.acceptance_record),
+            acceptance,
             monitoring.historical_flag_rates,
             settings,
         ),
         acceptance_record=monitoring.acceptance_record,
+        acceptance_error=acceptance_error,
     )
     return _with_crossings(report, settings)
 

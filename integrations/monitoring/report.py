@@ -141,6 +141,7 @@ class MonitoringReport:
     latency: tuple[StepLatency, ...]
     escalation: tuple[EscalationRate, ...]
     acceptance_record: str
+    acceptance_error: str = ""  # the record is configured but unreadable: no baseline
     crossings: tuple[Crossing, ...] = field(default=())
 
     @property
@@ -249,6 +250,8 @@ def crossings(report: MonitoringReport, settings: MonitoringSettings) -> tuple[C
         found.append(
             Crossing("orphan_check", 1, f"orphaned SRs not checked: {report.orphan_check_error}")
         )
+    if report.acceptance_error:
+        found.append(Crossing("acceptance_baseline", 1, report.acceptance_error))
     age_limit = settings.outbox_age_alert_minutes * 60
     for outbox in report.outboxes:
         age = outbox.oldest_pending_seconds

@@ -188,10 +188,14 @@ def test_monitoring_finds_the_planted_orphans_and_alerts_the_operators(
     database.close()
 
 
-def test_an_unreachable_pacs_is_reported_never_taken_for_no_orphans(settings_factory, tmp_path):
+def test_an_unreachable_pacs_or_a_missing_baseline_is_reported_never_ignored(
+    settings_factory, tmp_path
+):
     settings = settings_factory(
         node={"ae_title": NODE_AE_TITLE},
         pacs={"ae_title": PACS_AE_TITLE, "port": free_port(), "timeout_seconds": 2},
+        # configured before the acceptance suite ran: no baseline, the report goes on
+        monitoring={"acceptance_record": str(tmp_path / "not-yet" / "acceptance.json")},
     )
     database = open_database(settings)
     image, reports, _ = built_results(tmp_path, "mon-down")
@@ -200,7 +204,8 @@ def test_an_unreachable_pacs_is_reported_never_taken_for_no_orphans(settings_fac
     report = build_report(settings, database, days=1)
     assert report.orphans == () and report.orphans_checked == 0
     assert "C-FIND to the PACS failed" in report.orphan_check_error
-    assert "orphan_check" in {c.check for c in report.crossings}
+    assert {c.check for c in report.crossings} == {"orphan_check", "acceptance_baseline"}
+    assert "does not exist" in report.acceptance_error
     database.close()
 
 
