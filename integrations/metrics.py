@@ -49,6 +49,7 @@ from prometheus_client.registry import Collector
 log = logging.getLogger(__name__)
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SCRAPE_DATABASE_TIMEOUT_SECONDS = 5.0
 RATE_WINDOW_DAYS = 1  # the escalation rate and step percentiles cover the last 24 hours
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -169,7 +170,9 @@ class DatabaseCollector(Collector):
             "pacsflow_queue_oldest_seconds", "Age of the oldest queued run.", labels=[]
         )
         studies = GaugeMetricFamily("pacsflow_studies", "Studies by state.", labels=["state"])
-        with self.database.connection() as conn:
+        # A database that is down answers database_up 0 within a scrape's time, not the
+        # pool's 30-second wait.
+        with self.database.pool.connection(timeout=SCRAPE_DATABASE_TIMEOUT_SECONDS) as conn:
             counts = {
                 row["state"]: row
                 for row in conn.execute(

@@ -134,12 +134,21 @@ def test_a_counter_any_module_defines_is_exposed_beside_the_engine_state(databas
         REGISTRY.unregister(injected)
 
 
-def test_a_scrape_still_answers_when_the_database_is_down(settings_factory):
-    from integrations.db.connection import open_database
-    from integrations.metrics import exposition
+def test_a_scrape_still_answers_when_the_database_is_down(settings_factory, restartable_postgres):
+    import time
 
-    database = open_database(settings_factory())
-    database.close()  # every query now fails
-    families = {f.name: f for f in text_string_to_metric_families(exposition(database).decode())}
-    assert families["pacsflow_database_up"].samples[0].value == 0
-    assert "pacsflow_queue_runs" not in families
+    from integrations.db.connection import open_database
+    from integrations.metrics import SCRAPE_DATABASE_TIMEOUT_SECONDS, exposition
+
+    database = open_database(settings_factory(database={"url": restartable_postgres.url}))
+    try:
+        assert b"pacsflow_database_up 1.0" in exposition(database)
+        restartable_postgres.stop()
+        started = time.monotonic()
+        text = exposition(database).decode()
+        assert time.monotonic() - started < SCRAPE_DATABASE_TIMEOUT_SECONDS + 5
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert families["pacsflow_database_up"].samples[0].value == 0
+        assert "pacsflow_queue_runs" not in families
+    finally:
+        database.close()
