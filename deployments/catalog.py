@@ -21,6 +21,7 @@ class DeploymentSpec:
     entrypoint: str  # "module:flow_attribute"
     name: str
     description: str
+    cron: str = ""  # a schedule (cron, UTC) for deployments that run by themselves
 
     def load_flow(self) -> Any:
         module_name, attribute = self.entrypoint.split(":")
@@ -38,6 +39,12 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         "flows.train_demo_models:train_demo_models",
         "train-demo-models",
         "Rebuild the demo model packages from generated images (not for clinical use)",
+    ),
+    DeploymentSpec(
+        "flows.monitoring:monitoring_daily",
+        "monitoring-daily",
+        "Daily monitoring report: failures, orphans, backlogs, latency, escalation drift",
+        cron="30 6 * * *",
     ),
 )
 

@@ -36,6 +36,7 @@ COMMANDS = (
     "deployments.commands.results_outbox",
     "deployments.commands.console",
     "deployments.commands.audit_sender",
+    "deployments.commands.monitor",
 )
 
 

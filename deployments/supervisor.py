@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from integrations.metrics import MULTIPROCESS_ENV, process_exited
+
 log = logging.getLogger("pacsflow.supervisor")
 
 MAX_RESTART_DELAY_SECONDS = 60.0
@@ -65,6 +67,7 @@ class Supervisor:
                 if now - child.started_at > 120:
                     child.restarts = 0  # ran long enough: forget earlier crashes
                 continue
+            process_exited(process.pid, child.env.get(MULTIPROCESS_ENV))
             delay = min(MAX_RESTART_DELAY_SECONDS, 2.0**child.restarts)
             log.error("%s exited with status %s; restarting in %.0f s", child.name, code, delay)
             child.restarts += 1

@@ -1074,6 +1074,49 @@ class AuditSettings(Section):
         return self
 
 
+class MonitoringSettings(Section):
+    """The daily monitoring report (``pacsflow monitor``, deployment ``monitoring-daily``).
+
+    Thresholds raise one operational alert to ``alert_team`` (an [escalation] team; empty:
+    ``[results] alert_team``, and with neither the CRITICAL log line is the alert). The
+    escalation rate per modality is compared with the acceptance record's
+    (``acceptance_record``: the acceptance suite's ``acceptance.json``; empty: no baseline)
+    and with ``historical_flag_rates`` (modality -> the fraction of studies radiologists
+    flagged Critical before go-live): a relative divergence over ``divergence_alert`` on the
+    report's day alerts, one over ``sustained_divergence`` on each of the last
+    ``sustained_days`` days (each with at least ``min_studies_per_day``) alerts at level 2.
+    """
+
+    output_dir: str = ""  # empty: <storage_dir>/monitoring
+    alert_team: str = ""
+    acceptance_record: str = ""
+    historical_flag_rates: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=dict
+    )
+    divergence_alert: Annotated[float, Field(gt=0)] = 0.25
+    sustained_divergence: Annotated[float, Field(gt=0)] = 0.30
+    sustained_days: Annotated[int, Field(ge=2, le=90)] = 7
+    min_studies_per_day: Annotated[int, Field(ge=1)] = 20
+    # A study still queued or processing after this long, or receiving this long past the
+    # close ceiling, is stuck.
+    stuck_minutes: Annotated[float, Field(gt=0)] = 60.0
+    # A live SR built this long ago must be in the PACS (C-FIND), and an ORU acknowledged.
+    orphan_grace_minutes: Annotated[float, Field(ge=0)] = 30.0
+    max_orphan_checks: Annotated[int, Field(ge=0)] = 2000
+    # Alert thresholds: failed studies, stuck studies, orphans (at least this many), the age
+    # of the oldest undelivered message of any outbox, interface drops in the period.
+    failed_studies_alert: Annotated[int, Field(ge=1)] = 1
+    stuck_studies_alert: Annotated[int, Field(ge=1)] = 1
+    orphans_alert: Annotated[int, Field(ge=1)] = 1
+    outbox_age_alert_minutes: Annotated[float, Field(gt=0)] = 60.0
+    interface_drops_alert: Annotated[int, Field(ge=1)] = 50
+
+    @field_validator("historical_flag_rates")
+    @classmethod
+    def _upper_modalities(cls, rates: dict[str, float]) -> dict[str, float]:
+        return {modality.upper(): rate for modality, rate in rates.items()}
+
+
 class Settings(BaseSettings):
     """All of pacsflow's configuration. Build it with :func:`load_settings`."""
 
@@ -1107,6 +1150,7 @@ class Settings(BaseSettings):
     rbac: RbacSettings = Field(default_factory=RbacSettings)
     saml: SamlSettings = Field(default_factory=SamlSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     # Set by load_settings: the file the settings came from (None when none was read).
     config_path: Path | None = None
@@ -1129,12 +1173,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _alert_team_exists(self) -> Settings:
-        team = self.results.alert_team
-        if team and team not in self.escalation.teams:
-            raise ValueError(
-                f"[results] alert_team {team!r} is not one of the [escalation] teams"
-                f" ({', '.join(sorted(self.escalation.teams)) or 'none defined'})"
-            )
+        for section, team in (
+            ("results", self.results.alert_team),
+            ("monitoring", self.monitoring.alert_team),
+        ):
+            if team and team not in self.escalation.teams:
+                raise ValueError(
+                    f"[{section}] alert_team {team!r} is not one of the [escalation] teams"
+                    f" ({', '.join(sorted(self.escalation.teams)) or 'none defined'})"
+                )
         return self
 
     def analyzer_names(self) -> list[str]:
@@ -1209,8 +1256,22 @@ def _with_absolute_paths(settings: Settings, base: Path, path: Path | None) -> S
 
     node = settings.node.model_copy(update={"storage_dir": absolute(settings.node.storage_dir)})
     models = settings.models.model_copy(update={"dir": absolute(settings.models.dir)})
+    monitoring = settings.monitoring.model_copy(
+        update={
+            key: str(absolute(Path(value))) if value else ""
+            for key, value in (
+                ("output_dir", settings.monitoring.output_dir),
+                ("acceptance_record", settings.monitoring.acceptance_record),
+            )
+        }
+    )
     return settings.model_copy(
-        update={"node": node, "models": models, "config_path": path.resolve() if path else None}
+        update={
+            "node": node,
+            "models": models,
+            "monitoring": monitoring,
+            "config_path": path.resolve() if path else None,
+        }
     )
 
 

@@ -28,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
         log.info("no deployments for the runner to serve")
         return 0
     deployments = [
-        spec.load_flow().to_deployment(name=spec.name, description=spec.description)
+        spec.load_flow().to_deployment(
+            name=spec.name, description=spec.description, cron=spec.cron or None
+        )
         for spec in specs
     ]
     log.info("serving %s", ", ".join(spec.name for spec in specs))

@@ -32,6 +32,7 @@ from deployments.supervisor import Supervisor, pacsflow_command
 from integrations.db.connection import database_url
 from integrations.db.schema import migrate
 from integrations.errors import ConfigError
+from integrations.metrics import MULTIPROCESS_ENV, prepare_multiprocess_dir
 from integrations.settings import Settings, load_settings, settings_environment
 
 log = logging.getLogger("pacsflow.serve")
@@ -109,6 +110,9 @@ def running_site(settings: Settings) -> Iterator[Site]:
             env["PREFECT_HOME"] = str(prefect_home)
             wait_for_prefect(api_url, supervisor)
         env["PREFECT_API_URL"] = api_url
+        # Several processes count events: each keeps its values in this folder, and /metrics
+        # adds them up (integrations.metrics). Not for the Prefect server, started above.
+        env[MULTIPROCESS_ENV] = str(prepare_multiprocess_dir(settings.node.storage_dir))
         env["PREFECT_UI_URL"] = ui_url
         env.update(client_environment(started_server=not os.environ.get("PREFECT_API_URL")))
         supervisor.add("node", pacsflow_command("node"), env)

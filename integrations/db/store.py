@@ -15,6 +15,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from integrations import metrics
 from integrations.db.connection import Database
 from integrations.db.records import DispatchItem, InstanceRecord, StudyRecord
 from integrations.dicom.assembly import StudyActivity
@@ -675,6 +676,7 @@ class StudyStore:
                     started_at,
                 ),
             )
+        metrics.step_recorded(step, state, started_at)
 
     def steps(
         self, study_instance_uid: str, generation: int | None = None

@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,9 +59,7 @@ from integrations.errors import (
     TransientError,
 )
 from integrations.escalation.channels import Channel, build_channels
-from integrations.escalation.notification import OperationalAlert
-from integrations.escalation.rules import levels
-from integrations.escalation.sender import channel_policy, deliver
+from integrations.escalation.operational import send_operational_alert
 from integrations.retry import Disposition, Outcome, RetryPolicy, failed, retry, sent
 from integrations.settings import Settings
 
@@ -100,7 +98,6 @@ class DeliveryAlerts:
         self._channels = dict(channels) if channels is not None else None
         self._next_check = 0.0
         self._last_late_alert: float | None = None
-        self.policy = channel_policy(settings.escalation)
 
     def channels(self) -> Mapping[str, Channel]:
         if self._channels is None:
@@ -168,18 +165,11 @@ class DeliveryAlerts:
         oldest: datetime,
         studies: list[str],
     ) -> bool:
-        escalation = self.settings.escalation
-        team_id = self.settings.results.alert_team
-        team = escalation.teams.get(team_id) if team_id else None
-        if team is None:
-            return True  # no team: the CRITICAL log line above is the alert
-        now = datetime.now(UTC)
-        team_levels = levels(escalation, team_id, now)
-        alert = OperationalAlert(
+        delivered = send_operational_alert(
+            self.settings,
+            self.channels(),
+            self.settings.results.alert_team,
             idempotency_key=f"results-{kind}-{rows[0]['id']}-{len(rows)}",
-            team_id=team_id,
-            team_name=team.display_name or team_id,
-            recipients=team_levels[0].recipients if team_levels else (),
             title=title,
             lines=lines,
             facts={
@@ -189,17 +179,10 @@ class DeliveryAlerts:
                 "oldest_queued_at": oldest.isoformat(),
                 "destinations": sorted({row["destination"] for row in rows}),
             },
-            issued_at=now,
         )
-        order = [name for name in team.channels if name != "hl7"]
-        delivery = deliver(alert, self.channels(), order, team.delivery, self.policy)
-        if not delivery.delivered:
-            log.error(
-                "ALERT results delivery alert reached nobody on team %s (%s); trying again",
-                team_id,
-                "; ".join(f"{a.channel}: {a.detail}" for a in delivery.attempts) or "no channel",
-            )
-        return delivery.delivered
+        if not delivered:
+            log.error("ALERT results delivery alert: trying again at the next check")
+        return delivered
 
 
 class ResultsSender(QueueSender):

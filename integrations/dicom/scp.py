@@ -31,6 +31,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
+from integrations import metrics
 from integrations.audit.trail import AuditTrail
 from integrations.db.store import KnownInstance, RecordOutcome, StudyStore
 from integrations.dicom import status
@@ -76,6 +77,7 @@ class NodeCounters:
     def add(self, name: str) -> None:
         with self.lock:
             setattr(self, name, getattr(self, name) + 1)
+        metrics.node_event(name)
 
 
 @dataclass
@@ -396,12 +398,14 @@ class DicomNode:
             activity.add(header)
         if outcome.new and outcome.ours:
             self.counters.add("own_objects")
+        elapsed = time.perf_counter() - started
+        metrics.NODE_STORE_SECONDS.observe(elapsed)
         log.debug(
             "stored %s (study %s) from %s in %.1f ms%s",
             header.sop_instance_uid,
             header.study_instance_uid,
             calling,
-            (time.perf_counter() - started) * 1000,
+            elapsed * 1000,
             _note(outcome),
         )
         return status.SUCCESS

@@ -6,7 +6,7 @@ notification) sends the browser to the console's acknowledge page with a signed,
 link; the console asks for the login and then shows the finding and the button (a GET never
 acknowledges, because mail scanners and link previews fetch every link they see).
 ``POST /api/ack/{token}`` is the same for integrations that hold the person's console
-session (a JSON body; any ``by`` is ignored). ``GET /metrics`` (Prometheus text) and
+session (a JSON body; any ``by`` is ignored). ``GET /metrics`` (every pacsflow metric, :mod:`integrations.metrics`) and
 ``GET /api/escalations`` (the open ones, with findings) answer a console login with the
 right role or the bearer token named by ``[escalation] api_bearer_env``.
 """
@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from integrations.console.sessions import SESSION_COOKIE, Session, SessionSigner
@@ -28,6 +28,7 @@ from integrations.db.escalations import EscalationRecord
 from integrations.errors import ConfigError
 from integrations.escalation.engine import EscalationEngine
 from integrations.ldap.rbac import View, allowed
+from integrations.metrics import CONTENT_TYPE, exposition
 
 log = logging.getLogger(__name__)
 
@@ -58,33 +59,6 @@ def _record_json(record: EscalationRecord) -> dict[str, Any]:
         "acknowledged_by": record.acknowledged_by,
         "acknowledged_at": record.acknowledged_at.isoformat() if record.acknowledged_at else None,
     }
-
-
-def metrics_text(summary: dict[str, Any]) -> str:
-    lines = [
-        "# HELP pacsflow_escalations Escalations by state.",
-        "# TYPE pacsflow_escalations gauge",
-    ]
-    for state in ("undelivered", "unacknowledged", "acknowledged", "exhausted", "unroutable"):
-        lines.append(f'pacsflow_escalations{{state="{state}"}} {int(summary[state] or 0)}')
-    lines += [
-        "# HELP pacsflow_escalation_late_total First notifications later than the deadline.",
-        "# TYPE pacsflow_escalation_late_total counter",
-        f"pacsflow_escalation_late_total {int(summary['late'] or 0)}",
-        "# HELP pacsflow_escalation_first_notification_seconds Study close to first notification.",
-        "# TYPE pacsflow_escalation_first_notification_seconds summary",
-    ]
-    for quantile, key in (("0.5", "p50"), ("0.95", "p95")):
-        value = summary[key]
-        lines.append(
-            f'pacsflow_escalation_first_notification_seconds{{quantile="{quantile}"}}'
-            f" {float(value) if value is not None else 'NaN'}"
-        )
-    lines += [
-        f"pacsflow_escalation_first_notification_seconds_sum {float(summary['seconds_sum'] or 0)}",
-        f"pacsflow_escalation_first_notification_seconds_count {int(summary['measured'] or 0)}",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def _console_signer(engine: EscalationEngine) -> SessionSigner | None:
@@ -191,9 +165,10 @@ def create_app(engine: EscalationEngine) -> FastAPI:
         records = await run_in_threadpool(store.active)
         return [_record_json(record) for record in records]
 
-    @app.get("/metrics", response_class=PlainTextResponse)
-    async def metrics(request: Request) -> str:
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
         require(request, View.METRICS)
-        return metrics_text(await run_in_threadpool(store.latency_summary))
+        body = await run_in_threadpool(exposition, store.database)
+        return Response(body, media_type=CONTENT_TYPE)
 
     return app

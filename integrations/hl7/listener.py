@@ -35,6 +35,7 @@ from integrations.hl7.adt import AdtMessage, parse_adt, read_header
 from integrations.hl7.charset import CharsetError, decode_message, python_codec
 from integrations.hl7.header import MessageHeader, format_dtm
 from integrations.hl7.mllp import MllpServer, RefusalRecorder
+from integrations.metrics import HL7_MESSAGES_REFUSED
 from integrations.settings import Hl7SenderSettings, Hl7Settings
 from integrations.tls import listener_context
 
@@ -187,6 +188,7 @@ class AdtListener:
 
     def _refuse_sender(self, header: MessageHeader, peer: str, charset: str) -> bytes | None:
         """AR for a sender not in allowed_senders: logged (no PHI), not stored, not applied."""
+        HL7_MESSAGES_REFUSED.inc()
         log.warning(
             "refused %s %s from %s: sender %s / %s is not in [hl7] allowed_senders",
             header.message_type,

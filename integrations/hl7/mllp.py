@@ -26,6 +26,7 @@ from collections.abc import Callable
 from integrations.connection_limits import ConnectionLimiter
 from integrations.errors import PeerUnavailableError
 from integrations.hl7.framing import FrameDecoder, FramingError, frame
+from integrations.metrics import HL7_CONNECTIONS_REFUSED
 from integrations.tls import TlsRefused, accept_tls, handshake_failure_words, shut_socket
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ class _Connection(socketserver.BaseRequestHandler):
             admission.evicted.close()
         if admission.slot is None:
             log.warning("refusing MLLP connection from %s: %s", peer, admission.reason)
+            HL7_CONNECTIONS_REFUSED.labels("connection_limit").inc()
             return
         slot = admission.slot
         # Until a whole first message has arrived the connection has a short deadline (idle
@@ -208,6 +210,7 @@ class _Connection(socketserver.BaseRequestHandler):
                             peer,
                             server.first_frame_timeout,
                         )
+                        HL7_CONNECTIONS_REFUSED.labels("no_first_message").inc()
                     return
                 except OSError:
                     return
@@ -217,6 +220,7 @@ class _Connection(socketserver.BaseRequestHandler):
                     messages = decoder.feed(data)
                 except FramingError as error:
                     log.warning("closing MLLP connection from %s: %s", peer, error)
+                    HL7_CONNECTIONS_REFUSED.labels("framing_error").inc()
                     return
                 if messages and not slot.proven:
                     server.limiter.prove(slot)
@@ -274,6 +278,7 @@ class _ThreadingServer(socketserver.ThreadingTCPServer):
         log.warning("MLLP connection from %s refused on the TLS port: %s", host, reason)
         with self.lock:
             self.tls_refused += 1
+        HL7_CONNECTIONS_REFUSED.labels("tls").inc()
         if self.on_refused is not None:
             try:
                 self.on_refused("tls_refused", f"refused on the TLS port: {reason}", host)

@@ -39,7 +39,16 @@ def site_env(settings_factory, node_port, prefect_api_url, tmp_path):
         "PACSFLOW_CONSOLE__PORT": str(free_port()),
         "PACSFLOW_CONSOLE_SECRET": "serve-test-console-secret-0123456789",
         "PREFECT_API_URL": prefect_api_url,
+        "PACSFLOW_ESCALATION_API_TOKEN": "serve-test-metrics-token",
     }
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 def test_serve_starts_the_site_and_ctrl_c_stops_every_child(
@@ -86,6 +95,24 @@ def test_serve_starts_the_site_and_ctrl_c_stops_every_child(
                 time.sleep(0.3)
         assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
         assert any("deployments.cli audit-sender" in c for c in commands)
+        # Every child counts into one multiprocess folder under the storage dir, and the
+        # escalation service's /metrics adds them up: the node's rejection shows there.
+        metrics_dir = str(tmp_path / "storage" / "metrics")
+        assert all(
+            child.environ().get("PROMETHEUS_MULTIPROC_DIR") == metrics_dir
+            for child in children
+            if "deployments.cli" in " ".join(child.cmdline())
+        )
+        assert echoscu("STRANGER", NODE_AE_TITLE, node_port).returncode != 0
+        metrics_url = f"http://127.0.0.1:{site_env['PACSFLOW_ESCALATION__LISTEN_PORT']}/metrics"
+        token = {"Authorization": "Bearer serve-test-metrics-token"}
+        while "pacsflow_node_associations_rejected_total 1.0" not in (
+            text := httpx.get(metrics_url, headers=token, timeout=5).text
+            if _answers(metrics_url)
+            else ""
+        ):
+            assert time.monotonic() < deadline + 60, f"no node counter in /metrics: {text}"
+            time.sleep(0.3)
         # The start is audited with the settings' digest, and reaches the collector.
         started = next(
             entry

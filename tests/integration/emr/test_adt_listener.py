@@ -6,6 +6,7 @@ import threading
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
 from integrations.hl7.er7 import parse_segments
 from tests.emr_samples import adt
@@ -227,6 +228,7 @@ ALLOWED_ADT = [{"application": "ADTSYS", "facility": "HOSP", "host": "127.0.0.1"
 
 def test_only_allowed_senders_are_applied(settings_factory, caplog) -> None:
     settings = settings_factory(hl7={"allowed_senders": ALLOWED_ADT})
+    refused_before = REGISTRY.get_sample_value("pacsflow_hl7_messages_refused_total") or 0
     with running_listener(settings) as site:
         sender = site.sender()
         assert msa(sender.send(adt("A01", "OK-1", ward="WARD-A")))[:2] == ("AA", "OK-1")
@@ -246,6 +248,9 @@ def test_only_allowed_senders_are_applied(settings_factory, caplog) -> None:
         assert len(refusals) == 2 and "ROGUE" in refusals[0] and "EVIL-1" in refusals[0]
         for line in refusals:  # no patient data in the log
             assert "12345" not in line and "MÜLLER" not in line and "19610415" not in line
+        # and counted for /metrics
+        refused = REGISTRY.get_sample_value("pacsflow_hl7_messages_refused_total")
+        assert refused == refused_before + 2
 
 
 def test_a_known_sender_from_an_unknown_address_is_refused(settings_factory) -> None:

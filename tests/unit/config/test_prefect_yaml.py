@@ -38,6 +38,8 @@ def test_every_served_deployment_is_declared_with_its_entrypoint(project):
         assert declared[spec.name]["entrypoint"] == f"{module.replace('.', '/')}.py:{attribute}"
         assert declared[spec.name]["description"] == spec.description
         assert declared[spec.name]["work_pool"]["name"] == DEFAULT_WORK_POOL
+        schedules = [item["cron"] for item in declared[spec.name].get("schedules") or ()]
+        assert schedules == ([spec.cron] if spec.cron else [])
 
 
 def test_process_study_is_on_the_pool_and_queue_the_dispatcher_uses(project):
@@ -61,3 +63,9 @@ def test_the_route_follows_the_worker_settings(worker, pool, warm):
 def test_a_warm_route_without_warm_workers_is_refused():
     with pytest.raises(ConfigError, match="process no study"):
         load_settings(None, search=False, worker={"count": 0, "route": "warm"})
+
+
+def test_the_monitoring_report_is_scheduled_daily(project):
+    (monitoring,) = [d for d in project["deployments"] if d["name"] == "monitoring-daily"]
+    minute, hour, day, month, weekday = monitoring["schedules"][0]["cron"].split()
+    assert (day, month, weekday) == ("*", "*", "*") and minute.isdigit() and hour.isdigit()

@@ -1,0 +1,1 @@
+"""The 30 days after go-live: the daily monitoring report (see :mod:`integrations.monitoring.daily`)."""
