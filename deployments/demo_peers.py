@@ -20,9 +20,9 @@ from email.policy import default as default_policy
 from typing import Any
 
 from integrations.hl7.ack import AcknowledgmentCode, build_ack
-from integrations.hl7.er7 import parse_segments
+from integrations.hl7.adt import read_header
 from integrations.hl7.framing import FrameDecoder, frame
-from integrations.hl7.header import MessageHeader, format_dtm
+from integrations.hl7.header import format_dtm
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class _MllpHandler(socketserver.BaseRequestHandler):
                 return
             for message in decoder.feed(data):
                 text = message.decode("utf-8", errors="replace")
-                header = MessageHeader.from_segment(parse_segments(text)[0])
+                header = read_header(text)
                 server.recorder.add(header.message_type, text)
                 ack = build_ack(
                     header,

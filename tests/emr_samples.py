@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from integrations.emr.document import OrderInfo, ResultDocument, StudyFacts
-from integrations.hl7.er7 import build_segment
+from integrations.hl7.model import Segment, parse
 from models.results import (
     AnalysisResult,
     CodedConcept,
@@ -126,6 +126,11 @@ def result_document(
     )
 
 
+def segments_of(er7: str) -> list[Segment]:
+    """The segments of a message as hl7apy parses it, read through pacsflow's adapter."""
+    return list(parse(er7).segments)
+
+
 def adt(
     event: str,
     control_id: str,
@@ -177,6 +182,6 @@ def adt(
             44: when if event in ("A01", "A04") else "",
             45: when if event == "A03" else "",
         }
-        segments.append(build_segment("PV1", pv1))
+        segments.append("|".join(["PV1", *(pv1.get(n, "") for n in range(1, 46))]).rstrip("|"))
     segments.extend(extra_segments)
     return "\r".join(segments) + "\r"

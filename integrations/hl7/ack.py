@@ -1,4 +1,4 @@
-"""HL7 v2 acknowledgments: build the ACK pacsflow returns, read the ACK a peer returns (pure).
+"""HL7 v2 acknowledgments with hl7apy: build the ACK pacsflow returns, read a peer's (pure).
 
 Original mode (MSH-15 empty): MSA-1 is AA (applied), AE (error in the message: the reason is
 in MSA-3 and ERR) or AR (rejected: the receiver could not process or store it). Enhanced mode
@@ -12,17 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
-from integrations.hl7.er7 import (
-    DEFAULT_DELIMITERS,
-    Delimiters,
-    Er7Error,
-    build_segment,
-    component_text,
-    escape,
-    parse_segments,
-    subcomponent_text,
-)
+from hl7apy.core import Message
+
 from integrations.hl7.header import MessageHeader
+from integrations.hl7.model import (
+    DEFAULT_VERSION,
+    Hl7SyntaxError,
+    field_text,
+    known_version,
+    parse,
+    recoded,
+    to_er7,
+)
 
 
 class AcknowledgmentCode(StrEnum):
@@ -139,78 +140,54 @@ def build_ack(
     sending_facility: str,
     problem: Hl7Problem | None = None,
 ) -> str:
-    """The ACK for a received message as ER7 text (segments ending in CR).
+    """The ACK for a received message as ER7 text (segments ending in CR), built with hl7apy
+    in the message's version (v2.5.1 when hl7apy does not know it, or without a header).
 
-    ``header`` is the received MSH when it could be read; without it (no MSH at all) the ACK
-    uses the default delimiters and v2.5.1, and MSA-2 is empty.
+    ``header`` is the received MSH when it could be read; without it (no MSH at all) MSA-2 is
+    empty. The ACK is written with the default delimiters, which its MSH-1/MSH-2 declare.
     """
-    d = header.delimiters if header else DEFAULT_DELIMITERS
-    version = header.version_id if header and header.version_id else "2.5.1"
+    declared = header.version_id if header and header.version_id else ""
+    version = declared if declared and known_version(declared) else DEFAULT_VERSION
     trigger = header.trigger_event if header else ""
-    structured = _version_at_least(version, (2, 3, 1))
+    message = Message("ACK", version=version)
+    msh = message.msh
+    msh.msh_3 = field_text(sending_application)
+    msh.msh_4 = field_text(sending_facility)
+    if header is not None:
+        msh.msh_5 = recoded(header.sending_application, header.delimiters)
+        msh.msh_6 = recoded(header.sending_facility, header.delimiters)
+    msh.msh_7 = timestamp
     # MSH-9.3 (message structure) exists from v2.3.1 on.
-    message_type = component_text("ACK", trigger, "ACK" if structured else "", delimiters=d)
-    msh = build_segment(
-        "MSH",
-        {
-            3: escape(sending_application, d),
-            4: escape(sending_facility, d),
-            5: header.sending_application if header else "",
-            6: header.sending_facility if header else "",
-            7: timestamp,
-            9: message_type,
-            10: escape(control_id, d),
-            11: escape(header.processing_id, d) if header and header.processing_id else "P",
-            12: escape(version, d),
-        },
-        d,
-    )
-    reason = _ascii(problem.reason) if problem else ""
-    msa_text = ""
+    structured = _version_at_least(version, (2, 3, 1))
+    msh.msh_9 = field_text("ACK", trigger, "ACK" if structured else "")
+    msh.msh_10 = field_text(control_id)
+    msh.msh_11 = field_text(header.processing_id if header and header.processing_id else "P")
+    msh.msh_12 = field_text(declared or version)
+    msa = message.msa
+    msa.msa_1 = code.value
+    if header is not None and header.message_control_id:
+        msa.msa_2 = field_text(header.message_control_id)
     if problem:
         # cut the text, not its escaped form: a cut escape sequence would garble MSA-3
-        msa_text = escape(f"{problem.condition.text}: {reason}"[:80], d)
-    msa = build_segment(
-        "MSA",
-        {
-            1: code.value,
-            2: escape(header.message_control_id, d) if header else "",
-            3: msa_text,
-        },
-        d,
-    )
-    segments = [msh, msa]
-    if problem:
-        segments.append(_err_segment(problem, version, d))
-    return "\r".join(segments) + "\r"
+        msa.msa_3 = field_text(f"{problem.condition.text}: {_ascii(problem.reason)}"[:80])
+        _set_err(message, problem, version)
+    return to_er7(message)
 
 
-def _err_segment(problem: Hl7Problem, version: str, d: Delimiters) -> str:
+def _set_err(message: Message, problem: Hl7Problem, version: str) -> None:
     code = str(problem.condition.value)
     text = problem.condition.text
     field = "" if problem.field is None else str(problem.field)
     component = "" if problem.component is None else str(problem.component)
     sequence = str(problem.sequence) if problem.segment else ""
+    err = message.add_segment("ERR")
     if _version_at_least(version, (2, 5)):
-        location = component_text(
-            problem.segment, sequence, field, "1" if field else "", component, delimiters=d
-        )
-        return build_segment(
-            "ERR",
-            {
-                2: location,
-                3: component_text(code, text, "HL70357", delimiters=d),
-                4: "E",
-                8: escape(_ascii(problem.reason), d),
-            },
-            d,
-        )
-    # v2.3-2.4: ERR-1 "error code and location" = segment^sequence^field^code&text&HL70357
-    condition = subcomponent_text(code, text, "HL70357", delimiters=d)
-    location = d.component.join([escape(problem.segment, d), sequence, field, condition]).rstrip(
-        d.component
-    )
-    return build_segment("ERR", {1: location}, d)
+        err.err_2 = field_text(problem.segment, sequence, field, "1" if field else "", component)
+        err.err_3 = field_text(code, text, "HL70357")
+        err.err_4 = "E"
+        err.err_8 = field_text(_ascii(problem.reason))
+    else:  # v2.3-2.4: ERR-1 "error code and location" = segment^sequence^field^code&text&table
+        err.err_1 = field_text(problem.segment, sequence, field, (code, text, "HL70357"))
 
 
 @dataclass(frozen=True)
@@ -233,8 +210,8 @@ class AckParseError(ValueError):
 def parse_ack(text: str) -> AckReply:
     """Read MSA (and ERR) from an acknowledgment message."""
     try:
-        segments = parse_segments(text)
-    except Er7Error as error:
+        segments = parse(text).segments
+    except Hl7SyntaxError as error:
         raise AckParseError(f"answer is not HL7: {error}") from None
     msa = next((segment for segment in segments if segment.name == "MSA"), None)
     if msa is None:

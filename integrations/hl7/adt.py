@@ -1,4 +1,5 @@
-"""HL7 v2.3-2.5.1 ADT messages: read and check what the patient context needs (pure).
+"""HL7 v2.3-2.5.1 ADT messages, parsed by hl7apy: read and check what the patient context
+needs (pure).
 
 :func:`read_header` gets MSH from any text (so even a message that fails every other check can
 be acknowledged with its control ID); :func:`parse_adt` checks the message against the
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 
 from integrations.emr.context import Location, PatientIdentifier, PersonName, Provider
 from integrations.hl7.ack import ErrorCondition, Hl7MessageError, Hl7Problem
-from integrations.hl7.er7 import Er7Error, Repetition, Segment, parse_segments
 from integrations.hl7.header import MessageHeader, is_valid_dt, is_valid_dtm
+from integrations.hl7.model import Hl7SyntaxError, Repetition, Segment, checked_lines, parse
 from integrations.hl7.structure import (
     is_known_segment,
     message_structure,
@@ -76,13 +77,12 @@ def _problem(
     return Hl7MessageError(Hl7Problem(condition, reason, segment, 1, field, component))
 
 
-def read_header(text: str) -> tuple[MessageHeader, list[Segment]]:
-    """MSH as a typed value, and the tokenised segments; refuses text that is not ER7."""
+def read_header(text: str) -> MessageHeader:
+    """MSH as a typed value (hl7apy parses MSH alone); refuses text that is not ER7."""
     try:
-        segments = parse_segments(text)
-    except Er7Error as error:
+        return MessageHeader.from_message(parse(text, header_only=True))
+    except Hl7SyntaxError as error:
         raise _problem(ErrorCondition.SEGMENT_SEQUENCE_ERROR, str(error)) from None
-    return MessageHeader.from_segment(segments[0]), segments
 
 
 def check_header(header: MessageHeader, accepted_versions: Iterable[str]) -> None:
@@ -185,7 +185,7 @@ def _visit(pv1: Segment) -> Visit:
 
 def parse_adt(text: str, accepted_versions: Iterable[str]) -> AdtMessage:
     """Read an ADT message, or raise :class:`Hl7MessageError` saying what is wrong and where."""
-    header, segments = read_header(text)
+    header = read_header(text)
     check_header(header, accepted_versions)
     if header.message_code != "ADT":
         raise _problem(
@@ -205,16 +205,21 @@ def parse_adt(text: str, accepted_versions: Iterable[str]) -> AdtMessage:
             9,
             2,
         )
-    for index, segment in enumerate(segments, start=1):
-        if not is_known_segment(segment.name, version):
+    lines, _ = checked_lines(text)  # read_header has refused what is not ER7
+    for index, name in enumerate((line[:3] for line in lines), start=1):
+        if not is_known_segment(name, version):  # hl7apy would refuse it without saying where
             raise Hl7MessageError(
                 Hl7Problem(
                     ErrorCondition.SEGMENT_SEQUENCE_ERROR,
-                    f"segment {index} {segment.name!r} is not a v{version} segment",
-                    segment.name,
+                    f"segment {index} {name!r} is not a v{version} segment",
+                    name,
                     1,
                 )
             )
+    try:
+        segments = parse(text).segments
+    except Hl7SyntaxError as error:
+        raise _problem(ErrorCondition.SEGMENT_SEQUENCE_ERROR, str(error)) from None
     present = {segment.name for segment in segments}
     for required in required_segments(structure, version):
         if required not in present:

@@ -15,8 +15,7 @@ from hl7apy.core import Message
 
 from integrations.dicom.uids import derived_uid
 from integrations.escalation.notification import Notification
-from integrations.hl7.er7 import escape_held as escape
-from integrations.hl7.er7 import release_held
+from integrations.hl7.model import escape, to_er7
 from integrations.hl7.oru import NOT_FOR_PRIMARY_DIAGNOSIS, person_name
 
 ALERT_MESSAGE_TYPE = "ORU^R01"
@@ -132,4 +131,4 @@ def build_alert(
         obx.obx_5 = value_text
         obx.obx_8 = "AA"
         obx.obx_11 = "P"
-    return release_held(message.to_er7())
+    return to_er7(message)

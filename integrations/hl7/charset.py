@@ -1,5 +1,7 @@
 """Character sets of HL7 v2 messages: MSH-18 (table 0211) to a Python codec, strict decode (pure).
 
+The part of the hl7apy adapter that works on bytes: hl7apy parses text and knows nothing of
+MSH-18, so a received message is decoded here before :func:`integrations.hl7.model.parse`.
 An MLLP frame carries bytes; the text they stand for depends on MSH-18. pacsflow reads MSH-18
 from the raw bytes (the MSH segment itself is ASCII in every character set it accepts),
 decodes the whole message strictly with that character set, and refuses a message whose
@@ -11,6 +13,8 @@ ISO 8859 set) decodes without error into "MÃ¼ller", so it is detected explicit
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from integrations.hl7.model import Hl7SyntaxError, parse
 
 # HL7 table 0211 (alternate character sets) -> Python codec; the single-byte ISO 8859 parts,
 # ASCII and UTF-8. Two-byte and ISO 2022 sets are not accepted (none of our peers send them).
@@ -57,25 +61,18 @@ class DecodedMessage:
 
 
 def declared_charset(raw: bytes) -> str:
-    """MSH-18 (first repetition) read from the raw bytes; '' when absent or unreadable."""
-    end = len(raw)
-    for terminator in (b"\r", b"\n"):
-        found = raw.find(terminator)
-        if 0 <= found < end:
-            end = found
-    msh = raw[:end]
-    if not msh.startswith(b"MSH") or len(msh) < 8:
-        return ""
-    separator = msh[3:4]
-    fields = msh[4:].split(separator)  # fields[0] is MSH-2, so MSH-n is fields[n - 2]
-    if len(fields) < 17:
-        return ""
-    repetition = fields[0][1:2] or b"~"
-    value = fields[16].split(repetition)[0]
+    """MSH-18 (first repetition) as hl7apy reads MSH; '' when absent or unreadable.
+
+    MSH is ASCII in every accepted character set, so reading the bytes as Latin-1 (which maps
+    every byte to one character) gives it exactly before the character set is known.
+    """
+    end = min((found for found in (raw.find(b"\r"), raw.find(b"\n")) if found >= 0), default=None)
     try:
-        return value.decode("ascii").strip()
-    except UnicodeDecodeError:
+        msh = parse(raw[:end].decode("latin-1"), header_only=True).msh
+    except Hl7SyntaxError:
         return ""
+    value = msh.value(18).strip()
+    return value if value.isascii() else ""
 
 
 def decode_message(raw: bytes, default_charset: str = UTF8) -> DecodedMessage:

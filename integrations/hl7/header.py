@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from integrations.hl7.er7 import Delimiters, Segment
+from integrations.hl7.model import Delimiters, ParsedMessage
 
 _DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2}(?:\.\d{1,4})?)?([+-]\d{4})?$")
 _DT = re.compile(r"^\d{4}(\d{2}(\d{2})?)?$")
@@ -33,7 +33,8 @@ class MessageHeader:
     character_set: str  # MSH-18, first repetition
 
     @classmethod
-    def from_segment(cls, msh: Segment) -> MessageHeader:
+    def from_message(cls, parsed: ParsedMessage) -> MessageHeader:
+        msh = parsed.msh
         message_type = msh.first(9)
         return cls(
             delimiters=msh.delimiters,
@@ -47,7 +48,7 @@ class MessageHeader:
             message_structure=message_type.component(3).strip().upper(),
             message_control_id=msh.value(10).strip(),
             processing_id=msh.value(11).strip(),
-            version_id=msh.value(12).strip(),
+            version_id=parsed.declared_version,
             accept_acknowledgment_type=msh.value(15).strip().upper(),
             application_acknowledgment_type=msh.value(16).strip().upper(),
             character_set=msh.value(18).strip(),

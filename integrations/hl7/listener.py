@@ -114,7 +114,7 @@ class AdtListener:
             text = raw.decode("latin-1")  # only to read MSH for the ACK
             problem = Hl7Problem(ErrorCondition.DATA_TYPE_ERROR, str(error), "MSH", 1, 18)
         try:
-            header, _ = read_header(text)
+            header = read_header(text)
         except Hl7MessageError as error:
             problem = problem or error.problem
         if header is not None and not sender_allowed(header, peer, self.settings.allowed_senders):

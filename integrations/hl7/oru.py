@@ -17,15 +17,17 @@ One message per analysed study and analyzer::
          abnormal flag (AA critical, A present, N absent), OBX-9 the model's probability;
          measurements follow as NM observations with the same sub-ID (OBX-4)
 
-Written with :mod:`integrations.hl7.er7` (hl7apy takes ~27 ms to build a message with eight
-OBX here, a chest analyzer has eighteen findings); the tests parse every message built with
-hl7apy's strict v2.5.1 validation.
+Built with hl7apy's element API through :mod:`integrations.hl7.model` (which escapes every
+value); the tests parse every message built with hl7apy's strict v2.5.1 validation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+from hl7apy.core import Message
 
 from integrations.emr.context import (
     Location,
@@ -35,14 +37,8 @@ from integrations.emr.context import (
     Provider,
 )
 from integrations.emr.document import ResultDocument
-from integrations.hl7.er7 import (
-    DEFAULT_DELIMITERS,
-    build_segment,
-    component_text,
-    escape,
-    subcomponent_text,
-)
 from integrations.hl7.header import format_dtm
+from integrations.hl7.model import Component, field_text, set_field, set_fields, to_er7
 from models.results import CodedConcept, Finding, UrgencyTier
 
 ORU_VERSION = "2.5.1"
@@ -101,31 +97,26 @@ def result_status(document: ResultDocument) -> str:
 
 
 def _e(text: str) -> str:
-    return escape(text, DEFAULT_DELIMITERS)
+    return field_text(text)
 
 
 def _cwe(concept: CodedConcept) -> str:
-    return component_text(concept.value, concept.meaning, concept.scheme)
+    return field_text(concept.value, concept.meaning, concept.scheme)
 
 
 def _cx(identifier: PatientIdentifier, default_type: str = "") -> str:
-    authority = subcomponent_text(
+    authority: Component = (
         identifier.assigning_authority,
         identifier.authority_universal_id,
         identifier.authority_universal_id_type,
     )
-    parts = [
-        _e(identifier.id_number),
-        "",
-        "",
-        authority,
-        _e(identifier.identifier_type_code or default_type),
-    ]
-    return "^".join(parts).rstrip("^")
+    return field_text(
+        identifier.id_number, "", "", authority, identifier.identifier_type_code or default_type
+    )
 
 
 def _xpn(name: PersonName) -> str:
-    return component_text(name.family, name.given, name.middle, name.suffix, name.prefix)
+    return field_text(name.family, name.given, name.middle, name.suffix, name.prefix)
 
 
 def person_name(dicom_name: str) -> str:
@@ -137,7 +128,7 @@ def person_name(dicom_name: str) -> str:
 def _xcn(provider: Provider) -> str:
     if provider.is_empty:
         return ""
-    return component_text(
+    return field_text(
         provider.id_number,
         provider.family,
         provider.given,
@@ -153,7 +144,7 @@ def _xcn(provider: Provider) -> str:
 def _pl(location: Location) -> str:
     if location.is_empty:
         return ""
-    return component_text(
+    return field_text(
         location.point_of_care,
         location.room,
         location.bed,
@@ -167,7 +158,7 @@ def _pl(location: Location) -> str:
 
 
 def _ei(entity: str, namespace: str = "") -> str:
-    return component_text(entity, namespace) if entity else ""
+    return field_text(entity, namespace) if entity else ""
 
 
 def _number(value: float) -> str:
@@ -190,40 +181,38 @@ def _ordering_provider(document: ResultDocument, patient: PatientContext | None)
     return patient.referring_doctor if patient else Provider()
 
 
-def _pid(document: ResultDocument, patient: PatientContext | None) -> str:
+def _pid(pid: Any, document: ResultDocument, patient: PatientContext | None) -> None:
     if patient is not None:
         identifiers = [_cx(patient.identifier, "MR")] + [
             _cx(item) for item in patient.other_identifiers
         ]
-        fields = {
-            1: "1",
-            3: "~".join(identifiers),
-            5: _xpn(patient.name) or "UNKNOWN",
-            7: _e(patient.birth_date),
-            8: _e(patient.sex),
-        }
-    else:
-        study = document.study
-        mrn = PatientIdentifier(
-            study.patient_id, study.issuer_of_patient_id, identifier_type_code="MR"
-        )
-        sex = study.patient_sex.strip().upper()
-        fields = {
+        set_field(pid, 1, "1")
+        set_field(pid, 3, *identifiers)
+        set_fields(pid, {5: _xpn(patient.name) or "UNKNOWN", 7: _e(patient.birth_date)})
+        set_field(pid, 8, _e(patient.sex))
+        return
+    study = document.study
+    mrn = PatientIdentifier(study.patient_id, study.issuer_of_patient_id, identifier_type_code="MR")
+    sex = study.patient_sex.strip().upper()
+    set_fields(
+        pid,
+        {
             1: "1",
             3: _cx(mrn),
             5: _xpn(PersonName.from_dicom(study.patient_name)) or "UNKNOWN",
             7: _e(study.patient_birth_date.strip()),
             8: sex if sex in ("M", "F", "O") else "U",
-        }
-    return build_segment("PID", fields)
+        },
+    )
 
 
-def _pv1(document: ResultDocument, patient: PatientContext | None) -> str:
+def _pv1(pv1: Any, document: ResultDocument, patient: PatientContext | None) -> None:
     if patient is None:
         referring = Provider.from_dicom(document.order.referring_physician)
-        return build_segment("PV1", {1: "1", 2: "U", 8: _xcn(referring)})
-    return build_segment(
-        "PV1",
+        set_fields(pv1, {1: "1", 2: "U", 8: _xcn(referring)})
+        return
+    set_fields(
+        pv1,
         {
             1: "1",
             2: _e(patient.patient_class or "U"),
@@ -253,7 +242,7 @@ def _tier_flag(tier: UrgencyTier) -> str:
     }[tier]
 
 
-def _observations(document: ResultDocument, observed_at: str) -> list[str]:
+def _observations(document: ResultDocument, observed_at: str) -> list[dict[int, str]]:
     analysis = document.analysis
     rows: list[dict[int, str]] = []
     tier = analysis.tier
@@ -295,14 +284,12 @@ def _observations(document: ResultDocument, observed_at: str) -> list[str]:
                     6: _cwe(measurement.unit),
                 }
             )
-    segments = []
     for set_id, row in enumerate(rows, start=1):
         row[1] = str(set_id)
         row[11] = result_status(document)
         if observed_at:
             row[14] = observed_at
-        segments.append(build_segment("OBX", row))
-    return segments
+    return rows
 
 
 def build_oru(
@@ -318,39 +305,45 @@ def build_oru(
     """
     timestamp = format_dtm(now)
     order = document.order
-    msh = build_segment(
-        "MSH",
+    message = Message("ORU_R01", version=ORU_VERSION)
+    set_fields(
+        message.msh,
         {
             3: _e(route.sending_application),
             4: _e(route.sending_facility),
             5: _e(route.receiving_application),
             6: _e(route.receiving_facility),
             7: timestamp,
-            9: "ORU^R01^ORU_R01",
-            10: message_control_id(document),
+            9: field_text("ORU", "R01", "ORU_R01"),
+            10: _e(message_control_id(document)),
             11: _e(route.processing_id),
             12: ORU_VERSION,
-            18: ORU_CHARSET,
+            18: _e(ORU_CHARSET),
         },
     )
+    result = message.add_group("ORU_R01_PATIENT_RESULT")
+    patient_group = result.add_group("ORU_R01_PATIENT")
+    _pid(patient_group.pid, document, patient)
+    _pv1(patient_group.add_group("ORU_R01_VISIT").pv1, document, patient)
     filler = order.filler_order_number or order.accession_number
     filler_namespace = "" if order.filler_order_number else order.issuer_of_accession_number
     placer = _ei(order.placer_order_number)
     filler_ei = _ei(filler, filler_namespace)
     ordering = _xcn(_ordering_provider(document, patient))
-    orc = build_segment("ORC", {1: "RE", 2: placer, 3: filler_ei, 9: timestamp, 12: ordering})
+    observation = result.add_group("ORU_R01_ORDER_OBSERVATION")
+    set_fields(observation.orc, {1: "RE", 2: placer, 3: filler_ei, 9: timestamp, 12: ordering})
     if order.procedure_code is not None:
         service = _cwe(order.procedure_code)
     else:
         description = order.requested_procedure_description or document.study.study_description
         service = (
-            component_text(DEFAULT_SERVICE.value, description, DEFAULT_SERVICE.scheme)
+            field_text(DEFAULT_SERVICE.value, description, DEFAULT_SERVICE.scheme)
             if description
             else _cwe(DEFAULT_SERVICE)
         )
     observed_at = _study_datetime(document)
-    obr = build_segment(
-        "OBR",
+    set_fields(
+        observation.obr,
         {
             1: "1",
             2: placer,
@@ -371,17 +364,8 @@ def build_oru(
         notes.insert(0, document.analysis.clinical_use_notice)
     if patient is None:
         notes.append(NO_CLINICAL_CONTEXT)
-    ntes = [
-        build_segment("NTE", {1: str(index), 2: "L", 3: _e(text)})
-        for index, text in enumerate(notes, start=1)
-    ]
-    segments = [
-        msh,
-        _pid(document, patient),
-        _pv1(document, patient),
-        orc,
-        obr,
-        *ntes,
-        *_observations(document, observed_at),
-    ]
-    return "\r".join(segments) + "\r"
+    for index, text in enumerate(notes, start=1):
+        set_fields(observation.add_segment("NTE"), {1: str(index), 2: "L", 3: _e(text)})
+    for row in _observations(document, observed_at):
+        set_fields(observation.add_group("ORU_R01_OBSERVATION").obx, row)
+    return to_er7(message)

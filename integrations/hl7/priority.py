@@ -29,8 +29,7 @@ from typing import Literal
 from hl7apy.core import Message
 
 from integrations.dicom.uids import derived_uid
-from integrations.hl7.er7 import escape_held as escape
-from integrations.hl7.er7 import release_held
+from integrations.hl7.model import escape, to_er7
 from models.results import UrgencyTier
 
 HL7_PRIORITY = {
@@ -159,7 +158,7 @@ def build_orm_o01(update: PriorityUpdate, now: datetime) -> str:
     note.nte_3 = _note(update)
     zds = message.add_segment("ZDS")
     zds.zds_1 = f"{escape(update.study_instance_uid)}^100^Application^DICOM"
-    return release_held(message.to_er7())
+    return to_er7(message)
 
 
 def build_omi_o23(update: PriorityUpdate, now: datetime) -> str:
@@ -189,7 +188,7 @@ def build_omi_o23(update: PriorityUpdate, now: datetime) -> str:
     ipc.ipc_4 = _order_number(update)
     if update.modality:
         ipc.ipc_5 = escape(update.modality.split("/")[0])
-    return release_held(message.to_er7())
+    return to_er7(message)
 
 
 def build_priority_update(

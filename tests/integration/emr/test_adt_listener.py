@@ -8,8 +8,7 @@ import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
-from integrations.hl7.er7 import parse_segments
-from tests.emr_samples import adt
+from tests.emr_samples import adt, segments_of
 from tests.fix_hl7 import wait_until
 from tests.integration.emr.helpers import AdtSender, msa, running_listener
 
@@ -140,7 +139,7 @@ def test_enhanced_mode_answers_commit_acks(settings_factory) -> None:
 def test_ack_is_valid_hl7_for_the_sender(settings_factory) -> None:
     with running_listener(settings_factory(hl7={"sending_application": "PACSFLOW-ADT"})) as site:
         ack = site.sender().send(adt("A01", "V-1", version="2.4"))
-        msh = parse_segments(ack)[0]
+        msh = segments_of(ack)[0]
         assert (msh.value(3), msh.value(5), msh.value(12)) == ("PACSFLOW-ADT", "ADTSYS", "2.4")
         assert msh.raw(9) == "ACK^A01^ACK"
 

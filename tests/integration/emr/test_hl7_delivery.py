@@ -11,10 +11,9 @@ import pytest
 from integrations.db.connection import open_database
 from integrations.db.outbox import OutboxStore
 from integrations.emr.enqueue import enqueue_result
-from integrations.hl7.er7 import parse_segments
 from integrations.hl7.oru import NO_CLINICAL_CONTEXT
 from integrations.hl7.sender import Hl7Sender
-from tests.emr_samples import adt, result_document, study_facts
+from tests.emr_samples import adt, result_document, segments_of, study_facts
 from tests.fix_hl7 import wait_until
 from tests.integration.emr.helpers import (
     fast_emr,
@@ -29,7 +28,7 @@ UID = "1.2.826.0.1.3680043.8.498.{}"
 
 def oru(record: dict) -> dict[str, list]:
     found: dict[str, list] = {}
-    for segment in parse_segments(record["text"]):
+    for segment in segments_of(record["text"]):
         found.setdefault(segment.name, []).append(segment)
     return found
 

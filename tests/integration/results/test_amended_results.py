@@ -15,8 +15,8 @@ import pytest
 from pydicom import dcmread
 
 from integrations.db.analyses import AnalysisStore
-from integrations.hl7.er7 import parse_segments
 from integrations.hl7.sender import Hl7Sender
+from tests.emr_samples import segments_of
 from tests.fix_orthanc import NODE_ALIAS, OrthancPeer
 from tests.integration.results.conftest import completed_runs, site
 from tests.integration.test_end_to_end import upload, wait_for
@@ -115,6 +115,6 @@ def node_objects(node, study_uid: str) -> list[dict[str, Any]]:
 
 
 def result_statuses(text: str) -> tuple[str, set[str]]:
-    segments = list(parse_segments(text))
+    segments = list(segments_of(text))
     (obr,) = [segment for segment in segments if segment.name == "OBR"]
     return obr.value(25), {segment.value(11) for segment in segments if segment.name == "OBX"}

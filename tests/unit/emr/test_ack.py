@@ -20,7 +20,7 @@ from tests.emr_samples import adt
 
 
 def ack_for(version: str, code: AcknowledgmentCode, problem: Hl7Problem | None = None) -> str:
-    header, _ = read_header(adt("A01", "CTRL-42", version=version))
+    header = read_header(adt("A01", "CTRL-42", version=version))
     return build_ack(
         header,
         code,

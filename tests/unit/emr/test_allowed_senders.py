@@ -28,12 +28,12 @@ ALLOWED = [
 )
 def test_a_sender_must_match_every_key_of_one_entry(application, facility, peer, allowed):
     message = adt("A01", "C1").replace("|ADTSYS|HOSP|", f"|{application}|{facility}|", 1)
-    header, _ = read_header(message)
+    header = read_header(message)
     assert sender_allowed(header, peer, ALLOWED) is allowed
 
 
 def test_no_list_means_any_sender_and_an_empty_entry_is_refused():
-    header, _ = read_header(adt("A01", "C1"))
+    header = read_header(adt("A01", "C1"))
     assert sender_allowed(header, "192.0.2.1:1", [])
     assert peer_host("[fe80::1]:2575") == "fe80::1"
     with pytest.raises(ValueError, match="at least one"):

@@ -11,9 +11,8 @@ from hl7apy.parser import parse_message
 
 from integrations.emr.document import ResultDocument
 from integrations.fhir.diagnostic_report import IdentifierSystems, build_report_bundle
-from integrations.hl7.er7 import parse_segments
 from integrations.hl7.oru import MessageRoute, build_oru, message_control_id
-from tests.emr_samples import result_document
+from tests.emr_samples import result_document, segments_of
 from tests.fhir_r4 import validate_r4
 
 NOW = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
@@ -26,8 +25,8 @@ SECOND_SR = "2.25.1002"
 def statuses(document: ResultDocument) -> tuple[str, set[str]]:
     text = build_oru(document, None, ROUTE, NOW)
     parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True).validate()
-    found = {segment.name: [] for segment in parse_segments(text)}
-    for segment in parse_segments(text):
+    found = {segment.name: [] for segment in segments_of(text)}
+    for segment in segments_of(text):
         found[segment.name].append(segment)
     return found["OBR"][0].value(25), {obx.value(11) for obx in found["OBX"]}
 

@@ -1,5 +1,6 @@
-"""Any text in any field of every HL7 message pacsflow sends parses back with no field or
-segment shift, read by our ER7 reader and by hl7apy (property test).
+"""Any text in any field of every HL7 message pacsflow sends, and of an ADT it receives, parses
+back with no field or segment shift, read through the hl7apy adapter and by hl7apy alone
+(property test).
 
 Each message kind is built three times: with every text input "x", with every text input "y"
 (fields that differ between the two carry inputs; the others are fixed), and with a generated
@@ -18,15 +19,16 @@ from datetime import UTC, datetime
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 from hypothesis import HealthCheck, given, settings
+from hl7apy.core import Message
 from hypothesis import strategies as st
+from integrations.hl7.model import escape, field_text, parse, set_field, set_fields, to_er7
 
 from integrations.emr.document import OrderInfo, ResultDocument, StudyFacts
 from integrations.escalation.notification import Notification
 from integrations.escalation.rules import Recipient
 from integrations.hl7.ack import AcknowledgmentCode, ErrorCondition, Hl7Problem, build_ack
-from integrations.hl7.adt import read_header
+from integrations.hl7.adt import parse_adt, read_header
 from integrations.hl7.alert import build_alert
-from integrations.hl7.er7 import escape_held, parse_segments
 from integrations.hl7.oru import MessageRoute, build_oru
 from integrations.hl7.priority import PriorityUpdate, build_omi_o23, build_orm_o01
 from integrations.settings import PersonSettings
@@ -139,7 +141,7 @@ def alert(text: str) -> str:
 
 
 def ack(text: str) -> str:
-    header, _ = read_header(adt("A01", "CTRL-42"))
+    header = read_header(adt("A01", "CTRL-42"))
     problem = Hl7Problem(ErrorCondition.DATA_TYPE_ERROR, text, "PID", 1, 7)
     return build_ack(
         header,
@@ -152,14 +154,48 @@ def ack(text: str) -> str:
     )
 
 
+def adt_in(text: str) -> str:
+    """An ADT^A01 as a sender's hl7apy would write it, with ``text`` in its free-text fields."""
+    message = Message("ADT_A01", version="2.5.1")
+    set_fields(
+        message.msh,
+        {
+            3: field_text(text),
+            4: field_text(text),
+            7: "20260301090000",
+            9: "ADT^A01^ADT_A01",
+            10: "CTRL-7",
+            11: "P",
+            12: "2.5.1",
+            18: "UNICODE UTF-8",
+        },
+    )
+    set_fields(message.evn, {1: "A01", 2: "20260301090000"})
+    pid = message.pid
+    set_field(pid, 1, "1")
+    set_field(pid, 3, field_text(f"ID-{text}", "", "", "HOSP", "MR"), field_text(text, "", "", text))
+    set_fields(pid, {5: field_text((text, ""), text, text), 7: "19610415", 8: "M"})
+    set_fields(
+        message.pv1,
+        {
+            1: "1",
+            2: "I",
+            3: field_text(text, text, text, text),
+            7: field_text("1234", (text,), text),
+            19: field_text(text, "", "", "HOSP", "VN"),
+        },
+    )
+    return to_er7(message)
+
+
 KINDS: dict[str, Callable[[str], str]] = {
     "ORU^R01 result": oru,
     "ORU^R01 alert": alert,
     "ORM^O01": lambda text: build_orm_o01(priority_update(text), NOW),
     "OMI^O23": lambda text: build_omi_o23(priority_update(text), NOW),
     "ACK": ack,
+    "ADT^A01 received": adt_in,
 }
-BUILT_WITH_HL7APY = {"ORU^R01 alert", "ORM^O01", "OMI^O23"}
 # Where each kind carries an input as plain text: (segment, field, component).
 CARRIERS: dict[str, tuple[tuple[str, int, int], ...]] = {
     "ORU^R01 result": (("MSH", 3, 1), ("OBR", 18, 1), ("OBR", 19, 1), ("PID", 3, 1)),
@@ -167,12 +203,13 @@ CARRIERS: dict[str, tuple[tuple[str, int, int], ...]] = {
     "ORM^O01": (("MSH", 3, 1), ("OBR", 4, 2), ("OBR", 18, 1), ("PV1", 3, 1), ("PID", 7, 1)),
     "OMI^O23": (("MSH", 4, 1), ("OBR", 4, 2), ("IPC", 1, 1), ("IPC", 3, 1)),
     "ACK": (("MSH", 3, 1), ("MSH", 10, 1)),
+    "ADT^A01 received": (("MSH", 3, 1), ("PID", 5, 2), ("PV1", 3, 4), ("PV1", 7, 3)),
 }
 
 
 def layout(er7: str) -> list[tuple[str, tuple[str, ...]]]:
     assert "\n" not in er7
-    return [(segment.name, segment.fields) for segment in parse_segments(er7)]
+    return [(segment.name, segment.fields) for segment in parse(er7).segments]
 
 
 def hl7apy_fields(er7: str) -> list[tuple[str, dict[int, str]]]:
@@ -212,7 +249,7 @@ def test_any_text_in_any_field_parses_back_without_a_shift(text: str) -> None:
         er7 = build(text)
         fixed = fixed_fields(build)
         # our reader: the same segments, every fixed field in its place
-        segments = parse_segments(er7)
+        segments = parse(er7).segments
         assert [s.name for s in segments] == [name for name, _ in fixed], kind
         for segment, (name, fields) in zip(segments, fixed, strict=True):
             for number, value in fields.items():
@@ -221,7 +258,7 @@ def test_any_text_in_any_field_parses_back_without_a_shift(text: str) -> None:
             (segment, *_) = [s for s in segments if s.name == name]
             read = segment.value(number, component) if number > 2 or name != "MSH" else ""
             expected = {line_breaks(text)}
-            if kind in BUILT_WITH_HL7APY and not escape_held(text).strip():
+            if not escape(text).strip():
                 expected.add("")  # hl7apy may write a blank value as an empty field
             assert line_breaks(read) in expected, f"{kind} {name}-{number}"
         # hl7apy: the same segments and the same fixed fields
@@ -239,7 +276,22 @@ def test_a_segment_in_a_study_description_stays_text() -> None:
     hostile = "HEAD\rPID|1||EVIL"
     for build in (build_orm_o01, build_omi_o23):
         update = dataclasses.replace(priority_update("x"), study_description=hostile)
-        segments = parse_segments(build(update, NOW))
+        segments = parse(build(update, NOW)).segments
         assert [s.name for s in segments].count("PID") == 1
         (obr,) = [s for s in segments if s.name == "OBR"]
         assert obr.value(4, 2) == "HEAD\nPID|1||EVIL"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=HOSTILE)
+def test_any_text_in_a_received_adt_reaches_the_patient_context_as_sent(text: str) -> None:
+    message = parse_adt(adt_in(text), ["2.5.1"])
+    sent = line_breaks(text)
+    assert message.identifiers[0].id_number == f"ID-{sent}".strip()
+    assert message.name.family == sent and message.name.given == sent
+    assert message.visit is not None
+    location = message.visit.location
+    assert (location.point_of_care, location.room, location.bed, location.facility) == (sent,) * 4
+    assert message.visit.attending_doctor.family == sent
+    assert message.birth_date == "19610415" and message.sex == "M"
+    assert message.header.message_control_id == "CTRL-7"

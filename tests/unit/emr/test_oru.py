@@ -13,7 +13,6 @@ from integrations.emr.context import PatientContext
 from integrations.emr.identifiers import MrnRules
 from integrations.hl7.adt import parse_adt
 from integrations.hl7.adt_events import updated_context
-from integrations.hl7.er7 import parse_segments
 from integrations.hl7.oru import (
     NO_CLINICAL_CONTEXT,
     NOT_FOR_PRIMARY_DIAGNOSIS,
@@ -22,7 +21,7 @@ from integrations.hl7.oru import (
     message_control_id,
 )
 from models.results import AnalysisResult
-from tests.emr_samples import adt, result_document, study_facts
+from tests.emr_samples import adt, result_document, segments_of, study_facts
 
 NOW = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
 ROUTE = MessageRoute("PACSFLOW", "RADIOLOGY", "EPIC", "HOSPITAL", "P")
@@ -42,7 +41,7 @@ def context(*events: tuple[str, str]) -> PatientContext:
 
 def segments(text: str) -> dict[str, list]:
     found: dict[str, list] = {}
-    for segment in parse_segments(text):
+    for segment in segments_of(text):
         found.setdefault(segment.name, []).append(segment)
     return found
 

@@ -1,0 +1,403 @@
+"""The thin adapter between pacsflow and hl7apy, its HL7 v2 message model (pure).
+
+hl7apy parses every message pacsflow receives and builds every message it sends. This module
+is what hl7apy needs around it, and nothing else:
+
+- **tolerant reading.** :func:`parse` takes CR, LF or CRLF as segment terminators (vendor
+  feeds use all three), refuses text that is not ER7 before hl7apy sees it (no MSH, a second
+  MSH, delimiters that are not five distinct symbols, a line that is not a segment) and parses
+  with ``VALIDATION_LEVEL.TOLERANT`` and ``find_groups=False``: the listener checks what it
+  needs itself (``integrations.hl7.adt``), a missing optional segment or a vendor's extra
+  component must not cost an AE, and group finding is most of hl7apy's parse time.
+- **values, not ER7.** hl7apy keeps escape sequences in what it parsed; :class:`Segment` and
+  :class:`Repetition` read its element tree by position and resolve them (:func:`unescape`).
+- **one escaper.** hl7apy's writer escapes ``| ^ & ~`` and lone backslashes but leaves a
+  backslash that looks like ``\\F\\`` or ``\\H\\`` alone (so text cannot round-trip), passes CR
+  (a segment injection) and the MLLP block characters, and re-escapes any sequence it does not
+  know, such as ``\\.br\\``. :func:`escape` writes every delimiter and the escape character
+  as their sequences and holds line breaks and control characters as private-use characters
+  while hl7apy writes; :func:`to_er7` writes the message and releases them as ``\\.br\\`` and
+  ``\\Xhh\\``. :func:`field_text` joins escaped components for an assignment such as
+  ``pid.pid_5 = field_text(...)``.
+
+Messages are built with hl7apy's default delimiters ``|^~\\&``; a received message may use
+others, and is read with its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from typing import Any
+
+from hl7apy import load_library
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.core import Message
+from hl7apy.exceptions import HL7apyException
+from hl7apy.parser import get_message_info, parse_message
+
+SEGMENT_TERMINATOR = "\r"
+FALLBACK_VERSION = "2.5"  # parses the MSH of a message whose version hl7apy does not know
+DEFAULT_VERSION = "2.5.1"  # what pacsflow writes when nothing says otherwise
+_SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+_POSITION = re.compile(r"_(\d+)$")
+
+
+class Hl7SyntaxError(ValueError):
+    """The text is not an ER7 message hl7apy can read (no MSH, bad delimiters, bad segment)."""
+
+
+@dataclass(frozen=True)
+class Delimiters:
+    """The five delimiters a message declares in MSH-1 and MSH-2."""
+
+    field: str = "|"
+    component: str = "^"
+    repetition: str = "~"
+    escape: str = "\\"
+    subcomponent: str = "&"
+
+    @property
+    def encoding_characters(self) -> str:
+        """MSH-2 as written: component, repetition, escape, subcomponent."""
+        return self.component + self.repetition + self.escape + self.subcomponent
+
+    @classmethod
+    def from_msh(cls, msh: str) -> Delimiters:
+        """Read the delimiters from the start of an MSH segment."""
+        if not msh.startswith("MSH") or len(msh) < 8:
+            raise Hl7SyntaxError("the message does not start with an MSH segment")
+        field = msh[3]
+        encoding = msh[4:].split(field, 1)[0]
+        if len(encoding) < 4:
+            raise Hl7SyntaxError(f"MSH-2 encoding characters {encoding!r} are incomplete")
+        chosen = (field, *encoding[:4])
+        if len(set(chosen)) != 5 or any(c.isalnum() or c in "\r\n" for c in chosen):
+            raise Hl7SyntaxError(
+                f"MSH-1/MSH-2 delimiters {''.join(chosen)!r} are not five distinct symbols"
+            )
+        return cls(*chosen)
+
+
+DEFAULT_DELIMITERS = Delimiters()
+
+# --- the escaper -------------------------------------------------------------------------
+
+_ESCAPE_NAMES = {"F": "field", "S": "component", "T": "subcomponent", "R": "repetition"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")  # C0 controls other than tab
+_HELD_LINE_BREAK = "\ue000"
+_HELD_CONTROL_BASE = 0xE100  # + the control character's code
+_HELD = re.compile("[\ue000\ue100-\ue17f]")
+
+
+def escape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
+    """Text as it must be given to hl7apy for one value; write the message with :func:`to_er7`."""
+    e = delimiters.escape
+    out = _HELD.sub("\ufffd", text).replace(e, f"{e}E{e}")
+    out = out.replace(delimiters.field, f"{e}F{e}")
+    out = out.replace(delimiters.component, f"{e}S{e}")
+    out = out.replace(delimiters.subcomponent, f"{e}T{e}")
+    out = out.replace(delimiters.repetition, f"{e}R{e}")
+    # A segment terminator inside a value would end the segment: it is a line break.
+    out = out.replace("\r\n", _HELD_LINE_BREAK).replace("\r", _HELD_LINE_BREAK)
+    out = out.replace("\n", _HELD_LINE_BREAK)
+    # The MLLP block characters would end the frame; no C0 control belongs in ER7 text.
+    return _CONTROL.sub(lambda match: chr(_HELD_CONTROL_BASE + ord(match.group())), out)
+
+
+def _release(er7: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
+    e = delimiters.escape
+
+    def written(match: re.Match[str]) -> str:
+        if match.group() == _HELD_LINE_BREAK:
+            return f"{e}.br{e}"
+        return f"{e}X{ord(match.group()) - _HELD_CONTROL_BASE:02X}{e}"
+
+    return _HELD.sub(written, er7)
+
+
+def to_er7(message: Message) -> str:
+    """The ER7 text of a message built with hl7apy from :func:`escape` d values, segments
+    terminated by CR."""
+    return _release(message.to_er7()) + SEGMENT_TERMINATOR
+
+
+Component = str | Sequence[str]  # one text, or its subcomponents
+
+
+def field_text(*components: Component, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
+    """One field repetition for hl7apy from its components (a text, or a sequence of
+    subcomponent texts), each escaped; trailing empty parts dropped."""
+    parts = []
+    for component in components:
+        subparts = [component] if isinstance(component, str) else list(component)
+        joined = delimiters.subcomponent.join(escape(part, delimiters) for part in subparts)
+        parts.append(joined.rstrip(delimiters.subcomponent))
+    return delimiters.component.join(parts).rstrip(delimiters.component)
+
+
+def set_field(segment: Any, number: int, *repetitions: str) -> None:
+    """Field ``number`` of an hl7apy segment from :func:`field_text` repetitions (empty ones
+    are left out, an all-empty field stays absent)."""
+    name = f"{segment.name}_{number}"
+    for index, value in enumerate(value for value in repetitions if value):
+        if index == 0:
+            setattr(segment, name.lower(), value)
+        else:
+            segment.add_field(name).value = value
+
+
+def set_fields(segment: Any, values: dict[int, str]) -> None:
+    """Several fields of an hl7apy segment: ``{number: field_text(...)}``."""
+    for number, value in sorted(values.items()):
+        set_field(segment, number, value)
+
+
+def recoded(raw: str, source: Delimiters) -> str:
+    """ER7 text written with ``source`` delimiters, as the default delimiters write it (a
+    default delimiter that was literal text becomes its escape sequence)."""
+    if source == DEFAULT_DELIMITERS:
+        return raw
+    target = DEFAULT_DELIMITERS
+    names = ("field", "component", "repetition", "escape", "subcomponent")
+    mapping = {getattr(source, name): getattr(target, name) for name in names}
+    literal = {getattr(target, name): escape(getattr(target, name)) for name in names}
+    return "".join(mapping.get(char) or literal.get(char) or char for char in raw)
+
+
+def unescape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
+    """The text a value stands for: escape sequences resolved.
+
+    Formatting sequences (``\\H\\``, ``\\N\\``, ``\\.sp\\``...) are dropped, ``\\.br\\`` becomes a
+    line break, ``\\Xhh..\\`` becomes the bytes it names (read as Latin-1), anything unknown is
+    kept as written.
+    """
+    e = delimiters.escape
+    if e not in text:
+        return text
+    out: list[str] = []
+    position = 0
+    while True:
+        start = text.find(e, position)
+        end = text.find(e, start + 1) if start >= 0 else -1
+        if start < 0 or end < 0:  # no more escapes, or an unterminated one: literal
+            out.append(text[position:])
+            break
+        out.append(text[position:start])
+        name = text[start + 1 : end]
+        if name in _ESCAPE_NAMES:
+            out.append(getattr(delimiters, _ESCAPE_NAMES[name]))
+        elif name == "E":
+            out.append(e)
+        elif name == ".br":
+            out.append("\n")
+        elif name[:1] == "X" and re.fullmatch(r"X(?:[0-9A-Fa-f]{2})+", name):
+            out.append(bytes.fromhex(name[1:]).decode("latin-1"))
+        elif not (name in ("H", "N") or name[:1] in (".", "C", "M", "Z")):
+            out.append(text[start : end + 1])  # unknown: kept; formatting: no text of its own
+        position = end + 1
+    return "".join(out)
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def _positions(children: Sequence[Any]) -> dict[int, Any]:
+    """hl7apy children by their 1-based position (``CX_4`` is 4; unnamed ones in order)."""
+    found: dict[int, Any] = {}
+    for index, child in enumerate(children, start=1):
+        match = _POSITION.search(child.name or "")
+        found.setdefault(int(match.group(1)) if match else index, child)
+    return found
+
+
+def _leaf_text(leaf: Any) -> str:
+    """A leaf's text as written: hl7apy keeps text as it was sent, and re-formats what it
+    typed (DTM, NM, SI) in the precision it was sent in."""
+    value = leaf.value
+    text = getattr(value, "value", value)
+    if text is None or isinstance(text, str):
+        return text or ""
+    return str(value.to_er7())
+
+
+@dataclass(frozen=True)
+class Repetition:
+    """One repetition of a field (an hl7apy ``Field``): its values by position, unescaped."""
+
+    element: Any
+    delimiters: Delimiters = DEFAULT_DELIMITERS
+
+    @cached_property
+    def _components(self) -> dict[int, Any]:
+        if self.element is None:
+            return {}
+        return _positions(self.element.children)
+
+    def _subcomponents(self, number: int) -> dict[int, Any]:
+        component = self._components.get(number)
+        return {} if component is None else _positions(component.children)
+
+    def component(self, number: int, subcomponent: int = 1) -> str:
+        """Component ``number`` (1-based), or one of its subcomponents, unescaped; '' if absent."""
+        leaf = self._subcomponents(number).get(subcomponent)
+        return "" if leaf is None else unescape(_leaf_text(leaf), self.delimiters)
+
+    def raw_component(self, number: int) -> str:
+        """Component ``number`` as written, subcomponents included."""
+        subparts = self._subcomponents(number)
+        if not subparts:
+            return ""
+        texts = [
+            _leaf_text(subparts[n]) if n in subparts else "" for n in range(1, max(subparts) + 1)
+        ]
+        return self.delimiters.subcomponent.join(texts).rstrip(self.delimiters.subcomponent)
+
+    @property
+    def raw(self) -> str:
+        """The repetition as written."""
+        if not self._components:
+            return ""
+        texts = [self.raw_component(n) for n in range(1, max(self._components) + 1)]
+        return self.delimiters.component.join(texts).rstrip(self.delimiters.component)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.raw.strip(self.delimiters.component + self.delimiters.subcomponent)
+
+    @property
+    def text(self) -> str:
+        """The whole repetition as one unescaped text (component 1 of a simple value)."""
+        return self.component(1)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment parsed by hl7apy, read by field number."""
+
+    element: Any
+    delimiters: Delimiters = DEFAULT_DELIMITERS
+
+    @property
+    def name(self) -> str:
+        return str(self.element.name)
+
+    @cached_property
+    def _fields(self) -> dict[int, list[Repetition]]:
+        found: dict[int, list[Repetition]] = {}
+        for child in self.element.children:
+            match = _POSITION.search(child.name or "")
+            if match:  # hl7apy leaves a field beyond the segment's definition unnumbered
+                found.setdefault(int(match.group(1)), []).append(Repetition(child, self.delimiters))
+        return found
+
+    def raw(self, number: int) -> str:
+        """Field ``number`` (1-based, MSH-1 is the field separator) as written."""
+        if self.name == "MSH" and number <= 2:
+            d = self.delimiters
+            return d.field if number == 1 else d.encoding_characters
+        return self.delimiters.repetition.join(rep.raw for rep in self._fields.get(number, []))
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every field as written, ``fields[n]`` is field n (trailing empty fields dropped)."""
+        last = max(self._fields, default=2 if self.name == "MSH" else 0)
+        return (self.name, *(self.raw(number) for number in range(1, last + 1)))
+
+    def repetitions(self, number: int) -> list[Repetition]:
+        """Every non-empty repetition of field ``number``."""
+        return [rep for rep in self._fields.get(number, []) if not rep.is_empty]
+
+    def first(self, number: int) -> Repetition:
+        """The first repetition of field ``number`` (an empty one when the field is empty)."""
+        found = self.repetitions(number)
+        return found[0] if found else Repetition(None, self.delimiters)
+
+    def value(self, number: int, component: int = 1, subcomponent: int = 1) -> str:
+        """One unescaped value of field ``number`` (first repetition)."""
+        if self.name == "MSH" and number <= 2:
+            return self.raw(number)
+        return self.first(number).component(component, subcomponent)
+
+
+def segment_lines(text: str) -> list[str]:
+    """The segments of a message as text; CR, LF and CRLF are all accepted as terminators."""
+    lines = text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
+    return [line for line in lines if line.strip()]
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    """A received message: hl7apy's parse and its segments read through the adapter."""
+
+    message: Message
+    delimiters: Delimiters
+    segments: tuple[Segment, ...]
+    declared_version: str  # MSH-12.1 as sent (hl7apy may have read it with FALLBACK_VERSION)
+
+    @property
+    def msh(self) -> Segment:
+        return self.segments[0]
+
+
+def checked_lines(text: str) -> tuple[list[str], Delimiters]:
+    """The segment lines of ER7 text and its delimiters; refuses what is not ER7."""
+    lines = segment_lines(text)
+    if not lines:
+        raise Hl7SyntaxError("the message is empty")
+    delimiters = Delimiters.from_msh(lines[0])
+    for index, line in enumerate(lines, start=1):
+        name = line[:3]
+        if not _SEGMENT_ID.match(name) or (len(line) > 3 and line[3] != delimiters.field):
+            raise Hl7SyntaxError(
+                f"segment {index} ({line[:12]!r}...) does not start with a segment ID"
+            )
+        if name == "MSH" and index != 1:
+            raise Hl7SyntaxError(f"segment {index} is a second MSH")
+    return lines, delimiters
+
+
+@lru_cache(maxsize=32)
+def known_version(version: str) -> bool:
+    """True for an HL7 version hl7apy has the definitions of."""
+    try:
+        load_library(version)
+    except HL7apyException:
+        return False
+    return True
+
+
+def parse(text: str, *, header_only: bool = False) -> ParsedMessage:
+    """Parse a message with hl7apy (tolerant, no groups); ``header_only`` parses only MSH.
+
+    A version hl7apy does not know is read with the v2.5 definitions, so that the message can
+    still be acknowledged with its control ID (the caller refuses the version itself).
+    """
+    lines, delimiters = checked_lines(text)
+    try:
+        declared = get_message_info(lines[0])[2] or ""
+    except HL7apyException as error:
+        raise Hl7SyntaxError(f"MSH cannot be read: {error}") from None
+    declared = declared.strip()
+    msh = lines[0]
+    if not known_version(declared):  # hl7apy takes its definitions from MSH-12
+        fields = msh.split(delimiters.field)
+        fields += [""] * (12 - len(fields))
+        fields[11] = FALLBACK_VERSION
+        msh = delimiters.field.join(fields)
+    body = [] if header_only else lines[1:]
+    # hl7apy strips each segment, which would cut a trailing space off its last value: an
+    # empty field after it keeps the value whole.
+    kept = [line + delimiters.field if line[-1:].isspace() else line for line in [msh, *body]]
+    try:
+        message = parse_message(
+            SEGMENT_TERMINATOR.join(kept),
+            validation_level=VALIDATION_LEVEL.TOLERANT,
+            find_groups=False,
+        )
+    except HL7apyException as error:
+        raise Hl7SyntaxError(f"hl7apy cannot read the message: {error}") from None
+    segments = tuple(Segment(child, delimiters) for child in message.children)
+    return ParsedMessage(message, delimiters, segments, declared)
