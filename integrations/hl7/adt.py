@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from integrations.emr.context import Location, PatientIdentifier, PersonName, Provider
 from integrations.hl7.ack import ErrorCondition, Hl7MessageError, Hl7Problem
 from integrations.hl7.header import MessageHeader, is_valid_dt, is_valid_dtm
-from integrations.hl7.model import Hl7SyntaxError, Repetition, Segment, checked_lines, parse
+from integrations.hl7.model import Hl7SyntaxError, ParsedMessage, Repetition, Segment, parse
 from integrations.hl7.structure import (
     is_known_segment,
     message_structure,
@@ -77,10 +77,11 @@ def _problem(
     return Hl7MessageError(Hl7Problem(condition, reason, segment, 1, field, component))
 
 
-def read_header(text: str) -> MessageHeader:
-    """MSH as a typed value (hl7apy parses MSH alone); refuses text that is not ER7."""
+def read_header(text: str, parsed: ParsedMessage | None = None) -> MessageHeader:
+    """MSH as a typed value (hl7apy parses MSH alone, unless ``parsed`` already has);
+    refuses text that is not ER7."""
     try:
-        return MessageHeader.from_message(parse(text, header_only=True))
+        return MessageHeader.from_message(parsed or parse(text, header_only=True))
     except Hl7SyntaxError as error:
         raise _problem(ErrorCondition.SEGMENT_SEQUENCE_ERROR, str(error)) from None
 
@@ -183,9 +184,14 @@ def _visit(pv1: Segment) -> Visit:
     )
 
 
-def parse_adt(text: str, accepted_versions: Iterable[str]) -> AdtMessage:
-    """Read an ADT message, or raise :class:`Hl7MessageError` saying what is wrong and where."""
-    header = read_header(text)
+def parse_adt(
+    text: str, accepted_versions: Iterable[str], header: MessageHeader | None = None
+) -> AdtMessage:
+    """Read an ADT message, or raise :class:`Hl7MessageError` saying what is wrong and where.
+
+    ``header`` is :func:`read_header` of the same text when the caller has it (MSH is then
+    not parsed again)."""
+    header = header if header is not None and header.source is not None else read_header(text)
     check_header(header, accepted_versions)
     if header.message_code != "ADT":
         raise _problem(
@@ -205,8 +211,8 @@ def parse_adt(text: str, accepted_versions: Iterable[str]) -> AdtMessage:
             9,
             2,
         )
-    lines, _ = checked_lines(text)  # read_header has refused what is not ER7
-    for index, name in enumerate((line[:3] for line in lines), start=1):
+    assert header.source is not None
+    for index, name in enumerate((line[:3] for line in header.source.lines), start=1):
         if not is_known_segment(name, version):  # hl7apy would refuse it without saying where
             raise Hl7MessageError(
                 Hl7Problem(
@@ -217,7 +223,7 @@ def parse_adt(text: str, accepted_versions: Iterable[str]) -> AdtMessage:
                 )
             )
     try:
-        segments = parse(text).segments
+        segments = header.source.with_body().segments
     except Hl7SyntaxError as error:
         raise _problem(ErrorCondition.SEGMENT_SEQUENCE_ERROR, str(error)) from None
     present = {segment.name for segment in segments}

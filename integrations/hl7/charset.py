@@ -12,9 +12,9 @@ ISO 8859 set) decodes without error into "MÃ¼ller", so it is detected explicit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from integrations.hl7.model import Hl7SyntaxError, parse
+from integrations.hl7.model import Hl7SyntaxError, ParsedMessage, checked_lines, parse
 
 # HL7 table 0211 (alternate character sets) -> Python codec; the single-byte ISO 8859 parts,
 # ASCII and UTF-8. Two-byte and ISO 2022 sets are not accepted (none of our peers send them).
@@ -58,26 +58,36 @@ class DecodedMessage:
     text: str
     charset: str  # the HL7 name used
     declared: bool  # True when MSH-18 named it, False when the default applied
+    msh: ParsedMessage | None = None  # hl7apy's parse of MSH, valid for ``text``
 
 
-def declared_charset(raw: bytes) -> str:
-    """MSH-18 (first repetition) as hl7apy reads MSH; '' when absent or unreadable.
+def read_msh(raw: bytes) -> ParsedMessage | None:
+    """MSH of the raw bytes as hl7apy parses it; None when it cannot be read.
 
     MSH is ASCII in every accepted character set, so reading the bytes as Latin-1 (which maps
     every byte to one character) gives it exactly before the character set is known.
     """
     end = min((found for found in (raw.find(b"\r"), raw.find(b"\n")) if found >= 0), default=None)
     try:
-        msh = parse(raw[:end].decode("latin-1"), header_only=True).msh
+        return parse(raw[:end].decode("latin-1"), header_only=True)
     except Hl7SyntaxError:
-        return ""
-    value = msh.value(18).strip()
+        return None
+
+
+def declared_charset(raw: bytes) -> str:
+    """MSH-18 (first repetition) as hl7apy reads MSH; '' when absent or unreadable."""
+    return _declared(read_msh(raw))
+
+
+def _declared(msh: ParsedMessage | None) -> str:
+    value = msh.msh.value(18).strip() if msh is not None else ""
     return value if value.isascii() else ""
 
 
 def decode_message(raw: bytes, default_charset: str = UTF8) -> DecodedMessage:
     """Decode a message strictly in its MSH-18 character set (or ``default_charset``)."""
-    name = declared_charset(raw)
+    msh = read_msh(raw)
+    name = _declared(msh)
     declared = bool(name)
     name = name or default_charset
     codec = python_codec(name)
@@ -95,7 +105,15 @@ def decode_message(raw: bytes, default_charset: str = UTF8) -> DecodedMessage:
         raise CharsetError(
             f"byte 0x{raw[error.start]:02X} at offset {error.start} is not valid {name} ({source})"
         ) from None
-    return DecodedMessage(text, name, declared)
+    # The MSH parse holds for the decoded text when MSH is ASCII (as the standard has it).
+    if msh is not None and msh.lines[0].isascii():
+        try:
+            msh = replace(msh, lines=tuple(checked_lines(text)[0]))
+        except Hl7SyntaxError:
+            msh = None  # read_header says what is wrong
+    else:
+        msh = None
+    return DecodedMessage(text, name, declared, msh)
 
 
 def _looks_like_utf8(raw: bytes) -> bool:

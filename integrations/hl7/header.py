@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from integrations.hl7.model import Delimiters, ParsedMessage
@@ -31,6 +31,7 @@ class MessageHeader:
     accept_acknowledgment_type: str  # MSH-15 (empty: original acknowledgment mode)
     application_acknowledgment_type: str  # MSH-16
     character_set: str  # MSH-18, first repetition
+    source: ParsedMessage | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_message(cls, parsed: ParsedMessage) -> MessageHeader:
@@ -52,6 +53,7 @@ class MessageHeader:
             accept_acknowledgment_type=msh.value(15).strip().upper(),
             application_acknowledgment_type=msh.value(16).strip().upper(),
             character_set=msh.value(18).strip(),
+            source=parsed,
         )
 
     @property

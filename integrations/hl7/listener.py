@@ -35,6 +35,7 @@ from integrations.hl7.adt import AdtMessage, parse_adt, read_header
 from integrations.hl7.charset import CharsetError, decode_message, python_codec
 from integrations.hl7.header import MessageHeader, format_dtm
 from integrations.hl7.mllp import MllpServer, RefusalRecorder
+from integrations.hl7.model import ParsedMessage
 from integrations.metrics import HL7_MESSAGES_REFUSED
 from integrations.settings import Hl7SenderSettings, Hl7Settings
 from integrations.tls import listener_context
@@ -106,22 +107,24 @@ class AdtListener:
         message: AdtMessage | None = None
         problem: Hl7Problem | None = None
         charset = ""
+        msh: ParsedMessage | None = None
         try:
             decoded = decode_message(raw, self.settings.default_charset)
             charset = decoded.charset
             text = decoded.text
+            msh = decoded.msh
         except CharsetError as error:
             text = raw.decode("latin-1")  # only to read MSH for the ACK
             problem = Hl7Problem(ErrorCondition.DATA_TYPE_ERROR, str(error), "MSH", 1, 18)
         try:
-            header = read_header(text)
+            header = read_header(text, msh)
         except Hl7MessageError as error:
             problem = problem or error.problem
         if header is not None and not sender_allowed(header, peer, self.settings.allowed_senders):
             return self._refuse_sender(header, peer, charset)
         if problem is None:
             try:
-                message = parse_adt(text, self.settings.accepted_versions)
+                message = parse_adt(text, self.settings.accepted_versions, header)
                 if self.rules.select_mrn(message.identifiers) is None:
                     types = ", ".join(self.rules.identifier_types)
                     raise Hl7MessageError(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -36,7 +36,8 @@ from hl7apy import load_library
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 from hl7apy.exceptions import HL7apyException
-from hl7apy.parser import get_message_info, parse_message
+from hl7apy.parser import get_message_info
+from hl7apy.parser import parse_segments as hl7apy_parse_segments
 
 SEGMENT_TERMINATOR = "\r"
 FALLBACK_VERSION = "2.5"  # parses the MSH of a message whose version hl7apy does not know
@@ -330,16 +331,28 @@ def segment_lines(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class ParsedMessage:
-    """A received message: hl7apy's parse and its segments read through the adapter."""
+    """A received message as hl7apy parsed it, its segments read through the adapter."""
 
-    message: Message
     delimiters: Delimiters
-    segments: tuple[Segment, ...]
+    segments: tuple[Segment, ...]  # only MSH when parsed with header_only
     declared_version: str  # MSH-12.1 as sent (hl7apy may have read it with FALLBACK_VERSION)
+    version: str  # the definitions hl7apy read it with
+    lines: tuple[str, ...]  # the segments as text, for the rest of a header-only parse
 
     @property
     def msh(self) -> Segment:
         return self.segments[0]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.segments) == len(self.lines)
+
+    def with_body(self) -> ParsedMessage:
+        """The whole message: the segments after MSH parsed by hl7apy (MSH is not parsed again)."""
+        if self.complete:
+            return self
+        body = _hl7apy_segments(self.lines[1:], self.delimiters, self.version)
+        return replace(self, segments=(self.segments[0], *body))
 
 
 def checked_lines(text: str) -> tuple[list[str], Delimiters]:
@@ -369,35 +382,57 @@ def known_version(version: str) -> bool:
     return True
 
 
+def _encoding_chars(delimiters: Delimiters) -> dict[str, str]:
+    d = delimiters
+    return {
+        "FIELD": d.field,
+        "COMPONENT": d.component,
+        "REPETITION": d.repetition,
+        "ESCAPE": d.escape,
+        "SUBCOMPONENT": d.subcomponent,
+        "SEGMENT": SEGMENT_TERMINATOR,
+        "GROUP": SEGMENT_TERMINATOR,
+    }
+
+
+def _hl7apy_segments(
+    lines: Sequence[str], delimiters: Delimiters, version: str
+) -> tuple[Segment, ...]:
+    # hl7apy strips each segment, which would cut a trailing space off its last value: an
+    # empty field after it keeps the value whole.
+    kept = [line + delimiters.field if line[-1:].isspace() else line for line in lines]
+    try:
+        parsed = hl7apy_parse_segments(
+            SEGMENT_TERMINATOR.join(kept),
+            version=version,
+            encoding_chars=_encoding_chars(delimiters),
+            validation_level=VALIDATION_LEVEL.TOLERANT,
+            find_groups=False,
+        )
+    except HL7apyException as error:
+        raise Hl7SyntaxError(f"hl7apy cannot read the message: {error}") from None
+    return tuple(Segment(child, delimiters) for child in parsed)
+
+
 def parse(text: str, *, header_only: bool = False) -> ParsedMessage:
-    """Parse a message with hl7apy (tolerant, no groups); ``header_only`` parses only MSH.
+    """Parse a message with hl7apy, segment by segment (tolerant, no groups: no ``Message``
+    is built, which is most of hl7apy's cost); ``header_only`` parses only MSH, and
+    :meth:`ParsedMessage.with_body` the rest later.
 
     A version hl7apy does not know is read with the v2.5 definitions, so that the message can
     still be acknowledged with its control ID (the caller refuses the version itself).
     """
     lines, delimiters = checked_lines(text)
     try:
-        declared = get_message_info(lines[0])[2] or ""
+        declared = (get_message_info(lines[0])[2] or "").strip()
     except HL7apyException as error:
         raise Hl7SyntaxError(f"MSH cannot be read: {error}") from None
-    declared = declared.strip()
-    msh = lines[0]
-    if not known_version(declared):  # hl7apy takes its definitions from MSH-12
-        fields = msh.split(delimiters.field)
-        fields += [""] * (12 - len(fields))
-        fields[11] = FALLBACK_VERSION
-        msh = delimiters.field.join(fields)
-    body = [] if header_only else lines[1:]
-    # hl7apy strips each segment, which would cut a trailing space off its last value: an
-    # empty field after it keeps the value whole.
-    kept = [line + delimiters.field if line[-1:].isspace() else line for line in [msh, *body]]
-    try:
-        message = parse_message(
-            SEGMENT_TERMINATOR.join(kept),
-            validation_level=VALIDATION_LEVEL.TOLERANT,
-            find_groups=False,
-        )
-    except HL7apyException as error:
-        raise Hl7SyntaxError(f"hl7apy cannot read the message: {error}") from None
-    segments = tuple(Segment(child, delimiters) for child in message.children)
-    return ParsedMessage(message, delimiters, segments, declared)
+    version = declared if known_version(declared) else FALLBACK_VERSION
+    parsed = ParsedMessage(
+        delimiters,
+        _hl7apy_segments(lines[:1], delimiters, version),
+        declared,
+        version,
+        tuple(lines),
+    )
+    return parsed if header_only else parsed.with_body()
