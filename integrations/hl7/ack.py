@@ -17,6 +17,7 @@ from hl7apy.core import Message
 from integrations.hl7.header import MessageHeader
 from integrations.hl7.model import (
     DEFAULT_VERSION,
+    SEGMENT_TERMINATOR,
     Hl7SyntaxError,
     field_text,
     known_version,
@@ -171,7 +172,7 @@ def build_ack(
         # cut the text, not its escaped form: a cut escape sequence would garble MSA-3
         msa.msa_3 = field_text(f"{problem.condition.text}: {_ascii(problem.reason)}"[:80])
         _set_err(message, problem, version)
-    return to_er7(message)
+    return to_er7(message) + SEGMENT_TERMINATOR
 
 
 def _set_err(message: Message, problem: Hl7Problem, version: str) -> None:

@@ -10,7 +10,7 @@ ADT feed.
 Why the framing stays ours rather than ``hl7apy.mllp.MLLPServer``: hl7apy's server would
 keep the ACK-after-commit rule (its handler's ``reply()`` runs synchronously before the answer
 is written), but it decodes the frame with one fixed character set before we can read MSH-18,
-dispatches on MSH-9 to a handler per message type, answers unknown types itself, and has none
+reads the stream one byte at a time, dispatches on MSH-9 to a handler per message type, answers unknown types itself, and has none
 of the connection limits, first-frame deadline, eviction of idle sockets or message size cap
 below; wrapping it would take more code than these ~350 lines of framing and sockets.
 

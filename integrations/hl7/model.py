@@ -120,9 +120,9 @@ def _release(er7: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
 
 
 def to_er7(message: Message) -> str:
-    """The ER7 text of a message built with hl7apy from :func:`escape` d values, segments
-    terminated by CR."""
-    return _release(message.to_er7()) + SEGMENT_TERMINATOR
+    """The ER7 text of a message built with hl7apy from :func:`escape` d values (segments
+    separated by CR, as hl7apy writes them)."""
+    return _release(message.to_er7())
 
 
 Component = str | Sequence[str]  # one text, or its subcomponents

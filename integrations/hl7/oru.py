@@ -38,7 +38,14 @@ from integrations.emr.context import (
 )
 from integrations.emr.document import ResultDocument
 from integrations.hl7.header import format_dtm
-from integrations.hl7.model import Component, field_text, set_field, set_fields, to_er7
+from integrations.hl7.model import (
+    SEGMENT_TERMINATOR,
+    Component,
+    field_text,
+    set_field,
+    set_fields,
+    to_er7,
+)
 from models.results import CodedConcept, Finding, UrgencyTier
 
 ORU_VERSION = "2.5.1"
@@ -368,4 +375,4 @@ def build_oru(
         set_fields(observation.add_segment("NTE"), {1: str(index), 2: "L", 3: _e(text)})
     for row in _observations(document, observed_at):
         set_fields(observation.add_group("ORU_R01_OBSERVATION").obx, row)
-    return to_er7(message)
+    return to_er7(message) + SEGMENT_TERMINATOR
