@@ -28,6 +28,7 @@ from integrations.hl7.structure import (
 APPLIED_EVENTS = ("A01", "A02", "A03", "A04", "A08", "A11", "A13", "A40")
 PROCESSING_IDS = ("P", "T", "D")  # HL7 table 0103
 ADMINISTRATIVE_SEX = ("F", "M", "O", "U", "A", "N")  # HL7 table 0001
+_READ_SEGMENTS = frozenset({"EVN", "PID", "PV1", "MRG"})  # hl7apy parses these only
 
 
 @dataclass(frozen=True)
@@ -223,10 +224,10 @@ def parse_adt(
                 )
             )
     try:
-        segments = header.source.with_body().segments
+        segments = header.source.with_body(_READ_SEGMENTS).segments
     except Hl7SyntaxError as error:
         raise _problem(ErrorCondition.SEGMENT_SEQUENCE_ERROR, str(error)) from None
-    present = {segment.name for segment in segments}
+    present = {line[:3] for line in header.source.lines}
     for required in required_segments(structure, version):
         if required not in present:
             raise _problem(
