@@ -861,6 +861,8 @@ class EmrSettings(ClientTlsSettings):
     receiving_application: str = "EMR"
     receiving_facility: str = "HOSPITAL"
     processing_id: str = "P"
+    # The HL7 version of the ORU^R01 results and alerts the EMR receives.
+    hl7_version: Literal["2.5", "2.5.1"] = "2.5.1"
     connect_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     ack_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     retry_delays_seconds: RetryDelays = Field(
@@ -883,6 +885,8 @@ class RisSettings(ClientTlsSettings):
 
     host: str = "127.0.0.1"
     port: Port = 2577
+    # The HL7 version of the ORM^O01 / OMI^O23 priority updates the RIS receives.
+    hl7_version: Literal["2.5", "2.5.1"] = "2.5"
     connect_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     ack_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     retry_delays_seconds: RetryDelays = Field(

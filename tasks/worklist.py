@@ -75,7 +75,7 @@ def send_priority_update(
         receiving_facility=worklist.receiving_facility,
     )
     message_type, control_id, payload = build_priority_update(
-        update, worklist.route, datetime.now(UTC)
+        update, worklist.route, datetime.now(UTC), runtime.settings.ris.hl7_version
     )
     outbox = OutboxStore(runtime.database, "ris")  # [ris], never the EMR's endpoint
     outbox.enqueue(

@@ -162,7 +162,7 @@ def send_all(
                     (msh[2], msh[3], msh[9]),
                 ).fetchone()
                 if row is None:
-                    failures.append(f"AA for {control_id} before it was committed")
+                    failures.append(f"AA for {msh[9]} before it was committed")
         connection.close()
         if check is not None:
             check.close()

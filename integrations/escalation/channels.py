@@ -289,6 +289,7 @@ class Hl7AlertChannel:
             now=datetime.now(UTC),
             receiving_application=self.settings.hl7_receiving_application,
             receiving_facility=self.settings.hl7_receiving_facility,
+            version=self.site_settings.emr.hl7_version,
         )
         control_id = alert_control_id(notification)
         issuer = study.issuer_of_patient_id if study else ""

@@ -1,4 +1,4 @@
-"""HL7 v2.5 ORU^R01 critical-finding alert for the EMR inbox, high priority (pure).
+"""HL7 v2.5/v2.5.1 ORU^R01 critical-finding alert for the EMR inbox, high priority (pure).
 
 One message per escalation notification (level and round): the EMR files it in the inboxes of
 the people in OBR-28 (result copies to) and shows it as critical. Priority is carried where
@@ -16,7 +16,7 @@ from hl7apy.core import Message
 from integrations.dicom.uids import derived_uid
 from integrations.escalation.notification import Notification
 from integrations.hl7.model import escape, to_er7
-from integrations.hl7.oru import NOT_FOR_PRIMARY_DIAGNOSIS, person_name
+from integrations.hl7.oru import NOT_FOR_PRIMARY_DIAGNOSIS, ORU_VERSION, person_name
 
 ALERT_MESSAGE_TYPE = "ORU^R01"
 
@@ -39,10 +39,11 @@ def build_alert(
     sending_facility: str = "PACSFLOW",
     receiving_application: str = "EMR",
     receiving_facility: str = "HOSPITAL",
+    version: str = ORU_VERSION,
 ) -> str:
     """The alert as ER7 text (segments separated by carriage returns)."""
     timestamp = now.strftime("%Y%m%d%H%M%S")
-    message = Message("ORU_R01", version="2.5")
+    message = Message("ORU_R01", version=version)
     message.msh.msh_3 = escape(sending_application)
     message.msh.msh_4 = escape(sending_facility)
     message.msh.msh_5 = escape(receiving_application)
@@ -51,7 +52,7 @@ def build_alert(
     message.msh.msh_9 = "ORU^R01^ORU_R01"
     message.msh.msh_10 = alert_control_id(notification)
     message.msh.msh_11 = "P"
-    message.msh.msh_12 = "2.5"
+    message.msh.msh_12 = version
 
     result = message.add_group("ORU_R01_PATIENT_RESULT")
     patient = result.add_group("ORU_R01_PATIENT")

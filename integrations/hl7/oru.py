@@ -48,7 +48,7 @@ from integrations.hl7.model import (
 )
 from models.results import CodedConcept, Finding, UrgencyTier
 
-ORU_VERSION = "2.5.1"
+ORU_VERSION = "2.5.1"  # the default; [emr] hl7_version
 ORU_CHARSET = "UNICODE UTF-8"
 LOCAL_CODING_SYSTEM = "99PACSFLOW"
 NOT_FOR_PRIMARY_DIAGNOSIS = (
@@ -304,6 +304,7 @@ def build_oru(
     patient: PatientContext | None,
     route: MessageRoute,
     now: datetime,
+    version: str = ORU_VERSION,
 ) -> str:
     """The ORU^R01 as ER7 text, segments terminated by CR.
 
@@ -312,7 +313,7 @@ def build_oru(
     """
     timestamp = format_dtm(now)
     order = document.order
-    message = Message("ORU_R01", version=ORU_VERSION)
+    message = Message("ORU_R01", version=version)
     set_fields(
         message.msh,
         {
@@ -324,7 +325,7 @@ def build_oru(
             9: field_text("ORU", "R01", "ORU_R01"),
             10: _e(message_control_id(document)),
             11: _e(route.processing_id),
-            12: ORU_VERSION,
+            12: version,
             18: _e(ORU_CHARSET),
         },
     )

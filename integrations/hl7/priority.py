@@ -1,4 +1,4 @@
-"""HL7 v2.5 priority update for the PACS/RIS worklist: ORM^O01 or OMI^O23 (pure).
+"""HL7 v2.5/v2.5.1 priority update for the PACS/RIS worklist: ORM^O01 or OMI^O23 (pure).
 
 The AI urgency tier becomes the order's priority so that the radiologist's own worklist sorts
 a Critical study first. The mapping (HL7 table 0485 for TQ1-9 / the priority component of
@@ -44,6 +44,7 @@ DICOM_REQUESTED_PROCEDURE_PRIORITY = {
 }
 
 Route = Literal["orm_o01", "omi_o23"]
+PRIORITY_VERSION = "2.5"  # the default; [ris] hl7_version
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def priority_control_id(update: PriorityUpdate, route: Route) -> str:
 def _msh(
     message: Message, update: PriorityUpdate, kind: str, control_id: str, now: datetime
 ) -> None:
+    version = message.version
     message.msh.msh_3 = escape(update.sending_application)
     message.msh.msh_4 = escape(update.sending_facility)
     message.msh.msh_5 = escape(update.receiving_application)
@@ -97,7 +99,7 @@ def _msh(
     message.msh.msh_9 = kind
     message.msh.msh_10 = control_id
     message.msh.msh_11 = "P"
-    message.msh.msh_12 = "2.5"
+    message.msh.msh_12 = version
 
 
 def _patient(group: object, update: PriorityUpdate, visit_group: str) -> None:
@@ -131,10 +133,10 @@ def _order_number(update: PriorityUpdate) -> str:
     return escape(update.accession_number or update.study_instance_uid[-22:])
 
 
-def build_orm_o01(update: PriorityUpdate, now: datetime) -> str:
+def build_orm_o01(update: PriorityUpdate, now: datetime, version: str = PRIORITY_VERSION) -> str:
     """ORM^O01 changing the order's priority, as ER7 text."""
     code, _ = HL7_PRIORITY[update.tier]
-    message = Message("ORM_O01", version="2.5")
+    message = Message("ORM_O01", version=version)
     _msh(message, update, "ORM^O01^ORM_O01", priority_control_id(update, "orm_o01"), now)
     _patient(message.add_group("ORM_O01_PATIENT"), update, "ORM_O01_PATIENT_VISIT")
     order = message.add_group("ORM_O01_ORDER")
@@ -161,10 +163,10 @@ def build_orm_o01(update: PriorityUpdate, now: datetime) -> str:
     return to_er7(message)
 
 
-def build_omi_o23(update: PriorityUpdate, now: datetime) -> str:
+def build_omi_o23(update: PriorityUpdate, now: datetime, version: str = PRIORITY_VERSION) -> str:
     """OMI^O23 changing the imaging order's priority, as ER7 text."""
     code, text = HL7_PRIORITY[update.tier]
-    message = Message("OMI_O23", version="2.5")
+    message = Message("OMI_O23", version=version)
     _msh(message, update, "OMI^O23^OMI_O23", priority_control_id(update, "omi_o23"), now)
     _patient(message.add_group("OMI_O23_PATIENT"), update, "OMI_O23_PATIENT_VISIT")
     order = message.add_group("OMI_O23_ORDER")
@@ -192,11 +194,11 @@ def build_omi_o23(update: PriorityUpdate, now: datetime) -> str:
 
 
 def build_priority_update(
-    update: PriorityUpdate, route: Route, now: datetime
+    update: PriorityUpdate, route: Route, now: datetime, version: str = PRIORITY_VERSION
 ) -> tuple[str, str, str]:
-    """(message type, MSH-10, ER7) for the configured route."""
+    """(message type, MSH-10, ER7) for the configured route, in the RIS's HL7 version."""
     if route == "orm_o01":
-        return "ORM^O01", priority_control_id(update, route), build_orm_o01(update, now)
+        return "ORM^O01", priority_control_id(update, route), build_orm_o01(update, now, version)
     if route == "omi_o23":
-        return "OMI^O23", priority_control_id(update, route), build_omi_o23(update, now)
+        return "OMI^O23", priority_control_id(update, route), build_omi_o23(update, now, version)
     raise ValueError(f"unknown worklist route {route!r}")

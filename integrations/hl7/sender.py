@@ -71,6 +71,7 @@ class Hl7Sender(OutboxSender):
         )
         self.name = f"hl7-{destination}" if destination != "emr" else "hl7"
         self.settings = peer
+        self.oru_version = emr.hl7_version
         self.route = MessageRoute(
             sending_application=settings.hl7.sending_application,
             sending_facility=settings.hl7.sending_facility,
@@ -90,7 +91,11 @@ class Hl7Sender(OutboxSender):
         assert item.document is not None
         document = ResultDocument.from_json(item.document)
         return build_oru(
-            document, resolved.context if resolved else None, self.route, datetime.now(UTC)
+            document,
+            resolved.context if resolved else None,
+            self.route,
+            datetime.now(UTC),
+            self.oru_version,
         )
 
     def deliver(self, item: OutboxItem, payload: str) -> tuple[Outcome, bool]:

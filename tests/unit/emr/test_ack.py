@@ -97,3 +97,31 @@ def test_reads_an_ack_built_by_hl7apy() -> None:
 def test_answers_that_are_not_acks_are_refused(text: str) -> None:
     with pytest.raises(AckParseError):
         parse_ack(text)
+
+
+def test_reused_accept_acks_carry_each_message_own_ids() -> None:
+    def accept(control_id: str, answer_id: str, event: str = "A01") -> list[str]:
+        header = read_header(adt(event, control_id))
+        text = build_ack(
+            header,
+            AcknowledgmentCode.APPLICATION_ACCEPT,
+            control_id=answer_id,
+            timestamp="20260301101010",
+            sending_application="PACSFLOW",
+            sending_facility="RAD",
+        )
+        return text.strip("\r").split("\r")
+
+    first = accept("CTRL-1", "ACK1")
+    error = ack_for(
+        "2.5.1",
+        AcknowledgmentCode.APPLICATION_ERROR,
+        Hl7Problem(ErrorCondition.DATA_TYPE_ERROR, "bad", "PID", 1, 7),
+    )
+    second = accept("CTRL-2", "ACK2")
+    other_event = accept("CTRL-3", "ACK3", "A08")
+    assert first[1] == "MSA|AA|CTRL-1" and second[1] == "MSA|AA|CTRL-2"
+    assert first[0].split("|")[9] == "ACK1" and second[0].split("|")[9] == "ACK2"
+    assert first[0].replace("ACK1", "ACK2") == second[0]
+    assert len(second) == 2 and "ERR" in error  # the error ACK left nothing behind
+    assert other_event[0].split("|")[8] == "ACK^A08^ACK" and other_event[1] == "MSA|AA|CTRL-3"

@@ -17,11 +17,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.core import Message
 from hl7apy.parser import parse_message
 from hypothesis import HealthCheck, given, settings
-from hl7apy.core import Message
 from hypothesis import strategies as st
-from integrations.hl7.model import escape, field_text, parse, set_field, set_fields, to_er7
 
 from integrations.emr.document import OrderInfo, ResultDocument, StudyFacts
 from integrations.escalation.notification import Notification
@@ -29,6 +28,7 @@ from integrations.escalation.rules import Recipient
 from integrations.hl7.ack import AcknowledgmentCode, ErrorCondition, Hl7Problem, build_ack
 from integrations.hl7.adt import parse_adt, read_header
 from integrations.hl7.alert import build_alert
+from integrations.hl7.model import escape, field_text, parse, set_field, set_fields, to_er7
 from integrations.hl7.oru import MessageRoute, build_oru
 from integrations.hl7.priority import PriorityUpdate, build_omi_o23, build_orm_o01
 from integrations.settings import PersonSettings
@@ -173,7 +173,9 @@ def adt_in(text: str) -> str:
     set_fields(message.evn, {1: "A01", 2: "20260301090000"})
     pid = message.pid
     set_field(pid, 1, "1")
-    set_field(pid, 3, field_text(f"ID-{text}", "", "", "HOSP", "MR"), field_text(text, "", "", text))
+    set_field(
+        pid, 3, field_text(f"ID-{text}", "", "", "HOSP", "MR"), field_text(text, "", "", text)
+    )
     set_fields(pid, {5: field_text((text, ""), text, text), 7: "19610415", 8: "M"})
     set_fields(
         message.pv1,

@@ -194,3 +194,25 @@ def test_a_non_clinical_result_says_so_in_the_first_nte() -> None:
     assert notes[1] == f"pacsflow-chest-xray version 1.2.0. {NOT_FOR_PRIMARY_DIAGNOSIS}"
     clinical = segments(build_oru(result_document(), None, ROUTE, NOW))
     assert all("NOT FOR CLINICAL USE" not in note.value(3) for note in clinical["NTE"])
+
+
+@pytest.mark.parametrize("version", ["2.5", "2.5.1"])
+def test_results_and_alerts_are_built_in_the_version_the_emr_is_configured_for(
+    version: str,
+) -> None:
+    from integrations.escalation.notification import Notification
+    from integrations.hl7.alert import build_alert
+
+    text = build_oru(result_document(), context(("A01", "WARD-A")), ROUTE, NOW, version)
+    message = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    assert message.validate() and message.msh.msh_12.to_er7() == version
+    alert = Notification(
+        idempotency_key="k" * 32, level=0, level_label="primary", round=0, team_id="t",
+        team_name="Surgery", recipients=(), study_instance_uid="1.2.3", accession_number="A1",
+        modality="CT", patient_id="P1", patient_location="ICU", finding="Pneumothorax",
+        finding_code="SCT:36118008", probability=0.9, tier="Critical", rule="r", analyzer="a",
+        study_link="", ack_link="https://x/ack", ack_token="t", study_closed_at=NOW, issued_at=NOW,
+    )  # fmt: skip
+    er7 = build_alert(alert, now=NOW, version=version)
+    parsed = parse_message(er7, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    assert parsed.validate() and parsed.msh.msh_12.to_er7() == version

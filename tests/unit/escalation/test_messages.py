@@ -242,3 +242,14 @@ def test_every_form_of_a_non_clinical_page_says_so_first():
     clinical = notification()
     assert "NOT FOR CLINICAL USE" not in clinical.subject() + clinical.short_text()
     assert "NOT FOR CLINICAL USE" not in clinical.email_body() + json.dumps(clinical.to_json())
+
+
+@pytest.mark.parametrize("version", ["2.5", "2.5.1"])
+@pytest.mark.parametrize("route", ["orm_o01", "omi_o23"])
+def test_priority_updates_are_built_in_the_version_the_ris_is_configured_for(route, version):
+    message_type, _, er7 = build_priority_update(update(), route, NOW, version)
+    message = parse_message(er7, find_groups=True)
+    if route == "omi_o23":  # hl7apy takes ORM_O01's choice group (OBR or RQD...) for all required
+        message.validate()  # hl7apy's strict structure check in that version
+    (msh,) = segments(er7, "MSH")
+    assert msh.msh_12.value == version and msh.msh_9.value.startswith(message_type)
