@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from integrations.hl7.model import Hl7SyntaxError, ParsedMessage, checked_lines, parse
 
 # HL7 table 0211 (alternate character sets) -> Python codec; the single-byte ISO 8859 parts,
-# ASCII and UTF-8. Two-byte and ISO 2022 sets are not accepted (none of our peers send them).
+# ASCII and UTF-8. A two-byte set is accepted as an alternate set only (ISO 2022 code
+# extension, below), never as the default one.
 _CHARSETS = {
     "ASCII": "ascii",
     "ISO IR6": "ascii",
@@ -42,6 +43,11 @@ _CHARSETS = {
 }
 
 UTF8 = "UNICODE UTF-8"
+# ISO 2022 code extension (HL7 v2.5.1 section 2.15.9.18.1): MSH-18 repeats, the first value is
+# the default set and the others the sets escape sequences switch to: JIS X 0208 / 0212 (ISO
+# IR87 / IR159), KS X 1001 (ISO IR149), GB 2312 (ISO IR58). Python's ISO-2022-JP-2 reads each.
+_CODE_EXTENSION_SETS = frozenset({"ISO IR87", "ISO IR159", "ISO IR149", "ISO IR58"})
+ISO2022 = "iso2022_jp_2"
 
 
 def python_codec(hl7_name: str) -> str | None:
@@ -84,13 +90,23 @@ def _declared(msh: ParsedMessage | None) -> str:
     return value if value.isascii() else ""
 
 
+def _code_extension(msh: ParsedMessage | None) -> bool:
+    """True when MSH-18 names ISO 2022 alternate sets after the default one."""
+    if msh is None:
+        return False
+    alternates = [rep.component(1).strip().upper() for rep in msh.msh.repetitions(18)[1:]]
+    return any(name in _CODE_EXTENSION_SETS for name in alternates)
+
+
 def decode_message(raw: bytes, default_charset: str = UTF8) -> DecodedMessage:
     """Decode a message strictly in its MSH-18 character set (or ``default_charset``)."""
     msh = read_msh(raw)
     name = _declared(msh)
     declared = bool(name)
     name = name or default_charset
-    codec = python_codec(name)
+    codec = (
+        ISO2022 if _code_extension(msh) and python_codec(name) == "ascii" else python_codec(name)
+    )
     if codec is None:
         raise CharsetError(f"MSH-18 character set {name!r} is not supported")
     if codec.startswith("iso-8859") and _looks_like_utf8(raw):

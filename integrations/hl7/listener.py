@@ -2,9 +2,9 @@
 
 For each MLLP message::
 
-    decode (MSH-18) ─▶ parse and check (v2.3-2.5.1) ─▶ store + apply (one transaction) ─▶ ACK
-         │ bad bytes          │ invalid                      │ database down
-         └────────── AE with the reason ──────┘              └─ AR (nothing stored, resend later)
+    decode (MSH-18) ─▶ hl7apy parse + check (v2.3-2.5.1) ─▶ store + apply (one transaction) ─▶ ACK
+         │ bad bytes          │ invalid                             │ database down
+         └────────── AE with the reason ──────┘                     └─ AR (nothing stored, resend later)
 
 A message whose sender (MSH-3, MSH-4, source address) is not in ``[hl7] allowed_senders``
 (when the list is set) is answered AR, logged and neither stored nor applied.

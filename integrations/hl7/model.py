@@ -246,7 +246,7 @@ class Repetition:
         leaf = self._subcomponents(number).get(subcomponent)
         return "" if leaf is None else unescape(_leaf_text(leaf), self.delimiters)
 
-    def raw_component(self, number: int) -> str:
+    def _raw_component(self, number: int) -> str:
         """Component ``number`` as written, subcomponents included."""
         subparts = self._subcomponents(number)
         if not subparts:
@@ -261,17 +261,12 @@ class Repetition:
         """The repetition as written."""
         if not self._components:
             return ""
-        texts = [self.raw_component(n) for n in range(1, max(self._components) + 1)]
+        texts = [self._raw_component(n) for n in range(1, max(self._components) + 1)]
         return self.delimiters.component.join(texts).rstrip(self.delimiters.component)
 
     @property
     def is_empty(self) -> bool:
         return not self.raw.strip(self.delimiters.component + self.delimiters.subcomponent)
-
-    @property
-    def text(self) -> str:
-        """The whole repetition as one unescaped text (component 1 of a simple value)."""
-        return self.component(1)
 
 
 @dataclass(frozen=True)

@@ -79,20 +79,3 @@ def required_segments(structure: str, version: str) -> tuple[str, ...]:
 
     walk(reference)
     return tuple(found)
-
-
-@lru_cache(maxsize=256)
-def structure_segments(structure: str, version: str) -> frozenset[str]:
-    """Every segment ID that may appear anywhere in ``structure``."""
-    reference = _library(version).messages.MESSAGES[structure]
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        for name, child, _cardinality, kind in node[1]:
-            if kind == "GRP":
-                walk(child)
-            else:
-                found.add(name)
-
-    walk(reference)
-    return frozenset(found)

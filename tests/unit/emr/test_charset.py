@@ -46,3 +46,17 @@ def test_utf8_bytes_declared_latin1_are_refused_not_garbled() -> None:
     raw = adt("A01", "X2", charset="8859/1", name="MÜLLER").encode("utf-8")
     with pytest.raises(CharsetError, match="the bytes are UTF-8 but MSH-18 declares 8859/1"):
         decode_message(raw)
+
+
+def test_iso_2022_alternate_sets_after_ascii_decode() -> None:
+    from integrations.hl7.adt import parse_adt
+
+    text = adt("A01", "J2", charset="ASCII~ISO IR87", name="山田^太郎")
+    raw = text.encode("iso2022_jp")
+    assert b"\x1b$B" in raw  # the kanji travel as JIS X 0208 behind an escape sequence
+    decoded = decode_message(raw)
+    assert decoded.charset == "ASCII" and "山田^太郎" in decoded.text
+    message = parse_adt(decoded.text, ["2.5.1"])
+    assert (message.name.family, message.name.given) == ("山田", "太郎")
+    with pytest.raises(CharsetError):  # the same bytes without the code extension declared
+        decode_message(adt("A01", "J3", charset="ISO IR87", name="山田").encode("iso2022_jp"))
