@@ -173,9 +173,10 @@ def build_ack(
             return to_er7(message) + SEGMENT_TERMINATOR
     message = _ack_message(*constant)
     _set_per_message(message, timestamp, control_id, answered)
-    # cut the text, not its escaped form: a cut escape sequence would garble MSA-3
-    message.msa.msa_3 = field_text(f"{problem.condition.text}: {_ascii(problem.reason)}"[:80])
-    _set_err(message, problem, message.version)
+    if problem is not None:
+        # cut the text, not its escaped form: a cut escape sequence would garble MSA-3
+        message.msa.msa_3 = field_text(f"{problem.condition.text}: {_ascii(problem.reason)}"[:80])
+        _set_err(message, problem, message.version)
     return to_er7(message) + SEGMENT_TERMINATOR
 
 
