@@ -29,7 +29,7 @@ import psycopg
 from integrations.db.connection import Database
 from integrations.db.outbox import LeasedQueue, OutboxItem, _Outbox
 from integrations.db.patients import PatientStore, ResolvedContext
-from integrations.retry import Disposition, Outcome, RetryPolicy
+from integrations.retry import Disposition, Outcome, RetryPolicy, retry
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,19 @@ class OutboxSender(QueueSender):
         """Send once; returns the outcome and whether the payload reached the peer."""
         raise NotImplementedError
 
+    def unreachable(self) -> str | None:
+        """Why the peer cannot take a message now, asked before rendering one (rendering for a
+        peer that is down is wasted work); None when it may."""
+        return None
+
     def process(self, item: OutboxItem) -> None:
         payload = item.payload
         rendered: dict[str, Any] = {}
         if item.document is not None and payload is None:
+            reason = self.unreachable()
+            if reason is not None:
+                self._record(item, retry(reason), False, rendered)
+                return
             resolved = self.patients.resolve(item.patient_key)
             if resolved is None and self.context_wait_seconds > 0:
                 waited = (item.claimed_at - item.created_at).total_seconds()

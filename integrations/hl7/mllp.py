@@ -73,6 +73,10 @@ class MllpClient:
     def peer(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def connect(self) -> None:
+        """Open the connection now (it is kept for the next :meth:`send`)."""
+        self._connect()
+
     def _connect(self) -> socket.socket:
         if self._socket is None:
             try:

@@ -98,6 +98,13 @@ class Hl7Sender(OutboxSender):
             self.oru_version,
         )
 
+    def unreachable(self) -> str | None:
+        try:
+            self.client.connect()
+        except PeerUnavailableError as error:
+            return str(error)
+        return None
+
     def deliver(self, item: OutboxItem, payload: str) -> tuple[Outcome, bool]:
         try:
             raw = self.client.send(encode_payload(payload))
