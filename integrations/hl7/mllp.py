@@ -11,8 +11,8 @@ Why the framing stays ours rather than ``hl7apy.mllp.MLLPServer``: hl7apy's serv
 keep the ACK-after-commit rule (its handler's ``reply()`` runs synchronously before the answer
 is written), but it decodes the frame with one fixed character set before we can read MSH-18,
 reads the stream one byte at a time, dispatches on MSH-9 to a handler per message type, answers unknown types itself, and has none
-of the connection limits, first-frame deadline, eviction of idle sockets or message size cap
-below; wrapping it would take more code than these ~350 lines of framing and sockets.
+of the connection limits, first-frame deadline, eviction of idle sockets, message size cap
+or TLS below; wrapping it would take more code than this module and ``framing`` together.
 
 All protocol work is elsewhere: framing in :mod:`integrations.hl7.framing`, building and
 reading messages in the pure HL7 modules. This module only moves bytes and turns socket
