@@ -7,8 +7,10 @@ is what hl7apy needs around it, and nothing else:
   feeds use all three), refuses text that is not ER7 before hl7apy sees it (no MSH, a second
   MSH, delimiters that are not five distinct symbols, a line that is not a segment) and parses
   with ``VALIDATION_LEVEL.TOLERANT`` and ``find_groups=False``: the listener checks what it
-  needs itself (``integrations.hl7.adt``), a missing optional segment or a vendor's extra
-  component must not cost an AE, and group finding is most of hl7apy's parse time.
+  needs itself (``integrations.hl7.adt``), and a missing optional segment or a vendor's extra
+  component must not cost an AE. Segments are parsed one by one (no ``Message`` is built to
+  read, MSH is parsed once and shared), only those a reader asks for, and hl7apy's version
+  libraries are looked up once (see bench/hl7 for what each saves).
 - **values, not ER7.** hl7apy keeps escape sequences in what it parsed; :class:`Segment` and
   :class:`Repetition` read its element tree by position and resolve them (:func:`unescape`).
 - **one escaper.** hl7apy's writer escapes ``| ^ & ~`` and lone backslashes but leaves a
