@@ -448,3 +448,25 @@ def test_a_rerun_of_the_same_result_queues_nothing_new(settings_factory) -> None
     database.close()
     assert first.hl7_queued and not again.hl7_queued
     assert first.message_control_id == again.message_control_id
+
+
+def test_nothing_is_rendered_for_a_peer_that_is_down(settings_factory, make_mllp_peer) -> None:
+    peer = make_mllp_peer(start=False)
+    settings = settings_factory(emr=fast_emr(peer.port, retry_delays_seconds=[0.1]))
+    database = open_database(settings)
+    queue_result(database, settings, 1, patient_id="1001")
+    renders: list[str] = []
+
+    class CountingSender(Hl7Sender):
+        def render(self, item, resolved):  # type: ignore[no-untyped-def]
+            renders.append(item.key)
+            return super().render(item, resolved)
+
+    with running_sender(CountingSender(database, settings)):
+        wait_until(lambda: outbox_rows(database)[0]["attempts"] >= 3, 60, "three attempts")
+        assert renders == []  # each attempt found the port closed before rendering
+        assert "cannot connect" in outbox_rows(database)[0]["last_error"]
+        peer.start()
+        wait_until(lambda: outbox_rows(database)[0]["state"] == "sent", 60, "sent")
+    database.close()
+    assert len(renders) == 1 and len(peer.received()) == 1
