@@ -1003,6 +1003,11 @@ class LdapSettings(Section):
         return self
 
 
+RbacRole = Literal[
+    "radiologist", "emergency_physician", "technologist", "department_head", "it_admin"
+]
+
+
 class RbacSettings(Section):
     """Roles from directory groups: each key is a list of group DNs. No per-user grants."""
 
@@ -1117,6 +1122,39 @@ class MonitoringSettings(Section):
         return {modality.upper(): rate for modality, rate in rates.items()}
 
 
+class AcceptanceAccount(Section):
+    """A directory account the acceptance suite logs in to the console with, for one role."""
+
+    username: Annotated[str, Field(min_length=1)]
+    password_env: Annotated[str, Field(min_length=1)]  # the variable holding its password
+
+
+class AcceptanceSettings(Section):
+    """The go-live acceptance suite (``pacsflow acceptance run``, deployment
+    ``acceptance-suite``): where the PACS is driven from, the limits each step is held to, the
+    console accounts the role step logs in with, and the Ed25519 key that signs the record.
+
+    ``pacs_rest_url`` (Orthanc's REST API) makes the PACS send each study to the node as
+    ``pacs_node_alias``; empty, the suite asks the PACS with a C-MOVE to the node's AE title.
+    """
+
+    signing_key_file: str = ""  # PEM, PKCS#8 Ed25519 private key
+    pacs_rest_url: str = ""
+    pacs_node_alias: str = "pacsflow"
+    arrival_seconds: Annotated[float, Field(gt=0)] = 30.0
+    analysis_latency_seconds: Annotated[float, Field(gt=0)] = 600.0
+    escalation_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # How long the suite waits for a study's last step before it fails what is missing.
+    study_timeout_seconds: Annotated[float, Field(gt=0)] = 900.0
+    # An overlay lies on the ground-truth region when its hot spot is inside the region's box
+    # grown by this fraction of the image size, on the same image or one whose plane is at
+    # most through_plane_mm away.
+    region_margin: Annotated[float, Field(ge=0, le=0.5)] = 0.05
+    through_plane_mm: Annotated[float, Field(ge=0)] = 10.0
+    role_accounts: dict[RbacRole, AcceptanceAccount] = Field(default_factory=dict)
+    chromium: str = "/usr/bin/chromium"  # renders acceptance.pdf from acceptance.html
+
+
 class Settings(BaseSettings):
     """All of pacsflow's configuration. Build it with :func:`load_settings`."""
 
@@ -1151,6 +1189,7 @@ class Settings(BaseSettings):
     saml: SamlSettings = Field(default_factory=SamlSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    acceptance: AcceptanceSettings = Field(default_factory=AcceptanceSettings)
 
     # Set by load_settings: the file the settings came from (None when none was read).
     config_path: Path | None = None
