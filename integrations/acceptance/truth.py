@@ -141,66 +141,82 @@ def _recipes() -> list[_Recipe]:
 
     critical, urgent, routine = UrgencyTier.CRITICAL, UrgencyTier.URGENT, UrgencyTier.ROUTINE
 
-    def ids(number: int) -> dict[str, str]:
-        return {"patient_id": f"ACCEPT-{number:02d}", "accession_number": f"ACCEPT{number:02d}"}
+    def pid(number: int) -> str:
+        return f"ACCEPT-{number:02d}"
+
+    def acc(number: int) -> str:
+        return f"ACCEPT{number:02d}"
 
     return [
         _Recipe(
             "A01",
             "chest DX PA, tension pneumothorax",
             critical,
-            lambda: chest_xray_study(7001, ["Tension Pneumothorax"], **ids(1)),
+            lambda: chest_xray_study(
+                7001, ["Tension Pneumothorax"], patient_id=pid(1), accession_number=acc(1)
+            ),
         ),
         _Recipe(
             "A02",
             "brain MR diffusion (b0, b1000, ADC), acute ischaemic stroke",
             critical,
-            lambda: brain_mri_stroke_study(7020, True, **ids(2)),
+            lambda: brain_mri_stroke_study(7020, True, patient_id=pid(2), accession_number=acc(2)),
         ),
         _Recipe(
             "A03",
             "chest DX PA, pneumothorax",
             urgent,
-            lambda: chest_xray_study(7002, ["Pneumothorax"], **ids(3)),
+            lambda: chest_xray_study(
+                7002, ["Pneumothorax"], patient_id=pid(3), accession_number=acc(3)
+            ),
         ),
         _Recipe(
             "A04",
             "wrist DX AP and lateral, fracture",
             urgent,
-            lambda: msk_study(7005, True, body_part="WRIST", **ids(4)),
+            lambda: msk_study(
+                7005, True, body_part="WRIST", patient_id=pid(4), accession_number=acc(4)
+            ),
         ),
         _Recipe(
             "A05",
             "ankle DX AP and lateral, fracture",
             urgent,
-            lambda: msk_study(7006, True, body_part="ANKLE", **ids(5)),
+            lambda: msk_study(
+                7006, True, body_part="ANKLE", patient_id=pid(5), accession_number=acc(5)
+            ),
         ),
         _Recipe(
             "A06",
             "chest DX PA, lung mass",
             urgent,
-            lambda: chest_xray_study(7003, ["Mass"], **ids(6)),
+            lambda: chest_xray_study(7003, ["Mass"], patient_id=pid(6), accession_number=acc(6)),
         ),
         _Recipe(
-            "A07", "chest DX PA, normal", routine, lambda: chest_xray_study(7004, [], **ids(7))
+            "A07",
+            "chest DX PA, normal",
+            routine,
+            lambda: chest_xray_study(7004, [], patient_id=pid(7), accession_number=acc(7)),
         ),
         _Recipe(
             "A08",
             "wrist DX AP and lateral, normal",
             routine,
-            lambda: msk_study(7007, False, body_part="WRIST", **ids(8)),
+            lambda: msk_study(
+                7007, False, body_part="WRIST", patient_id=pid(8), accession_number=acc(8)
+            ),
         ),
         _Recipe(
             "A09",
             "head CT non-contrast, normal",
             routine,
-            lambda: head_ct_study(7011, [], **ids(9)),
+            lambda: head_ct_study(7011, [], patient_id=pid(9), accession_number=acc(9)),
         ),
         _Recipe(
             "A10",
             "CT angiography, normal aorta",
             routine,
-            lambda: cta_aorta_study(7009, None, **ids(10)),
+            lambda: cta_aorta_study(7009, None, patient_id=pid(10), accession_number=acc(10)),
         ),
     ]
 
