@@ -56,6 +56,9 @@ log = logging.getLogger("pacsflow.acceptance")
 
 OVERLAY_KINDS = ("gsps", "secondary_capture", "segmentation")
 FINAL_STATES = ("done", "failed", "unrouted")
+# How long a study must have nothing pending (analysis done, outboxes drained) before a step
+# that still fails is final.
+IDLE_SECONDS = 5.0
 # Console routes each role's visibility is checked on, with the view each needs.
 SITE_PAGES = {
     "/api/analytics": View.ANALYTICS,
@@ -72,6 +75,7 @@ class _Tracked:
     pacs_closed_at: datetime.datetime | None = None
     send_error: str = ""
     settled: dict[str, bool] = field(default_factory=dict)
+    idle_since: float | None = None  # monotonic time the site first had nothing pending
 
 
 def run_suite(
@@ -222,7 +226,13 @@ def _watch(
                 item.settled = settled
                 if all(settled.values()):
                     passed = sum(step.passed for step in steps)
-                    say(f"{item.case.case}: {passed}/{len(steps)} steps passed")
+                    failed = "; ".join(
+                        f"{step.step} FAILED: {step.detail}" for step in steps if not step.passed
+                    )
+                    say(
+                        f"{item.case.case}: {passed}/{len(steps)} steps passed"
+                        + (f" ({failed})" if failed else "")
+                    )
                 else:
                     open_cases += 1
             if not open_cases:
@@ -251,6 +261,12 @@ def _measure(
     ]
     closed = facts["closed_at"]
     done = facts["state"] in FINAL_STATES
+    # The site has nothing left to do for the study: what still fails stays failed.
+    if done and not facts["pending"]:
+        item.idle_since = item.idle_since or time.monotonic()
+    else:
+        item.idle_since = None
+    idle = item.idle_since is not None and time.monotonic() - item.idle_since >= IDLE_SECONDS
     settled = {}
     for step in steps:
         if step.passed or final:
@@ -269,7 +285,7 @@ def _measure(
                 (now - closed).total_seconds() > settings.acceptance.analysis_latency_seconds
             )
         else:
-            settled[step.step] = False
+            settled[step.step] = idle
     return steps, settled
 
 
@@ -310,6 +326,18 @@ def _facts(database: Database, study_uid: str) -> dict[str, Any]:
             " FROM escalations WHERE study_instance_uid = %s",
             (study_uid,),
         ).fetchall()
+        pending = conn.execute(
+            "SELECT (SELECT count(*) FROM results_outbox WHERE study_instance_uid = %s"
+            "        AND state = 'pending')"
+            "     + (SELECT count(*) FROM hl7_outbox WHERE study_instance_uid = %s"
+            "        AND destination = 'ris' AND state = 'pending') AS n",
+            (study_uid, study_uid),
+        ).fetchone()["n"]
+        overlay_steps = conn.execute(
+            "SELECT detail FROM study_steps WHERE study_instance_uid = %s"
+            " AND step LIKE 'build_overlays:%%'",
+            (study_uid,),
+        ).fetchall()
     return {
         "now": now,
         "state": study["state"] if study else "",
@@ -322,6 +350,11 @@ def _facts(database: Database, study_uid: str) -> dict[str, Any]:
         "worklist": worklist,
         "ris": ris,
         "escalations": escalations,
+        "pending": pending,
+        # "kind: reason" for each carrier the engine said it cannot build for this study
+        "skipped": [
+            line for row in overlay_steps for line in (row["detail"] or {}).get("skipped", [])
+        ],
     }
 
 
@@ -513,19 +546,25 @@ def _overlay(settings: Settings, item: _Tracked, facts: dict[str, Any]) -> StepR
                 kinds_on_region.add(spot.carrier)
             else:
                 problems.append(f"{spot.describe()} is off the ground-truth region")
+    skipped = {line.split(":", 1)[0]: line for line in facts["skipped"]}
     missing = [kind for kind in wanted if kind not in {row["kind"] for row in found}]
-    if missing:
-        problems.append(f"no {', '.join(missing)} found in the PACS")
+    unexplained = [kind for kind in missing if kind not in skipped]
+    if unexplained:
+        problems.append(f"no {', '.join(unexplained)} found in the PACS")
     if not checked:
         problems.append("no overlay marks a ground-truth finding")
     seconds = _seconds(max((r["stored_at"] for r in found), default=None), facts["closed_at"])
+    notes = [f"not built ({skipped[kind]})" for kind in missing if kind in skipped]
     return StepResult(
         "overlay_on_region",
         not problems,
         seconds,
         None,
-        "; ".join(problems)
-        or f"{checked} marks of {', '.join(sorted(kinds_on_region))} on the region",
+        "; ".join(
+            problems + notes
+            if problems
+            else [f"{checked} marks of {', '.join(sorted(kinds_on_region))} on the region", *notes]
+        ),
     )
 
 

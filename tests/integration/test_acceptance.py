@@ -180,7 +180,7 @@ def test_acceptance_suite_passes_on_a_working_site_and_a_broken_route_fails_its_
     settings = site_settings
     with running_site(settings) as site:
         _wait_for_console(str(settings.console.base_url).rstrip("/"), site)
-        outcome = run_acceptance(settings, output_dir=tmp_path / "record")
+        outcome = run_acceptance(settings, output_dir=tmp_path / "record", progress=print)
 
         record = outcome.record
         failed = {
@@ -235,7 +235,9 @@ def test_acceptance_suite_passes_on_a_working_site_and_a_broken_route_fails_its_
         # a broken route: the on-call inbox is down; only the Critical case's escalation
         # fails, and that blocks go-live
         notify_smtp.stop()
-        broken = run_acceptance(settings, output_dir=tmp_path / "broken", only=["A01", "A03"])
+        broken = run_acceptance(
+            settings, output_dir=tmp_path / "broken", only=["A01", "A03"], progress=print
+        )
         assert broken.record["failed_steps"] == ["A01/escalation"], broken.record
         assert broken.record["go_live"] == "BLOCKED"
         assert "BLOCKED" in broken.html_path.read_text()
@@ -254,8 +256,10 @@ def test_acceptance_suite_passes_on_a_working_site_and_a_broken_route_fails_its_
             json={"artifacts": {"flow_run_id": {"any_": [str(run.id)]}}},
             timeout=10,
         ).json()
-        kinds = {artifact["type"] for artifact in artifacts}
-        assert {"markdown", "link"} <= kinds, artifacts
+        by_key = {artifact["key"]: artifact for artifact in artifacts}
+        assert {"acceptance-record", "acceptance-record-steps"} <= set(by_key), artifacts
+        assert "acceptance.html" in by_key["acceptance-record"]["data"]
+        assert "| A07 |" in by_key["acceptance-record-steps"]["data"]
         shown = json.dumps(artifacts) + json.dumps(run.parameters)
         a07 = generated_cases(["A07"])[0].datasets[0]
         for identifier in (a07.PatientName, a07.PatientID, a07.AccessionNumber):
