@@ -31,6 +31,7 @@ import httpx
 from pydicom import Dataset, dcmread
 
 from integrations.acceptance.geometry import (
+    HotSpot,
     ImagePlane,
     hot_spots,
     image_planes,
@@ -76,6 +77,9 @@ class _Tracked:
     send_error: str = ""
     settled: dict[str, bool] = field(default_factory=dict)
     idle_since: float | None = None  # monotonic time the site first had nothing pending
+    found_in_pacs: set[str] = field(default_factory=set)  # SOP Instance UIDs C-FIND answered
+    marks: dict[str, list[HotSpot]] = field(default_factory=dict)  # per overlay SOP UID
+    aliases: dict[str, str] | None = None  # code meaning -> finding label, once analysed
 
 
 def run_suite(
@@ -440,6 +444,9 @@ def _stored_and_found(
         if row["stored_at"] is None:
             problems.append(f"{row['kind']} not yet stored")
             continue
+        if row["sop_instance_uid"] in item.found_in_pacs:
+            found.append(row)
+            continue
         try:
             if _find_in_pacs(
                 settings,
@@ -447,6 +454,7 @@ def _stored_and_found(
                 row["series_instance_uid"],
                 row["sop_instance_uid"],
             ):
+                item.found_in_pacs.add(row["sop_instance_uid"])
                 found.append(row)
             else:
                 problems.append(f"{row['kind']} stored but not found by C-FIND")
@@ -522,16 +530,20 @@ def _overlay(settings: Settings, item: _Tracked, facts: dict[str, Any]) -> StepR
     if not overlays:
         return StepResult("overlay_on_region", False, detail="no overlay built")
     found, problems = _stored_and_found(settings, item, overlays)
-    aliases = _label_aliases(facts["analyses"])
+    if item.aliases is None:
+        item.aliases = _label_aliases(facts["analyses"])
+    aliases = item.aliases
     kinds_on_region: set[str] = set()
     checked = 0
     for row in found:
-        try:
-            dataset = dcmread(io.BytesIO(_object_bytes(settings, row)))
-        except (OSError, httpx.HTTPError, ValueError) as error:
-            problems.append(f"{row['kind']} unreadable: {error}")
-            continue
-        for spot in hot_spots(dataset):
+        uid = row["sop_instance_uid"]
+        if uid not in item.marks:  # a SOP Instance UID names one content: read it once
+            try:
+                item.marks[uid] = hot_spots(dcmread(io.BytesIO(_object_bytes(settings, row))))
+            except (OSError, httpx.HTTPError, ValueError) as error:
+                problems.append(f"{row['kind']} unreadable: {error}")
+                continue
+        for spot in item.marks[uid]:
             label = aliases.get(spot.label.lower(), spot.label)
             if not matches_finding(label, findings):
                 continue

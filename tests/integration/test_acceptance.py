@@ -243,6 +243,14 @@ def test_acceptance_suite_passes_on_a_working_site_and_a_broken_route_fails_its_
         assert "BLOCKED" in broken.html_path.read_text()
         assert verify_file(broken.json_path, key.read_bytes()).intact
 
+        # a PACS without a REST API: the suite asks it with a C-MOVE to the node's AE title
+        by_move = settings.model_copy(
+            update={"acceptance": settings.acceptance.model_copy(update={"pacs_rest_url": ""})}
+        )
+        moved = run_acceptance(by_move, output_dir=tmp_path / "moved", only=["A07"])
+        assert moved.record["site"]["pacs_route"] == "C-MOVE"
+        assert moved.record["go_live"] == "PASSED", moved.record["failed_steps"]
+
         # the same suite as the acceptance-suite deployment the site's Runner serves
         run = run_deployment(
             "acceptance-suite/acceptance-suite",
