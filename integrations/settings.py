@@ -1144,6 +1144,9 @@ class AcceptanceSettings(Section):
     arrival_seconds: Annotated[float, Field(gt=0)] = 30.0
     analysis_latency_seconds: Annotated[float, Field(gt=0)] = 600.0
     escalation_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # The SR and overlays in the PACS, the tier in the worklist (and acknowledged by the RIS)
+    # this long after study close at the node (the analysis latency and a minute to deliver).
+    results_seconds: Annotated[float, Field(gt=0)] = 660.0
     # How long the suite waits for a study's last step before it fails what is missing.
     study_timeout_seconds: Annotated[float, Field(gt=0)] = 900.0
     # An overlay lies on the ground-truth region when its hot spot is inside the region's box

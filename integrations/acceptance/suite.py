@@ -60,6 +60,8 @@ FINAL_STATES = ("done", "failed", "unrouted")
 # How long a study must have nothing pending (analysis done, outboxes drained) before a step
 # that still fails is final.
 IDLE_SECONDS = 5.0
+# The steps held to [acceptance] results_seconds after study close at the node.
+RESULT_STEPS = ("sr_in_pacs", "overlay_on_region", "worklist_tier")
 # Console routes each role's visibility is checked on, with the view each needs.
 SITE_PAGES = {
     "/api/analytics": View.ANALYTICS,
@@ -271,19 +273,26 @@ def _measure(
     else:
         item.idle_since = None
     idle = item.idle_since is not None and time.monotonic() - item.idle_since >= IDLE_SECONDS
+    start = item.pacs_closed_at or now
+    # Nothing will arrive: the PACS refused to send, or the arrival limit passed and the node
+    # never heard of the study; the other steps cannot pass either.
+    never = bool(item.send_error) or (
+        not facts["state"] and (now - start).total_seconds() > settings.acceptance.arrival_seconds
+    )
     settled = {}
     for step in steps:
-        if step.passed or final:
+        if step.passed or final or never:
             settled[step.step] = True
         elif step.step == "arrival":
-            start = item.pacs_closed_at or now
-            settled[step.step] = bool(item.send_error) or (
-                (now - start).total_seconds() > settings.acceptance.arrival_seconds
-            )
+            settled[step.step] = (now - start).total_seconds() > settings.acceptance.arrival_seconds
         elif step.step == "escalation" and closed is not None:
             settled[step.step] = (
                 now - closed
             ).total_seconds() > settings.acceptance.escalation_seconds and done
+        elif step.step in RESULT_STEPS and closed is not None:
+            settled[step.step] = idle or (
+                (now - closed).total_seconds() > settings.acceptance.results_seconds
+            )
         elif step.step == "analysis" and closed is not None:
             settled[step.step] = done or (
                 (now - closed).total_seconds() > settings.acceptance.analysis_latency_seconds
@@ -469,12 +478,15 @@ def _sr_in_pacs(settings: Settings, item: _Tracked, facts: dict[str, Any]) -> St
         return StepResult("sr_in_pacs", False, detail="no SR built")
     found, problems = _stored_and_found(settings, item, reports)
     seconds = _seconds(max((r["stored_at"] for r in found), default=None), facts["closed_at"])
+    limit = settings.acceptance.results_seconds
+    if seconds is not None and seconds > limit:
+        problems.append("stored after the limit")
     passed = bool(found) and not problems
     return StepResult(
         "sr_in_pacs",
         passed,
         seconds,
-        None,
+        limit,
         "; ".join(problems) or f"{len(found)} SR found by C-FIND",
     )
 
@@ -566,12 +578,15 @@ def _overlay(settings: Settings, item: _Tracked, facts: dict[str, Any]) -> StepR
     if not checked:
         problems.append("no overlay marks a ground-truth finding")
     seconds = _seconds(max((r["stored_at"] for r in found), default=None), facts["closed_at"])
+    limit = settings.acceptance.results_seconds
+    if seconds is not None and seconds > limit:
+        problems.append("stored after the limit")
     notes = [f"not built ({skipped[kind]})" for kind in missing if kind in skipped]
     return StepResult(
         "overlay_on_region",
         not problems,
         seconds,
-        None,
+        limit,
         "; ".join(
             problems + notes
             if problems
@@ -606,11 +621,14 @@ def _worklist(settings: Settings, item: _Tracked, facts: dict[str, Any]) -> Step
             last = facts["ris"][-1] if facts["ris"] else None
             state = f"{last['state']}: {last['last_error'] or ''}" if last else "none queued"
             problems.append(f"no RIS message with priority {code} acknowledged ({state})")
+    limit = settings.acceptance.results_seconds
+    if seconds is not None and seconds > limit:
+        problems.append("after the limit")
     return StepResult(
         "worklist_tier",
         not problems,
         seconds,
-        None,
+        limit,
         "; ".join(problems) or f"worklist tier {row['tier']}{ris_note}",
     )
 

@@ -106,7 +106,7 @@ def site_settings(
         monkeypatch.setenv(variable, USERS[user][1])
         accounts[role] = {"username": user, "password_env": variable}
     console_port = free_port()
-    return settings_factory(
+    settings = settings_factory(
         node={"ae_title": NODE_AE_TITLE, "port": node_port, "allowed_callers": [PACS_AE_TITLE]},
         pacs={"ae_title": PACS_AE_TITLE, "port": clean_orthanc.dicom_port, "timeout_seconds": 30},
         study={"quiet_seconds": 1.0, "poll_seconds": 0.1},
@@ -137,8 +137,11 @@ def site_settings(
             "signing_key_file": str(key),
             "pacs_rest_url": clean_orthanc.http_url,
             "role_accounts": accounts,
+            # a site's own choice: results within 90 s of close (the broken RIS fails sooner)
+            "results_seconds": 90,
         },
     )
+    return settings, ris
 
 
 def _wait_for_console(url: str, site, timeout: float = 180.0) -> None:
@@ -177,7 +180,7 @@ def test_generated_cases_are_ten_dciodvfy_clean_studies_with_documented_truth():
 def test_acceptance_suite_passes_on_a_working_site_and_a_broken_route_fails_its_step(
     site_settings, notify_smtp, prefect_api_url, tmp_path
 ):
-    settings = site_settings
+    settings, site_ris = site_settings
     with running_site(settings) as site:
         _wait_for_console(str(settings.console.base_url).rstrip("/"), site)
         outcome = run_acceptance(settings, output_dir=tmp_path / "record", progress=print)
@@ -232,8 +235,17 @@ def test_acceptance_suite_passes_on_a_working_site_and_a_broken_route_fails_its_
         assert "found by C-FIND" in a01["steps"][2]["detail"]
         assert "on the region" in a01["steps"][3]["detail"]
 
-        # a broken route: the on-call inbox is down; only the Critical case's escalation
-        # fails, and that blocks go-live
+        # a broken route: the RIS is down; only the worklist step fails, which does not block
+        # go-live for an Urgent case
+        site_ris.stop()
+        no_ris = run_acceptance(settings, output_dir=tmp_path / "no-ris", only=["A03"])
+        assert no_ris.record["failed_steps"] == ["A03/worklist_tier"], no_ris.record
+        assert "no RIS message with priority A" in no_ris.record["cases"][0]["steps"][4]["detail"]
+        assert no_ris.record["go_live"] == "FAILED"
+        site_ris.start()
+
+        # another: the on-call inbox is down; only the Critical case's escalation fails, and
+        # that blocks go-live
         notify_smtp.stop()
         broken = run_acceptance(
             settings, output_dir=tmp_path / "broken", only=["A01", "A03"], progress=print
