@@ -1139,6 +1139,10 @@ class AcceptanceSettings(Section):
     """
 
     signing_key_file: str = ""  # PEM, PKCS#8 Ed25519 private key
+    # Who the suite is when it stores the studies to the PACS and asks it to move them (a
+    # modality's AE title, registered at the PACS for C-MOVE). Never the node's own: the node
+    # takes what arrives by a move it originated for a prior, and does not analyse it.
+    calling_ae_title: AETitle = "PACSFLOW-ACCEPT"
     pacs_rest_url: str = ""
     pacs_node_alias: str = "pacsflow"
     arrival_seconds: Annotated[float, Field(gt=0)] = 30.0
@@ -1224,6 +1228,15 @@ class Settings(BaseSettings):
                     f"[{section}] alert_team {team!r} is not one of the [escalation] teams"
                     f" ({', '.join(sorted(self.escalation.teams)) or 'none defined'})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _acceptance_is_not_the_node(self) -> Settings:
+        if self.acceptance.calling_ae_title == self.node.ae_title:
+            raise ValueError(
+                "[acceptance] calling_ae_title must differ from [node] ae_title: the node takes"
+                " studies moved at its own request for priors and would not analyse them"
+            )
         return self
 
     def analyzer_names(self) -> list[str]:

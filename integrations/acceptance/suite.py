@@ -23,7 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,8 @@ from models.results import UrgencyTier
 log = logging.getLogger("pacsflow.acceptance")
 
 OVERLAY_KINDS = ("gsps", "secondary_capture", "segmentation")
-FINAL_STATES = ("done", "failed", "unrouted")
+# "prior": taken as a prior of another study (moved at the node's request), never analysed
+FINAL_STATES = ("done", "failed", "unrouted", "prior")
 # How long a study must have nothing pending (analysis done, outboxes drained) before a step
 # that still fails is final.
 IDLE_SECONDS = 5.0
@@ -177,9 +178,12 @@ def versions(settings: Settings) -> dict[str, Any]:
 
 
 def _send(settings: Settings, database: Database, item: _Tracked) -> None:
-    """C-STORE to the PACS, then have the PACS send the study to the node."""
+    """C-STORE to the PACS, then have the PACS send the study to the node, as a modality
+    (``[acceptance] calling_ae_title``) would."""
     case = item.case
-    client = DicomClient(pacs_peer(settings))
+    client = DicomClient(
+        replace(pacs_peer(settings), calling_ae_title=settings.acceptance.calling_ae_title)
+    )
     try:
         client.store(list(case.datasets), study_instance_uid=case.study_instance_uid)
         item.pacs_closed_at = _now(database)

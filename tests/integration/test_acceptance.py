@@ -23,7 +23,7 @@ from integrations.acceptance.report import verify_file
 from integrations.acceptance.suite import run_acceptance
 from integrations.acceptance.truth import GENERATED_CASES, generated_cases
 from tests.dciodvfy import verify as dciodvfy
-from tests.fix_orthanc import NODE_AE_TITLE, PACS_AE_TITLE
+from tests.fix_orthanc import NODE_AE_TITLE, PACS_AE_TITLE, TEST_SCU_AE_TITLE
 from tests.fix_slapd import USERS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -255,9 +255,14 @@ def test_acceptance_suite_passes_on_a_working_site_and_a_broken_route_fails_its_
         assert "BLOCKED" in broken.html_path.read_text()
         assert verify_file(broken.json_path, key.read_bytes()).intact
 
-        # a PACS without a REST API: the suite asks it with a C-MOVE to the node's AE title
+        # a PACS without a REST API: the suite asks it for a C-MOVE to the node, as a modality
+        # the PACS knows (never as the node: a move the node originated brings a prior)
         by_move = settings.model_copy(
-            update={"acceptance": settings.acceptance.model_copy(update={"pacs_rest_url": ""})}
+            update={
+                "acceptance": settings.acceptance.model_copy(
+                    update={"pacs_rest_url": "", "calling_ae_title": TEST_SCU_AE_TITLE}
+                )
+            }
         )
         moved = run_acceptance(by_move, output_dir=tmp_path / "moved", only=["A07"])
         assert moved.record["site"]["pacs_route"] == "C-MOVE"

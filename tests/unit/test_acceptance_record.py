@@ -136,3 +136,12 @@ def test_a_hot_spot_is_on_the_region_in_plane_with_margin_and_a_slice_away():
     assert lies(spot("img-1", 50, 50))  # 5 mm from the boxed slice
     assert not lies(spot("img-far", 50, 50))
     assert not lies(spot("img-1", 10, 10))
+
+
+def test_the_suite_may_not_call_the_pacs_as_the_node():
+    from integrations.errors import ConfigError
+    from integrations.settings import load_settings
+
+    with pytest.raises(ConfigError, match="calling_ae_title must differ"):
+        load_settings(None, search=False, acceptance={"calling_ae_title": "PACSFLOW"})
+    assert load_settings(None, search=False).acceptance.calling_ae_title == "PACSFLOW-ACCEPT"
