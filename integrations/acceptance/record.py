@@ -119,11 +119,23 @@ def finish_record(
         "go_live": "BLOCKED" if outcome == VERDICT_BLOCKED else outcome,
         "failed_steps": failed,
         "steps": STEPS,
+        # what monitoring compares the daily escalation rate with (integrations.monitoring)
+        "escalation_baseline": escalation_baseline(cases),
         "cases": [
             {**asdict(case), "passed": case.passed, "steps": [asdict(s) for s in case.steps]}
             for case in cases
         ],
     }
+
+
+def escalation_baseline(cases: list[CaseResult]) -> dict[str, dict[str, int]]:
+    """Per modality: the cases run and those the site found Critical (and so escalated)."""
+    table: dict[str, dict[str, int]] = {}
+    for case in cases:
+        counts = table.setdefault(case.modality, {"studies": 0, "escalated": 0})
+        counts["studies"] += 1
+        counts["escalated"] += int(case.found_tier == "Critical")
+    return table
 
 
 def settings_digest(settings_json: dict[str, Any]) -> str:

@@ -145,3 +145,19 @@ def test_the_suite_may_not_call_the_pacs_as_the_node():
     with pytest.raises(ConfigError, match="calling_ae_title must differ"):
         load_settings(None, search=False, acceptance={"calling_ae_title": "PACSFLOW"})
     assert load_settings(None, search=False).acceptance.calling_ae_title == "PACSFLOW-ACCEPT"
+
+
+def test_monitoring_reads_the_escalation_baseline_from_the_signed_record(tmp_path):
+    import json
+
+    from integrations.monitoring.baseline import acceptance_baseline
+
+    critical = _case("A01", "Critical")
+    critical.found_tier = "Critical"
+    routine = _case("A07", "Routine")
+    routine.found_tier = "Routine"
+    record = _record(critical, routine)
+    assert record["escalation_baseline"] == {"DX": {"studies": 2, "escalated": 1}}
+    path = tmp_path / "acceptance.json"
+    path.write_text(json.dumps(sign_record(record, Ed25519PrivateKey.generate())))
+    assert acceptance_baseline(path) == {"DX": 0.5}
