@@ -43,7 +43,8 @@ ON_CALL = {
     },
     "teams": {
         "surgery": {"channels": ["email"], "on_call": [{"person": "surg1"}]},
-        "stroke": {"channels": ["email"], "on_call": [{"person": "stroke1"}]},
+        # the stroke team is paged by webhook (the recording HTTP peer), the others by mail
+        "stroke": {"channels": ["webhook"], "on_call": [{"person": "stroke1"}]},
         "neurosurgery": {"channels": ["email"], "on_call": [{"person": "neuro1"}]},
     },
 }
@@ -92,11 +93,13 @@ def site_settings(
     demo_models_dir,
     running_slapd,
     notify_smtp,
+    notify_http,
     make_mllp_peer,
     tmp_path,
     monkeypatch,
 ):
     ris = make_mllp_peer()
+    monkeypatch.setenv("PACSFLOW_ESCALATION__WEBHOOK_SECRET", "acceptance-webhook-secret")
     key = tmp_path / "acceptance-key.pem"
     _keygen(key)
     monkeypatch.setenv("PACSFLOW_CONSOLE_SECRET", CONSOLE_SECRET)
@@ -122,6 +125,7 @@ def site_settings(
             **ON_CALL,
             "smtp_host": notify_smtp.host,
             "smtp_port": notify_smtp.port,
+            "webhook_url": notify_http.url("/hooks/stroke"),
             "listen_port": free_port(),
             "retry_delays_seconds": [0.5, 1.0],
             "send_timeout_seconds": 2.0,
@@ -178,7 +182,7 @@ def test_generated_cases_are_ten_dciodvfy_clean_studies_with_documented_truth():
 
 @pytest.mark.slow
 def test_acceptance_suite_passes_on_a_working_site_and_a_broken_route_fails_its_step(
-    site_settings, notify_smtp, prefect_api_url, tmp_path
+    site_settings, notify_smtp, notify_http, prefect_api_url, tmp_path
 ):
     settings, site_ris = site_settings
     with running_site(settings) as site:
@@ -201,7 +205,9 @@ def test_acceptance_suite_passes_on_a_working_site_and_a_broken_route_fails_its_
             arrival = case["steps"][0]
             assert arrival["seconds"] is not None and arrival["seconds"] <= 30
         paged = {c["case"]: c["steps"][5]["seconds"] for c in record["cases"]}
-        assert paged["A01"] is not None and paged["A01"] <= 60
+        assert paged["A01"] is not None and paged["A01"] <= 60  # by mail
+        assert paged["A02"] is not None and paged["A02"] <= 60  # by webhook
+        assert notify_http.received("/hooks/stroke")
         assert set(record["versions"]["models"]) >= {"chest-xray", "brain-mri-stroke"}
         assert len(record["site"]["settings_digest"]) == 64
 
