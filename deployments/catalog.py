@@ -46,6 +46,11 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         "Daily monitoring report: failures, orphans, backlogs, latency, escalation drift",
         cron="30 6 * * *",
     ),
+    DeploymentSpec(
+        "flows.acceptance_suite:acceptance_suite",
+        "acceptance-suite",
+        "Go-live acceptance: 10 studies through PACS and node, every step timed, signed record",
+    ),
 )
 
 

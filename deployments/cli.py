@@ -37,6 +37,7 @@ COMMANDS = (
     "deployments.commands.console",
     "deployments.commands.audit_sender",
     "deployments.commands.monitor",
+    "deployments.commands.acceptance",
 )
 
 

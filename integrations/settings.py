@@ -1007,6 +1007,11 @@ class LdapSettings(Section):
         return self
 
 
+RbacRole = Literal[
+    "radiologist", "emergency_physician", "technologist", "department_head", "it_admin"
+]
+
+
 class RbacSettings(Section):
     """Roles from directory groups: each key is a list of group DNs. No per-user grants."""
 
@@ -1121,6 +1126,46 @@ class MonitoringSettings(Section):
         return {modality.upper(): rate for modality, rate in rates.items()}
 
 
+class AcceptanceAccount(Section):
+    """A directory account the acceptance suite logs in to the console with, for one role."""
+
+    username: Annotated[str, Field(min_length=1)]
+    password_env: Annotated[str, Field(min_length=1)]  # the variable holding its password
+
+
+class AcceptanceSettings(Section):
+    """The go-live acceptance suite (``pacsflow acceptance run``, deployment
+    ``acceptance-suite``): where the PACS is driven from, the limits each step is held to, the
+    console accounts the role step logs in with, and the Ed25519 key that signs the record.
+
+    ``pacs_rest_url`` (Orthanc's REST API) makes the PACS send each study to the node as
+    ``pacs_node_alias``; empty, the suite asks the PACS with a C-MOVE to the node's AE title.
+    """
+
+    signing_key_file: str = ""  # PEM, PKCS#8 Ed25519 private key
+    # Who the suite is when it stores the studies to the PACS and asks it to move them (a
+    # modality's AE title, registered at the PACS for C-MOVE). Never the node's own: the node
+    # takes what arrives by a move it originated for a prior, and does not analyse it.
+    calling_ae_title: AETitle = "PACSFLOW-ACCEPT"
+    pacs_rest_url: str = ""
+    pacs_node_alias: str = "pacsflow"
+    arrival_seconds: Annotated[float, Field(gt=0)] = 30.0
+    analysis_latency_seconds: Annotated[float, Field(gt=0)] = 600.0
+    escalation_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # The SR and overlays in the PACS, the tier in the worklist (and acknowledged by the RIS)
+    # this long after study close at the node (the analysis latency and a minute to deliver).
+    results_seconds: Annotated[float, Field(gt=0)] = 660.0
+    # How long the suite waits for a study's last step before it fails what is missing.
+    study_timeout_seconds: Annotated[float, Field(gt=0)] = 900.0
+    # An overlay lies on the ground-truth region when its hot spot is inside the region's box
+    # grown by this fraction of the image size, on the same image or one whose plane is at
+    # most through_plane_mm away.
+    region_margin: Annotated[float, Field(ge=0, le=0.5)] = 0.05
+    through_plane_mm: Annotated[float, Field(ge=0)] = 10.0
+    role_accounts: dict[RbacRole, AcceptanceAccount] = Field(default_factory=dict)
+    chromium: str = "/usr/bin/chromium"  # renders acceptance.pdf from acceptance.html
+
+
 class Settings(BaseSettings):
     """All of pacsflow's configuration. Build it with :func:`load_settings`."""
 
@@ -1155,6 +1200,7 @@ class Settings(BaseSettings):
     saml: SamlSettings = Field(default_factory=SamlSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    acceptance: AcceptanceSettings = Field(default_factory=AcceptanceSettings)
 
     # Set by load_settings: the file the settings came from (None when none was read).
     config_path: Path | None = None
@@ -1186,6 +1232,15 @@ class Settings(BaseSettings):
                     f"[{section}] alert_team {team!r} is not one of the [escalation] teams"
                     f" ({', '.join(sorted(self.escalation.teams)) or 'none defined'})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _acceptance_is_not_the_node(self) -> Settings:
+        if self.acceptance.calling_ae_title == self.node.ae_title:
+            raise ValueError(
+                "[acceptance] calling_ae_title must differ from [node] ae_title: the node takes"
+                " studies moved at its own request for priors and would not analyse them"
+            )
         return self
 
     def analyzer_names(self) -> list[str]:

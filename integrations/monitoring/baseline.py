@@ -76,4 +76,6 @@ def acceptance_baseline(path: str | Path) -> dict[str, float]:
         raise ConfigError(f"[monitoring] acceptance_record {path} is unreadable: {error}") from None
     if not isinstance(record, dict):
         raise ConfigError(f"[monitoring] acceptance_record {path} is not a JSON object")
+    if isinstance(record.get("record"), dict) and "signature" in record:
+        record = record["record"]  # the suite's signed document: the record inside
     return baseline_from_record(record)
