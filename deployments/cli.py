@@ -38,6 +38,7 @@ COMMANDS = (
     "deployments.commands.audit_sender",
     "deployments.commands.monitor",
     "deployments.commands.acceptance",
+    "deployments.commands.doctor",
 )
 
 

@@ -185,6 +185,27 @@ class PacsSettings(ClientTlsSettings):
     host: str = "127.0.0.1"
     port: Port = 4242
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # The PACS's own REST API where it has one (Orthanc: http://host:8042), which ``pacsflow
+    # doctor`` uses to have the PACS C-ECHO the node and to read how the PACS registered it.
+    # Empty: no API; doctor tells the operator to run that C-ECHO from the PACS.
+    rest_url: str = ""
+    rest_username: str = ""
+    rest_password_env: str = "PACSFLOW_PACS_REST_PASSWORD"
+    # The PACS's name for the node (Orthanc's modality id); empty: found by the node's AE title.
+    node_modality_id: str = ""
+
+    @field_validator("rest_url")
+    @classmethod
+    def _rest_url(cls, value: str) -> str:
+        return _http_url(value)
+
+
+class StorageSettings(Section):
+    """Disk safety for ``[node] storage_dir`` (spool, results, the embedded database)."""
+
+    # Below this share of the file system free, ``pacsflow doctor`` fails the disk check
+    # (and warns below twice this).
+    min_free_percent: Annotated[float, Field(ge=0, lt=100)] = 10.0
 
 
 class DatabaseSettings(Section):
@@ -1178,6 +1199,7 @@ class Settings(BaseSettings):
 
     node: NodeSettings = Field(default_factory=NodeSettings)
     pacs: PacsSettings = Field(default_factory=PacsSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     study: StudySettings = Field(default_factory=StudySettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)

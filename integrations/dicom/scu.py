@@ -87,18 +87,7 @@ def pacs_peer(settings: Settings, *, connect_timeout_seconds: float | None = Non
     )
 
 
-# PS3.8 9.3.4 A-ASSOCIATE-RJ: (source, reason/diagnostic) in plain words.
-_REJECTION_WORDS: dict[tuple[int | None, int | None], str] = {
-    (1, 2): "application context name not supported",
-    (1, 3): "calling AE title not recognised",
-    (1, 7): "called AE title not recognised",
-    (2, 2): "protocol version not supported",
-    (3, 1): "temporary congestion",
-    (3, 2): "local limit exceeded",
-}
-
-
-def _connect_failure(host: str, port: int, timeout: float) -> str:
+def connect_failure(host: str, port: int, timeout: float) -> str:
     """Why a TCP connection to the peer fails, in the operating system's words.
 
     pynetdicom only logs the socket error; one more connection attempt names it.
@@ -158,7 +147,7 @@ class DicomClient:
                 result = getattr(primitive, "result", None)
                 source = getattr(primitive, "result_source", None)
                 diagnostic = getattr(primitive, "diagnostic", None)
-                words = _REJECTION_WORDS.get((source, diagnostic), f"diagnostic {diagnostic}")
+                words = status.rejection_words(source, diagnostic)
                 reason = (
                     f"{peer.named} rejected the association ({words};"
                     f" result {result}, source {source})"
@@ -185,7 +174,7 @@ class DicomClient:
                 advice = f"check the {peer.role}'s log and that it accepts our AE {peer.calling_ae_title}"
             else:
                 if peer.tls is None:
-                    why = _connect_failure(peer.host, peer.port, negotiation)
+                    why = connect_failure(peer.host, peer.port, negotiation)
                 else:
                     context, server_name = peer.tls
                     why = (

@@ -48,3 +48,19 @@ def is_warning(status: int) -> bool:
 def is_out_of_resources(status: int) -> bool:
     """0xA7xx: the peer is short of resources; worth retrying later."""
     return (status & 0xFF00) == 0xA700
+
+
+# PS3.8 9.3.4 A-ASSOCIATE-RJ: (source, reason/diagnostic) in plain words.
+_REJECTION_WORDS: dict[tuple[int | None, int | None], str] = {
+    (1, 2): "application context name not supported",
+    (1, 3): "calling AE title not recognised",
+    (1, 7): "called AE title not recognised",
+    (2, 2): "protocol version not supported",
+    (3, 1): "temporary congestion",
+    (3, 2): "local limit exceeded",
+}
+
+
+def rejection_words(source: int | None, diagnostic: int | None) -> str:
+    """An A-ASSOCIATE-RJ's source and reason in plain words."""
+    return _REJECTION_WORDS.get((source, diagnostic), f"diagnostic {diagnostic}")

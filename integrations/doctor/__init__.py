@@ -1,0 +1,1 @@
+"""``pacsflow doctor``: go-live checks, pure judgements (checks) over I/O probes (probes)."""
