@@ -57,6 +57,7 @@ class OrthancConfig:
     known SOP Instance UID is answered with success and the first copy is kept, as most
     archives do); tests covering an archive that overwrites set True.
     ``lua_scripts``: scripts Orthanc runs (a site's forwarding rule, for instance).
+    ``check_called_aet``: True for a PACS that refuses a wrong called AE title.
     """
 
     storage_dir: Path
@@ -67,6 +68,9 @@ class OrthancConfig:
     overwrite_instances: bool | None = None
     lua_scripts: list[Path] = field(default_factory=list)
     tls: OrthancTls | None = None
+    # A stricter PACS than Orthanc's default: refuse an association whose called AE title is
+    # not Orthanc's own (A-ASSOCIATE-RJ "called AE title not recognised").
+    check_called_aet: bool = False
 
     def to_json(self) -> dict[str, Any]:
         optional: dict[str, Any] = {}
@@ -94,7 +98,7 @@ class OrthancConfig:
             "DicomServerEnabled": True,
             "DicomAet": self.ae_title,
             "DicomPort": self.dicom_port,
-            "DicomCheckCalledAet": False,
+            "DicomCheckCalledAet": self.check_called_aet,
             "DicomCheckModalityHost": False,
             "DicomAlwaysAllowEcho": True,
             "DicomAlwaysAllowStore": True,

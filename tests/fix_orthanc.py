@@ -62,6 +62,7 @@ def _start(
     ae_title: str = PACS_AE_TITLE,
     overwrite_instances: bool | None = None,
     lua: str = "",
+    check_called_aet: bool = False,
 ) -> tuple[OrthancPeer, OrthancProcess]:
     if not orthanc_available():
         pytest.fail("Orthanc is not installed (make setup installs it)")
@@ -82,6 +83,7 @@ def _start(
         ],
         overwrite_instances=overwrite_instances,
         lua_scripts=lua_scripts,
+        check_called_aet=check_called_aet,
     )
     process = OrthancProcess(config)
     process.start()
@@ -102,7 +104,8 @@ def start_orthanc(
     tmp_path_factory: pytest.TempPathFactory, node_port: int
 ) -> Iterator[Callable[..., OrthancPeer]]:
     """Start a further Orthanc for one test, e.g. ``start_orthanc(overwrite_instances=True)``
-    or ``start_orthanc(ae_title="FWDPACS", lua=FORWARD_EVERYTHING_LUA)``; it knows the node
+    or ``start_orthanc(ae_title="FWDPACS", lua=FORWARD_EVERYTHING_LUA)`` or
+    ``start_orthanc(check_called_aet=True)`` (a strict PACS); it knows the node
     under test as modality ``pacsflow`` like the session one."""
     started: list[tuple[OrthancPeer, OrthancProcess]] = []
 

@@ -37,5 +37,9 @@ def run(args: argparse.Namespace) -> int:
         for result in results:
             print(result.line())
         failures = sum(result.verdict.value == "FAIL" for result in results)
-        print(f"{len(results)} checks, {failures} failed" if failures else f"{len(results)} checks, none failed")
+        print(
+            f"{len(results)} checks, {failures} failed"
+            if failures
+            else f"{len(results)} checks, none failed"
+        )
     return status

@@ -208,7 +208,9 @@ def check_config(error: str | None, source: str) -> CheckResult:
 def node_listening(self_echo: AssociationOutcome) -> bool:
     """The node answers on its port: C-ECHO succeeded, or it refused only the calling AE."""
     rejection = self_echo.rejection
-    return self_echo.succeeded or (rejection is not None and rejection[1:] == CALLING_AE_NOT_RECOGNISED)
+    return self_echo.succeeded or (
+        rejection is not None and rejection[1:] == CALLING_AE_NOT_RECOGNISED
+    )
 
 
 def check_node_port(node: Address, port_free: bool, self_echo: AssociationOutcome) -> CheckResult:
@@ -219,7 +221,10 @@ def check_node_port(node: Address, port_free: bool, self_echo: AssociationOutcom
     title = f"node port {node.host}:{node.port}"
     if self_echo.succeeded:
         return CheckResult(
-            "node-port", title, Verdict.PASS, f"node {node.ae_title} listening (C-ECHO {_ms(self_echo.seconds)})"
+            "node-port",
+            title,
+            Verdict.PASS,
+            f"node {node.ae_title} listening (C-ECHO {_ms(self_echo.seconds)})",
         )
     if node_listening(self_echo):
         return CheckResult(
@@ -247,7 +252,11 @@ def check_node_port(node: Address, port_free: bool, self_echo: AssociationOutcom
 
 
 def _api_note(api: PacsApiView | None) -> str:
-    return "" if api is None or api.error else f" (the PACS's API says its AE title is {api.own_ae_title})"
+    return (
+        ""
+        if api is None or api.error
+        else f" (the PACS's API says its AE title is {api.own_ae_title})"
+    )
 
 
 def check_pacs_echo(
@@ -264,7 +273,7 @@ def check_pacs_echo(
                 Verdict.FAIL,
                 f"answered in {_ms(outcome.seconds)}, but the PACS calls itself {own}"
                 f" (it does not check the called AE title; a stricter one would refuse us)",
-                f"set [pacs] ae_title = \"{own}\"",
+                f'set [pacs] ae_title = "{own}"',
             )
         return CheckResult(check, title, Verdict.PASS, f"success in {_ms(outcome.seconds)}")
     if outcome.rejection is not None:
@@ -272,7 +281,7 @@ def check_pacs_echo(
         answer = f"the PACS answered {outcome.rejection_text()}"
         if reason == CALLED_AE_NOT_RECOGNISED:
             fix = (
-                f"set [pacs] ae_title = \"{own}\" (the PACS's own AE title)"
+                f'set [pacs] ae_title = "{own}" (the PACS\'s own AE title)'
                 if own
                 else f"set [pacs] ae_title to the PACS's own AE title (it does not accept {pacs.ae_title})"
             )
@@ -327,10 +336,10 @@ def check_node_registered(
     register = f"register AE {node.ae_title} at {node.host}:{node.port} in the PACS"
     if api is None or api.error:
         if find.rejection is not None and find.rejection[1:] == CALLING_AE_NOT_RECOGNISED:
-            return CheckResult(check, title, Verdict.FAIL, f"the PACS answered {find.rejection_text()}", register)
-        how = (
-            f"the PACS's API failed ({api.error})" if api is not None else "no [pacs] rest_url"
-        )
+            return CheckResult(
+                check, title, Verdict.FAIL, f"the PACS answered {find.rejection_text()}", register
+            )
+        how = f"the PACS's API failed ({api.error})" if api is not None else "no [pacs] rest_url"
         return CheckResult(
             check,
             title,
@@ -376,7 +385,8 @@ def check_node_registered(
                 check,
                 title,
                 Verdict.WARN,
-                value + f"; the node listens on all addresses ({node.host or 'any'}), host not compared",
+                value
+                + f"; the node listens on all addresses ({node.host or 'any'}), host not compared",
                 f"confirm {exact.host} is this machine's address the PACS can reach",
             )
         return CheckResult(check, title, Verdict.PASS, value)
@@ -389,7 +399,7 @@ def check_node_registered(
             f"the PACS has {node.host}:{node.port} registered as AE {other.ae_title}"
             f" ({other.modality_id!r}), not {node.ae_title}",
             f"change the AE title of the PACS's modality {other.modality_id!r} to"
-            f" {node.ae_title}, or set [node] ae_title = \"{other.ae_title}\"",
+            f' {node.ae_title}, or set [node] ae_title = "{other.ae_title}"',
         )
     return CheckResult(
         check, title, Verdict.FAIL, f"not in the PACS's {len(api.modalities)} modalities", register
@@ -443,7 +453,10 @@ def check_pacs_to_node_echo(
         )
     if echo.ok:
         return CheckResult(
-            check, title, Verdict.PASS, f"the PACS's C-ECHO of {modality_id!r} succeeded in {_ms(echo.seconds)}"
+            check,
+            title,
+            Verdict.PASS,
+            f"the PACS's C-ECHO of {modality_id!r} succeeded in {_ms(echo.seconds)}",
         )
     if not node_listening:
         fix = "start the node (`pacsflow serve`), then run doctor again"
@@ -455,7 +468,11 @@ def check_pacs_to_node_echo(
             f" {modality_id!r}, routes and firewalls between them"
         )
     return CheckResult(
-        check, title, Verdict.FAIL, f"the PACS's C-ECHO of {modality_id!r} failed: {echo.detail}", fix
+        check,
+        title,
+        Verdict.FAIL,
+        f"the PACS's C-ECHO of {modality_id!r} failed: {echo.detail}",
+        fix,
     )
 
 
@@ -468,7 +485,10 @@ def check_archive_find(
         return CheckResult(check, title, Verdict.SKIP, "[priors] enabled = false")
     if outcome.succeeded:
         return CheckResult(
-            check, title, Verdict.PASS, f"success in {_ms(outcome.seconds)} ({outcome.matches} matches)"
+            check,
+            title,
+            Verdict.PASS,
+            f"success in {_ms(outcome.seconds)} ({outcome.matches} matches)",
         )
     if outcome.rejection is not None:
         value = f"the PACS answered {outcome.rejection_text()}"
@@ -496,12 +516,16 @@ def check_archive_find(
     )
 
 
-def check_listener(check: str, title: str, enabled: bool, off: str, connect: Connect | None, fix: str) -> CheckResult:
+def check_listener(
+    check: str, title: str, enabled: bool, off: str, connect: Connect | None, fix: str
+) -> CheckResult:
     """A TCP listener pacsflow runs or talks to (HL7 ADT listener, EMR and RIS MLLP peers)."""
     if not enabled or connect is None:
         return CheckResult(check, title, Verdict.SKIP, off)
     if connect.ok:
-        return CheckResult(check, title, Verdict.PASS, f"accepts connections ({_ms(connect.seconds)})")
+        return CheckResult(
+            check, title, Verdict.PASS, f"accepts connections ({_ms(connect.seconds)})"
+        )
     return CheckResult(check, title, Verdict.FAIL, connect.detail or "no answer", fix)
 
 
@@ -529,7 +553,9 @@ def check_fhir(enabled: bool, base_url: str, auth: str, outcome: FhirOutcome | N
             else "check [fhir] client_id, key_id and the private key ([fhir] private_key_env)"
             " against the client registered at the authorization server",
         )
-    return CheckResult(check, title, Verdict.PASS, f"{metadata}; {outcome.token} ({_ms(outcome.seconds)})")
+    return CheckResult(
+        check, title, Verdict.PASS, f"{metadata}; {outcome.token} ({_ms(outcome.seconds)})"
+    )
 
 
 def check_ldap(url: str, outcome: LdapOutcome | None) -> CheckResult:
@@ -576,16 +602,18 @@ def check_syslog(host: str, port: int, transport: str, connect: Connect | None) 
             title,
             Verdict.WARN,
             "UDP: a datagram is never acknowledged, reachability cannot be confirmed",
-            "prefer syslog_transport = \"tls\" (or tcp); check the collector received doctor's test",
+            'prefer syslog_transport = "tls" (or tcp); check the collector received doctor\'s test',
         )
     if connect.ok:
-        return CheckResult(check, title, Verdict.PASS, f"{connect.detail or 'connected'} ({_ms(connect.seconds)})")
+        return CheckResult(
+            check, title, Verdict.PASS, f"{connect.detail or 'connected'} ({_ms(connect.seconds)})"
+        )
     return CheckResult(
         check,
         title,
         Verdict.FAIL,
         connect.detail,
-        f"start the audit record repository or correct [audit] syslog_host/syslog_port; records"
+        "start the audit record repository or correct [audit] syslog_host/syslog_port; records"
         " queue in PostgreSQL meanwhile",
     )
 
@@ -670,7 +698,9 @@ def check_models(
                 )
             )
         elif not package.clinical_use:
-            value = f"version {package.version} verified; NOT FOR CLINICAL USE (clinical_use = false)"
+            value = (
+                f"version {package.version} verified; NOT FOR CLINICAL USE (clinical_use = false)"
+            )
             if allow_non_clinical:
                 results.append(
                     CheckResult(
@@ -695,7 +725,9 @@ def check_models(
                 )
         else:
             results.append(
-                CheckResult(check, title, Verdict.PASS, f"version {package.version} verified, clinical")
+                CheckResult(
+                    check, title, Verdict.PASS, f"version {package.version} verified, clinical"
+                )
             )
     return results
 
@@ -704,7 +736,13 @@ def check_disk(usage: DiskUsage | None, min_free_percent: float, error: str = ""
     check = "disk"
     title = f"free disk in {usage.path if usage else 'the storage directory'}"
     if usage is None:
-        return CheckResult(check, title, Verdict.FAIL, error or "unknown", "create [node] storage_dir (or correct it)")
+        return CheckResult(
+            check,
+            title,
+            Verdict.FAIL,
+            error or "unknown",
+            "create [node] storage_dir (or correct it)",
+        )
     gib = usage.free_bytes / 2**30
     value = f"{usage.free_percent:.1f} % free ({gib:.1f} GiB), watermark {min_free_percent:g} %"
     needed = max(0.0, (min_free_percent / 100.0) * usage.total_bytes - usage.free_bytes) / 2**30

@@ -81,7 +81,9 @@ def _association(
             if connected
             else connect_failure(host, port, timeout)
         )
-        return AssociationOutcome(established=False, failure=why, seconds=time.monotonic() - started)
+        return AssociationOutcome(
+            established=False, failure=why, seconds=time.monotonic() - started
+        )
     code: int | None = None
     matches = 0
     try:
@@ -111,11 +113,15 @@ def _association(
     )
 
 
-def dicom_echo(host: str, port: int, called: str, calling: str, timeout: float) -> AssociationOutcome:
+def dicom_echo(
+    host: str, port: int, called: str, calling: str, timeout: float
+) -> AssociationOutcome:
     return _association(host, port, called, calling, timeout, "echo")
 
 
-def dicom_find(host: str, port: int, called: str, calling: str, timeout: float) -> AssociationOutcome:
+def dicom_find(
+    host: str, port: int, called: str, calling: str, timeout: float
+) -> AssociationOutcome:
     return _association(host, port, called, calling, timeout, "find")
 
 
@@ -183,10 +189,15 @@ def pacs_api(settings: Settings) -> PacsApiView | None:
             entry = {"AET": entry[0], "Host": entry[1], "Port": entry[2]}
         modalities.append(
             RegisteredModality(
-                modality_id, str(entry.get("AET", "")), str(entry.get("Host", "")), int(entry.get("Port", 0))
+                modality_id,
+                str(entry.get("AET", "")),
+                str(entry.get("Host", "")),
+                int(entry.get("Port", 0)),
             )
         )
-    return PacsApiView(url, own_ae_title=str(system.json().get("DicomAet", "")), modalities=tuple(modalities))
+    return PacsApiView(
+        url, own_ae_title=str(system.json().get("DicomAet", "")), modalities=tuple(modalities)
+    )
 
 
 def pacs_echoes_node(settings: Settings, modality_id: str) -> RestEcho:
@@ -225,7 +236,9 @@ def fhir_probe(settings: Settings) -> FhirOutcome:
         except ValueError:
             return FhirOutcome(metadata_error="the answer is not JSON")
         if body.get("resourceType") != "CapabilityStatement":
-            return FhirOutcome(metadata_error=f"not a CapabilityStatement ({body.get('resourceType')!r})")
+            return FhirOutcome(
+                metadata_error=f"not a CapabilityStatement ({body.get('resourceType')!r})"
+            )
         version = str(body.get("fhirVersion", ""))
         auth = settings.fhir.auth
         try:
@@ -272,11 +285,15 @@ def ldap_probe(settings: Settings) -> LdapOutcome:
                 except ldap.NO_SUCH_OBJECT:
                     missing.append(group_dn)
             if ldap_settings.group_search_base:
-                conn.search_s(ldap_settings.group_search_base, ldap.SCOPE_BASE, "(objectClass=*)", ["cn"])
+                conn.search_s(
+                    ldap_settings.group_search_base, ldap.SCOPE_BASE, "(objectClass=*)", ["cn"]
+                )
         finally:
             conn.unbind_s()
     except (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.CONNECT_ERROR) as error:
-        return LdapOutcome(error=f"{ldap_settings.url} cannot be reached: {_describe(error)}", unavailable=True)
+        return LdapOutcome(
+            error=f"{ldap_settings.url} cannot be reached: {_describe(error)}", unavailable=True
+        )
     except ldap.LDAPError as error:
         return LdapOutcome(error=f"bind as {who} or search failed: {_describe(error)}")
     return LdapOutcome(bound_as=who, groups_found=tuple(found), groups_missing=tuple(missing))
@@ -324,8 +341,10 @@ def schema_state(settings: Settings) -> SchemaState:
             exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
             applied: tuple[str, ...] = ()
             if exists and exists[0]:
-                applied = tuple(row[0] for row in conn.execute("SELECT version FROM schema_migrations"))
-    except Exception as error:  # noqa: BLE001 - any failure to reach the database is the finding
+                applied = tuple(
+                    row[0] for row in conn.execute("SELECT version FROM schema_migrations")
+                )
+    except Exception as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return SchemaState(error=f"cannot connect: {message}", available=available)
     finally:

@@ -27,8 +27,8 @@ from integrations.doctor.checks import (
     check_pacs_to_node_echo,
     check_schema,
     check_syslog,
-    node_listening,
     find_registrations,
+    node_listening,
 )
 from integrations.errors import ConfigError
 from integrations.settings import Settings, load_settings
@@ -130,7 +130,10 @@ def site_checks(settings: Settings) -> list[CheckResult]:
     fhir = settings.fhir
     results.append(
         check_fhir(
-            fhir.enabled, fhir.base_url, fhir.auth, probes.fhir_probe(settings) if fhir.enabled else None
+            fhir.enabled,
+            fhir.base_url,
+            fhir.auth,
+            probes.fhir_probe(settings) if fhir.enabled else None,
         )
     )
     ldap_url = settings.ldap.url
@@ -147,7 +150,9 @@ def site_checks(settings: Settings) -> list[CheckResult]:
     results.append(check_schema(probes.schema_state(settings)))
     results.extend(
         check_models(
-            probes.package_facts(settings), settings.models.allow_non_clinical, str(settings.models.dir)
+            probes.package_facts(settings),
+            settings.models.allow_non_clinical,
+            str(settings.models.dir),
         )
     )
     try:
