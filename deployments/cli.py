@@ -39,6 +39,7 @@ COMMANDS = (
     "deployments.commands.monitor",
     "deployments.commands.acceptance",
     "deployments.commands.doctor",
+    "deployments.commands.capacity",
 )
 
 

@@ -1,0 +1,1 @@
+"""Capacity planning: how many workers a site's peak needs (simulation, inputs, plot)."""
