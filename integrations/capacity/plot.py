@@ -35,7 +35,7 @@ def write_plot(plan: Plan, path: Path, title: str = "") -> Path:
     )
     if plan.needed is not None:
         axis.axvline(
-            plan.needed, color="tab:green", linestyle=":", label=f"{plan.needed} workers needed"
+            plan.needed, color="tab:green", linestyle=":", label=f"needed: {plan.needed}"
         )
     axis.set_yscale("log")
     axis.set_xlabel(f"{plan.worker_kind} workers")
