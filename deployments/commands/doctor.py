@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # A refused connection is a finding on the report, not an error line from pynetdicom.
-    if not args.verbose:
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # --log-level debug keeps them
         logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     results = run_doctor(args.config)
     status = exit_status(results)
