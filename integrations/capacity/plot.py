@@ -34,9 +34,7 @@ def write_plot(plan: Plan, path: Path, title: str = "") -> Path:
         plan.threshold_seconds / 60.0, color="black", linestyle="--", label="Critical threshold"
     )
     if plan.needed is not None:
-        axis.axvline(
-            plan.needed, color="tab:green", linestyle=":", label=f"needed: {plan.needed}"
-        )
+        axis.axvline(plan.needed, color="tab:green", linestyle=":", label=f"needed: {plan.needed}")
     axis.set_yscale("log")
     axis.set_xlabel(f"{plan.worker_kind} workers")
     axis.set_ylabel("result time after study close (minutes, log scale)")

@@ -40,7 +40,13 @@ def test_the_worked_example_plans_and_plots(tmp_path: Path) -> None:
 def test_a_peak_beyond_one_worker_and_the_bench_source(tmp_path: Path) -> None:
     bench = tmp_path / "bench.json"
     bench.write_text(
-        json.dumps({"results": [{"analyzer": "head-ct-ich", "device": "cpu", "p50_s": 50.0, "p95_s": 60.0}]})
+        json.dumps(
+            {
+                "results": [
+                    {"analyzer": "head-ct-ich", "device": "cpu", "p50_s": 50.0, "p95_s": 60.0}
+                ]
+            }
+        )
     )
     site = tmp_path / "site.toml"
     site.write_text(
