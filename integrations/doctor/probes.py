@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 import socket
+import ssl
 import time
 from pathlib import Path
 
@@ -38,9 +39,23 @@ from integrations.doctor.checks import (
     SchemaState,
 )
 from integrations.settings import Settings
+from integrations.tls import client_handshake_failure
 
 # A C-FIND that exercises the service and matches (almost) nothing: a study date in 1900.
 FIND_PROBE_DATE = "19000101"
+
+
+TlsArgs = tuple[ssl.SSLContext, str] | None  # (client context, server name), as the SCU's
+
+
+def _why_no_connection(host: str, port: int, timeout: float, tls: TlsArgs) -> str:
+    if tls is None:
+        return connect_failure(host, port, timeout)
+    context, server_name = tls
+    return (
+        client_handshake_failure(host, port, context, server_name, min(timeout, 5.0))
+        or "the connection dropped before the association was requested"
+    )
 
 
 def _association(
@@ -50,6 +65,7 @@ def _association(
     calling_ae_title: str,
     timeout: float,
     service: str,
+    tls: TlsArgs = None,
 ) -> AssociationOutcome:
     ae = AE(ae_title=calling_ae_title)
     for name in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
@@ -63,6 +79,7 @@ def _association(
         port,
         ae_title=called_ae_title,
         evt_handlers=[(evt.EVT_CONN_OPEN, lambda _event: connected.append(True))],
+        tls_args=tls,
     )
     if not assoc.is_established:
         if assoc.is_rejected:
@@ -79,7 +96,7 @@ def _association(
         why = (
             "connected, but the association was aborted or not answered"
             if connected
-            else connect_failure(host, port, timeout)
+            else _why_no_connection(host, port, timeout, tls)
         )
         return AssociationOutcome(
             established=False, failure=why, seconds=time.monotonic() - started
@@ -114,15 +131,15 @@ def _association(
 
 
 def dicom_echo(
-    host: str, port: int, called: str, calling: str, timeout: float
+    host: str, port: int, called: str, calling: str, timeout: float, tls: TlsArgs = None
 ) -> AssociationOutcome:
-    return _association(host, port, called, calling, timeout, "echo")
+    return _association(host, port, called, calling, timeout, "echo", tls)
 
 
 def dicom_find(
-    host: str, port: int, called: str, calling: str, timeout: float
+    host: str, port: int, called: str, calling: str, timeout: float, tls: TlsArgs = None
 ) -> AssociationOutcome:
-    return _association(host, port, called, calling, timeout, "find")
+    return _association(host, port, called, calling, timeout, "find", tls)
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -138,13 +155,18 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def tcp_connect(host: str, port: int, timeout: float = 5.0) -> Connect:
+def tcp_connect(host: str, port: int, timeout: float = 5.0, tls: TlsArgs = None) -> Connect:
+    """A connection to a listener, with the TLS handshake when the peer is reached over TLS."""
     started = time.monotonic()
     try:
-        with socket.create_connection((host, port), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            if tls is not None:
+                context, server_name = tls
+                with context.wrap_socket(raw, server_hostname=server_name):
+                    return Connect(True, "TLS handshake done", time.monotonic() - started)
             return Connect(True, seconds=time.monotonic() - started)
     except OSError:
-        return Connect(False, f"{host}:{port}: {connect_failure(host, port, timeout)}")
+        return Connect(False, f"{host}:{port}: {_why_no_connection(host, port, timeout, tls)}")
 
 
 # -- the PACS's REST API (Orthanc) -----------------------------------------------------------

@@ -32,6 +32,7 @@ from integrations.doctor.checks import (
 )
 from integrations.errors import ConfigError
 from integrations.settings import Settings, load_settings
+from integrations.tls import peer_context
 
 # Connect and association wait per DICOM probe: a PACS that is down costs seconds, not minutes.
 DICOM_PROBE_TIMEOUT_SECONDS = 5.0
@@ -66,7 +67,8 @@ def site_checks(settings: Settings) -> list[CheckResult]:
     results.append(check_node_port(node, free, self_echo))
 
     api = probes.pacs_api(settings)
-    echo = probes.dicom_echo(pacs.host, pacs.port, pacs.ae_title, node.ae_title, timeout)
+    pacs_tls = peer_context(pacs_settings)  # TLS to the PACS when [pacs] tls, as the SCU
+    echo = probes.dicom_echo(pacs.host, pacs.port, pacs.ae_title, node.ae_title, timeout, pacs_tls)
     results.append(check_pacs_echo(echo, pacs, node, api))
 
     modality_id = pacs_settings.node_modality_id
@@ -85,7 +87,7 @@ def site_checks(settings: Settings) -> list[CheckResult]:
         )
     )
 
-    find = probes.dicom_find(pacs.host, pacs.port, pacs.ae_title, node.ae_title, timeout)
+    find = probes.dicom_find(pacs.host, pacs.port, pacs.ae_title, node.ae_title, timeout, pacs_tls)
     results.append(check_node_registered(node, api, find, pacs_settings.node_modality_id))
     results.append(check_archive_find(find, pacs, node, settings.priors.enabled))
 
@@ -107,7 +109,7 @@ def site_checks(settings: Settings) -> list[CheckResult]:
             f"EMR MLLP receiver {emr.host}:{emr.port}",
             emr.enabled,
             "[emr] enabled = false",
-            probes.tcp_connect(emr.host, emr.port, emr.connect_timeout_seconds)
+            probes.tcp_connect(emr.host, emr.port, emr.connect_timeout_seconds, peer_context(emr))
             if emr.enabled
             else None,
             "ask the EMR team to open the ORU receiver, or correct [emr] host/port; results"
@@ -121,7 +123,7 @@ def site_checks(settings: Settings) -> list[CheckResult]:
             f"RIS MLLP receiver {ris.host}:{ris.port}",
             ris_used,
             "[worklist] route = none",
-            probes.tcp_connect(ris.host, ris.port, ris.connect_timeout_seconds)
+            probes.tcp_connect(ris.host, ris.port, ris.connect_timeout_seconds, peer_context(ris))
             if ris_used
             else None,
             "ask the RIS team to open the order-update receiver, or correct [ris] host/port",
