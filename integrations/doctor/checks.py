@@ -23,6 +23,11 @@ ANY_ADDRESS = ("0.0.0.0", "::", "")
 # A-ASSOCIATE-RJ (result, source, diagnostic) of PS3.8 9.3.4 that name an AE title.
 CALLING_AE_NOT_RECOGNISED = (1, 3)
 CALLED_AE_NOT_RECOGNISED = (1, 7)
+TLS_FIX = (
+    "the TLS handshake with the PACS failed (pacsflow never falls back to plaintext): check"
+    " [pacs] tls_ca against the PACS's certificate, tls_server_name, and tls_cert/tls_key if"
+    " the PACS asks for a client certificate"
+)
 
 
 class Verdict(enum.StrEnum):
@@ -121,9 +126,18 @@ class Address:
     ae_title: str
     host: str
     port: int
+    tls_port: int = 0  # the node's DICOM TLS port beside the plain one (0: none)
 
     def __str__(self) -> str:
         return f"{self.ae_title} at {self.host}:{self.port}"
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, self.tls_port) if self.tls_port else (self.port,)
+
+    def listening_on(self) -> str:
+        tls = f" (TLS: {self.tls_port})" if self.tls_port else ""
+        return f"{self.port}{tls}"
 
 
 @dataclass(frozen=True)
@@ -307,7 +321,9 @@ def check_pacs_echo(
         title,
         Verdict.FAIL,
         f"no association: {outcome.failure or 'no answer'}",
-        f"start the PACS or correct [pacs] host/port: nothing DICOM answers at"
+        TLS_FIX
+        if outcome.failure.startswith("TLS")
+        else f"start the PACS or correct [pacs] host/port: nothing DICOM answers at"
         f" {pacs.host}:{pacs.port}",
     )
 
@@ -320,7 +336,7 @@ def find_registrations(
     same_address = [
         m
         for m in api.modalities
-        if m.port == node.port and (node.host in ANY_ADDRESS or m.host == node.host)
+        if m.port in node.ports and (node.host in ANY_ADDRESS or m.host == node.host)
     ]
     return exact, same_address
 
@@ -367,8 +383,8 @@ def check_node_registered(
         wrong = []
         if node.host not in ANY_ADDRESS and exact.host != node.host:
             wrong.append(f"host {exact.host} (the node is at {node.host})")
-        if exact.port != node.port:
-            wrong.append(f"port {exact.port} (the node listens on {node.port})")
+        if exact.port not in node.ports:
+            wrong.append(f"port {exact.port} (the node listens on {node.listening_on()})")
         if wrong:
             return CheckResult(
                 check,
@@ -503,7 +519,9 @@ def check_archive_find(
             title,
             Verdict.FAIL,
             f"no association: {outcome.failure or 'no answer'}",
-            "start the PACS or correct [pacs] host/port; priors are searched there",
+            TLS_FIX
+            if outcome.failure.startswith("TLS")
+            else "start the PACS or correct [pacs] host/port; priors are searched there",
         )
     answer = "no answer" if outcome.status is None else f"status 0x{outcome.status:04X}"
     return CheckResult(

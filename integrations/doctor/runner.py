@@ -51,7 +51,9 @@ def run_doctor(
 
 def site_checks(settings: Settings) -> list[CheckResult]:
     node_settings, pacs_settings = settings.node, settings.pacs
-    node = Address(node_settings.ae_title, node_settings.host, node_settings.port)
+    node = Address(
+        node_settings.ae_title, node_settings.host, node_settings.port, node_settings.tls_port
+    )
     pacs = Address(pacs_settings.ae_title, pacs_settings.host, pacs_settings.port)
     timeout = min(DICOM_PROBE_TIMEOUT_SECONDS, pacs_settings.timeout_seconds)
     results: list[CheckResult] = []

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from deployments.orthanc import free_port
+from deployments.orthanc import Modality, OrthancConfig, OrthancProcess, OrthancTls, free_port
 from integrations.db.connection import open_database
 from integrations.db.patients import PatientStore
 from integrations.doctor.checks import CheckResult, Verdict, exit_status
@@ -27,6 +27,7 @@ from integrations.settings import Settings, load_settings
 from tests.fix_hl7 import ROOT, _environment, write_config
 from tests.fix_orthanc import NODE_AE_TITLE, OrthancPeer
 from tests.site import running_node
+from tests.tls_certs import make_pki
 
 Sections = dict[str, dict[str, Any]]
 
@@ -243,3 +244,56 @@ def test_the_node_not_running_and_a_broken_config(site: Sections, tmp_path: Path
     assert done.returncode == 1
     assert done.stdout.startswith("FAIL  configuration valid:")
     assert "pacs.ae_titel: unknown key; did you mean 'pacs.ae_title'?" in done.stdout
+
+
+def test_a_pacs_reached_over_dicom_tls(tmp_path: Path, site: Sections) -> None:
+    """[pacs] tls: the doctor's C-ECHO and C-FIND use TLS as the SCU does; a PACS whose
+    certificate the node does not trust is named by the TLS reason, never spoken to in clear."""
+    pki = make_pki(tmp_path / "pki")
+    node_tls_port = free_port()
+    orthanc = OrthancProcess(
+        OrthancConfig(
+            storage_dir=tmp_path / "tls-orthanc",
+            ae_title="TLSPACS",
+            dicom_port=free_port(),
+            http_port=free_port(),
+            modalities=[
+                Modality("pacsflow", NODE_AE_TITLE, "127.0.0.1", node_tls_port, use_tls=True),
+                # a registration of the node as Orthanc's DicomModalities has to know it
+                Modality("pacsflow-plain", NODE_AE_TITLE, "127.0.0.1", site["node"]["port"]),
+            ],
+            tls=OrthancTls(pki.pacs.cert, pki.pacs.key, pki.ca, remote_certificate_required=True),
+        )
+    )
+    orthanc.start()
+    try:
+        tls = {
+            "ae_title": "TLSPACS",
+            "port": orthanc.config.dicom_port,
+            "rest_url": orthanc.url,
+            "tls": True,
+            "tls_ca": str(pki.ca),
+            "tls_cert": str(pki.node.cert),
+            "tls_key": str(pki.node.key),
+        }
+        node_tls = {
+            "tls_port": node_tls_port,
+            "tls_cert": str(pki.node.cert),
+            "tls_key": str(pki.node.key),
+            "tls_ca": str(pki.ca),
+            "allowed_callers": ["TLSPACS"],
+        }
+        good = by_check(site_checks(settings_of(site, pacs=tls, node=node_tls)))
+        assert good["pacs-echo"].verdict is Verdict.PASS, good["pacs-echo"]
+        assert good["archive-find"].verdict is Verdict.PASS, good["archive-find"]
+        assert good["node-registered"].verdict is Verdict.PASS, good["node-registered"]
+
+        untrusted = {**tls, "tls_ca": str(make_pki(tmp_path / "other-pki").ca)}
+        bad = by_check(site_checks(settings_of(site, pacs=untrusted, node=node_tls)))
+        assert bad["pacs-echo"].verdict is Verdict.FAIL
+        echo = bad["pacs-echo"]
+        assert echo.value.startswith("no association: TLS: certificate not trusted")
+        assert echo.fix.startswith("the TLS handshake with the PACS failed")
+        assert "[pacs] tls_ca" in echo.fix
+    finally:
+        orthanc.stop()

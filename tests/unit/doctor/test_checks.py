@@ -154,3 +154,13 @@ def test_every_failure_and_warning_carries_a_fix_and_fails_the_exit_status() -> 
     assert exit_status([warn]) == 0
     assert exit_status([warn, fail]) == 1
     assert fail.line() == "FAIL  f: broken -- fix: do that"
+
+
+def test_a_registration_on_the_node_tls_port_is_the_node() -> None:
+    node = Address("PACSFLOW", "10.1.2.3", 11112, tls_port=2762)
+    on_tls = RegisteredModality("ai", "PACSFLOW", "10.1.2.3", 2762)
+    assert check_node_registered(node, api(on_tls), ACCEPTED).verdict is Verdict.PASS
+    elsewhere = check_node_registered(
+        node, api(RegisteredModality("ai", "PACSFLOW", "10.1.2.3", 104)), ACCEPTED
+    )
+    assert "the node listens on 11112 (TLS: 2762)" in elsewhere.value
