@@ -49,7 +49,21 @@ def run_doctor(
     return [check_config(None, source), *site_checks(settings)]
 
 
+def with_pacs_api(settings: Settings) -> Settings:
+    """``[pacs] rest_url``, else the acceptance suite's ``[acceptance] pacs_rest_url`` (and its
+    ``pacs_node_alias`` for the node's modality id): the same PACS API, configured once."""
+    pacs, acceptance = settings.pacs, settings.acceptance
+    if pacs.rest_url or not acceptance.pacs_rest_url:
+        return settings
+    update = {
+        "rest_url": acceptance.pacs_rest_url,
+        "node_modality_id": pacs.node_modality_id or acceptance.pacs_node_alias,
+    }
+    return settings.model_copy(update={"pacs": pacs.model_copy(update=update)})
+
+
 def site_checks(settings: Settings) -> list[CheckResult]:
+    settings = with_pacs_api(settings)
     node_settings, pacs_settings = settings.node, settings.pacs
     node = Address(
         node_settings.ae_title, node_settings.host, node_settings.port, node_settings.tls_port

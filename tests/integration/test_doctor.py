@@ -297,3 +297,14 @@ def test_a_pacs_reached_over_dicom_tls(tmp_path: Path, site: Sections) -> None:
         assert "[pacs] tls_ca" in echo.fix
     finally:
         orthanc.stop()
+
+
+def test_the_acceptance_suites_pacs_api_serves_when_pacs_has_none(running_site, orthanc) -> None:
+    results = by_check(
+        running_site(
+            pacs={"rest_url": ""},
+            acceptance={"pacs_rest_url": orthanc.http_url, "pacs_node_alias": "pacsflow"},
+        )
+    )
+    assert results["pacs-to-node-echo"].verdict is Verdict.PASS
+    assert results["node-registered"].verdict is Verdict.PASS
