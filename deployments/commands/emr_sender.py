@@ -45,12 +45,13 @@ def run(args: argparse.Namespace) -> int:
         senders.append(FhirSender(database, settings))
     if not senders:
         log.warning("nothing to send: [emr] and [fhir] are both disabled (or --only excludes them)")
-    if settings.audit.enabled:  # every result the EMR accepted is an audited export
+    if settings.audit.enabled:  # every result the EMR accepted, or that failed, is audited
         from integrations.audit.trail import AuditTrail
 
         trail = AuditTrail(database, settings)
         for sender in senders:
             sender.on_delivered = trail.emr_delivery_hook(sender.name)
+            sender.on_failed = trail.emr_failure_hook(sender.name)
     stop = threading.Event()
 
     def handle(signum: int, _frame: object) -> None:

@@ -28,12 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def refusal_recorder(database: Database, settings: Settings) -> RefusalRecorder:
-    """Each connection the TLS port refuses: one node event and one audit record."""
+def refusal_recorder(database: Database, settings: Settings, *, tls: bool) -> RefusalRecorder:
+    """Each connection a port refuses or closes early: one node event and one audit record."""
     store = StudyStore(database)
     audit = AuditTrail(database, settings) if settings.audit.enabled else None
     hl7 = settings.hl7
-    service = f"mllp+tls://{hl7.host}:{hl7.tls_port}"
+    service = f"mllp+tls://{hl7.host}:{hl7.tls_port}" if tls else f"mllp://{hl7.host}:{hl7.port}"
 
     def record(kind: str, detail: str, host: str) -> None:
         try:
@@ -50,13 +50,19 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     database = open_database(settings)
     listener = AdtListener(
-        settings.hl7, PatientStore(database, MrnRules.from_settings(settings.mrn))
+        settings.hl7,
+        PatientStore(database, MrnRules.from_settings(settings.mrn)),
+        AuditTrail(database, settings) if settings.audit.enabled else None,
     )
-    server = listener.server(args.host, args.port)
+    server = listener.server(
+        args.host, args.port, on_refused=refusal_recorder(database, settings, tls=False)
+    )
     servers = [server]
     if settings.hl7.tls_port:
         servers.append(
-            listener.server(args.host, tls=True, on_refused=refusal_recorder(database, settings))
+            listener.server(
+                args.host, tls=True, on_refused=refusal_recorder(database, settings, tls=True)
+            )
         )
     stop = threading.Event()
 

@@ -26,10 +26,12 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     database = open_database(settings, min_size=2)
     sender = ResultsSender(database, settings)
-    if settings.audit.enabled:  # every object the PACS stored is an audited transfer
+    if settings.audit.enabled:  # every object the PACS stored, or that failed, is audited
         from integrations.audit.trail import AuditTrail
 
-        sender.on_delivered = AuditTrail(database, settings).results_delivery_hook()
+        trail = AuditTrail(database, settings)
+        sender.on_delivered = trail.results_delivery_hook()
+        sender.on_failed = trail.results_failure_hook()
     stop = threading.Event()
 
     def handle(signum: int, _frame: object) -> None:

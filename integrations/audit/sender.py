@@ -151,6 +151,7 @@ class AuditSender(QueueSender):
         if found is None:  # cannot happen while the trigger keeps records; say so if it does
             self._persist(lambda: self.outbox.mark_failed(item.id, "audit record missing"))
             log.error("audit %s: record missing", item.key)
+            self.gave_up(item, "audit record missing")  # a metric; never audited (it would loop)
             return
         xml, event_time, outcome = found
         try:

@@ -178,14 +178,53 @@ class AuditTrail:
             kind="association_rejected",
         )
 
-    def connection_refused(self, *, peer_host: str, service: str, reason: str) -> int | None:
-        """A connection a listener refused before any association or message (a failed TLS
-        handshake, plaintext on a TLS port): Security Alert, Node Authentication, failure."""
+    def connection_refused(
+        self, *, peer_host: str, service: str, reason: str, kind: str = "connection_refused"
+    ) -> int | None:
+        """A connection a listener refused or ended before any association or message (limits,
+        negotiation or first-message deadline, oversized data, a failed TLS handshake), or
+        (``kind="hl7_sender_refused"``) an HL7 sender the listener does not accept: Security
+        Alert, Node Authentication, failure. Once per connection."""
         return self.record(
             m.connection_refused(
                 self._event(), peer_host=peer_host, service=service, detail=reason
             ),
-            kind="connection_refused",
+            kind=kind,
+        )
+
+    def instance_refused(
+        self,
+        *,
+        calling_ae_title: str,
+        called_ae_title: str,
+        peer_host: str,
+        reason: str,
+        study_instance_uid: str = "",
+        sop_class_uid: str = "",
+    ) -> int | None:
+        """One C-STORE the node answered with a failure status (DICOM Instances Transferred,
+        create, failed); the study only when the node could read it."""
+        studies = (
+            [(study_instance_uid, [m.SopClassCount(sop_class_uid, 1)] if sop_class_uid else [])]
+            if study_instance_uid
+            else []
+        )
+        return self.record(
+            m.instances_transferred(
+                self._event(),
+                action=m.EventAction.CREATE,
+                source_user=calling_ae_title or "(unknown)",
+                source_host=peer_host,
+                destination_user=called_ae_title,
+                destination_host=self.source.host,
+                requestor_is_source=True,
+                studies=studies,
+                patients=[],
+                success=False,
+                detail=reason,
+            ),
+            kind="instance_refused",
+            study_instance_uid=study_instance_uid or None,
         )
 
     def association_completed(
@@ -291,18 +330,20 @@ class AuditTrail:
 
     def emr_delivery_hook(self, channel: str) -> Callable[[OutboxItem], None]:
         """For :attr:`OutboxSender.on_delivered` of the ``hl7``, ``hl7-ris`` or ``fhir`` sender."""
-        if channel == "fhir":
-            destination = self.settings.fhir.base_url
-        elif channel == "hl7-ris":
-            channel = "ris"
-            destination = f"mllp://{self.settings.ris.host}:{self.settings.ris.port}"
-        else:
-            destination = f"mllp://{self.settings.emr.host}:{self.settings.emr.port}"
+        channel, destination = self._emr_destination(channel)
 
         def delivered(item: OutboxItem) -> None:
             self.result_to_emr(item.study_instance_uid, channel=channel, destination=destination)
 
         return delivered
+
+    def _emr_destination(self, channel: str) -> tuple[str, str]:
+        """(channel as audited, destination) of the ``hl7``, ``hl7-ris`` or ``fhir`` sender."""
+        if channel == "fhir":
+            return channel, self.settings.fhir.base_url
+        if channel == "hl7-ris":
+            return "ris", f"mllp://{self.settings.ris.host}:{self.settings.ris.port}"
+        return channel, f"mllp://{self.settings.emr.host}:{self.settings.emr.port}"
 
     def results_delivery_hook(self) -> Callable[[ResultDelivery], None]:
         """For :attr:`ResultsSender.on_delivered`: each result object the PACS stored."""
@@ -317,6 +358,78 @@ class AuditTrail:
             )
 
         return delivered
+
+    def delivery_failed(
+        self,
+        study_instance_uid: str | None,
+        *,
+        channel: str,
+        destination: str,
+        reason: str,
+        sop_class_uid: str = "",
+    ) -> int | None:
+        """A delivery given up for good (refused by the peer, unrenderable, out of time):
+        the result did not reach ``destination``. Once per outbox row."""
+        patient_id, issuer = self._patient(study_instance_uid) if study_instance_uid else ("", "")
+        if channel == "pacs":
+            message = m.instances_transferred(
+                self._event(),
+                action=m.EventAction.READ,
+                source_user=self.settings.node.ae_title,
+                source_host=self.source.host,
+                destination_user=destination,
+                destination_host=destination,
+                requestor_is_source=True,
+                studies=[
+                    (
+                        study_instance_uid or "(none)",
+                        [m.SopClassCount(sop_class_uid, 1)] if sop_class_uid else [],
+                    )
+                ],
+                patients=[(patient_id, issuer)],
+                success=False,
+                detail=reason,
+            )
+        else:
+            message = m.exported(
+                self._event(),
+                user=self.source.application,
+                host=self.source.host,
+                destination=destination,
+                study_instance_uid=study_instance_uid or "(none)",
+                patient_id=patient_id,
+                issuer_of_patient_id=issuer,
+                success=False,
+                event_type=m.Code(channel.upper(), "99PACSFLOW", f"Result sent by {channel}"),
+                to_media=False,
+            )
+        return self.record(message, kind="delivery_failed", study_instance_uid=study_instance_uid)
+
+    def emr_failure_hook(self, channel: str) -> Callable[[OutboxItem, str], None]:
+        """For :attr:`OutboxSender.on_failed` of the ``hl7``, ``hl7-ris`` or ``fhir`` sender."""
+        channel, destination = self._emr_destination(channel)
+
+        def failed(item: OutboxItem, reason: str) -> None:
+            self.delivery_failed(
+                item.study_instance_uid, channel=channel, destination=destination, reason=reason
+            )
+
+        return failed
+
+    def results_failure_hook(self) -> Callable[[ResultDelivery, str], None]:
+        """For :attr:`ResultsSender.on_failed`: each result object given up for good."""
+        pacs = self.settings.pacs
+
+        def failed(item: ResultDelivery, reason: str) -> None:
+            self.delivery_failed(
+                item.study_instance_uid,
+                channel="pacs",
+                destination=f"{pacs.ae_title}@{pacs.host}:{pacs.port}",
+                reason=reason,
+                sop_class_uid=item.sop_class_uid,
+            )
+
+        return failed
 
     # -- escalation ----------------------------------------------------------------------------
 

@@ -363,6 +363,7 @@ class ResultsSender(QueueSender):
                 item.destination,
                 outcome.detail,
             )
+            self.gave_up(item, outcome.detail)
         self._record_step(item, outcome)
 
     def _record_step(self, item: ResultDelivery, outcome: Outcome) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from prometheus_client import Counter
 from pydicom import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -53,6 +54,14 @@ REJECTED_PERMANENT = 0x01
 SOURCE_SERVICE_USER = 0x01
 DIAGNOSTIC_CALLING_AE_NOT_RECOGNISED = 0x03
 DIAGNOSTIC_CALLED_AE_NOT_RECOGNISED = 0x07
+
+# One increment per refused connection, beside its one audit record (rejected associations
+# and refused instances are counted by integrations.metrics through NodeCounters).
+CONNECTIONS_REFUSED = Counter(
+    "pacsflow_dicom_connections_refused_total",
+    "Connections the DICOM node refused or ended before an association was negotiated, by kind",
+    ["kind"],
+)
 
 
 def configure_pynetdicom() -> None:
@@ -102,7 +111,9 @@ class DicomNode:
     """The SCP. ``start()`` returns once it listens; ``stop()`` shuts it down.
 
     With an ``audit`` trail, every association is audited once: a rejected one when it is
-    rejected, an accepted one when its connection closes, with the studies it brought.
+    rejected, an accepted one when its connection closes, with the studies it brought. Each
+    rejected association, refused instance and refused connection also gets one audit record
+    of its own and one metric increment (audit or not).
     """
 
     def __init__(
@@ -234,21 +245,23 @@ class DicomNode:
         # As pynetdicom's own rejection path does: wait until the A-ASSOCIATE-RJ has gone out
         # and the peer closed the connection, so the reject is never cut short by a reset.
         event.assoc.kill()
+        self._association_rejected(calling, called, host, decision.reason)
+
+    def _association_rejected(self, calling: str, called: str, host: str, reason: str) -> None:
+        """Every A-ASSOCIATE-RJ, ours or pynetdicom's: logged, one node event, one audit
+        record, one metric increment."""
         self.counters.add("rejected_associations")
-        log.warning("association from %s rejected: %s", host, decision.reason)
+        log.warning("association from %s (%s) rejected: %s", host, calling, reason)
         try:
             self.store.record_event(
-                "association_rejected", decision.reason, calling_ae_title=calling, peer_host=host
+                "association_rejected", reason, calling_ae_title=calling, peer_host=host
             )
         except StoreError:
             log.exception("could not record the rejected association")
         if self.audit is not None:
             try:
                 self.audit.association_rejected(
-                    calling_ae_title=calling,
-                    called_ae_title=called,
-                    peer_host=host,
-                    reason=decision.reason,
+                    calling_ae_title=calling, called_ae_title=called, peer_host=host, reason=reason
                 )
             except Exception:
                 log.exception("could not audit the rejected association")
@@ -296,35 +309,86 @@ class DicomNode:
             f"rejected (source {primitive.result_source}, diagnostic {primitive.diagnostic})",
         )
         calling = str(getattr(assoc.requestor, "ae_title", "") or "").strip()
-        host = str(assoc.requestor.address)
-        self.counters.add("rejected_associations")
-        log.warning("association from %s (%s) rejected: %s", host, calling, reason)
-        try:
-            self.store.record_event(
-                "association_rejected", reason, calling_ae_title=calling, peer_host=host
-            )
-        except StoreError:
-            log.exception("could not record the rejected association")
+        requested = getattr(assoc.requestor, "primitive", None)
+        called = str(getattr(requested, "called_ae_title", "") or self.settings.ae_title).strip()
+        self._association_rejected(calling, called, str(assoc.requestor.address), reason)
+
+    @property
+    def listener_uri(self) -> str:
+        host, port = self.address if self._server is not None else (self.settings.host, 0)
+        return f"dicom://{self.settings.ae_title}@{host}:{port}"
 
     def _record_connection_event(self, kind: str, detail: str, host: str, **fields: str) -> None:
-        if kind == "store_refused":
-            self.counters.add("refused")
+        """What the connection guard refused (logged there): one node event, one audit
+        record, one metric increment."""
+        if kind == "store_refused":  # a C-STORE command pynetdicom cannot read
+            code = int(detail.split(" ", 1)[0], 16)
+            self._instance_refused(
+                code,
+                detail.split(" ", 1)[-1],
+                calling=fields.get("calling_ae_title", ""),
+                host=host,
+                sop_instance_uid=fields.get("sop_instance_uid", ""),
+            )
+            return
         if kind == "tls_refused":
             self.counters.add("tls_refused")
+        CONNECTIONS_REFUSED.labels(kind).inc()
         try:
             self.store.record_event(kind, detail, peer_host=host, **fields)
         except Exception:
             log.exception("could not record the refused connection")
-        if kind == "tls_refused" and self.audit is not None:
+        if self.audit is not None:
             try:
-                self.audit.connection_refused(
+                service = (
+                    f"dicom+tls://{self.settings.ae_title}@{self.settings.host}:"
+                    f"{self.settings.tls_port}"
+                    if kind == "tls_refused"
+                    else self.listener_uri
+                )
+                self.audit.connection_refused(peer_host=host, service=service, reason=detail)
+            except Exception:
+                log.exception("could not audit the refused connection")
+
+    def _instance_refused(
+        self,
+        code: int,
+        reason: str,
+        *,
+        calling: str,
+        host: str,
+        sop_instance_uid: str,
+        study_instance_uid: str = "",
+        sop_class_uid: str = "",
+        node_event: bool = True,
+    ) -> None:
+        """Every C-STORE failure status the node gives (logged by the caller): one node
+        event (unless the caller wrote its own), one audit record, one metric increment."""
+        self.counters.add("refused")
+        if node_event:
+            try:
+                self.store.record_event(
+                    "store_refused",
+                    f"0x{code:04X} {reason}",
+                    calling_ae_title=calling,
                     peer_host=host,
-                    service=f"dicom+tls://{self.settings.ae_title}@{self.settings.host}:"
-                    f"{self.settings.tls_port}",
-                    reason=detail,
+                    sop_instance_uid=sop_instance_uid[:64],
+                    study_instance_uid=study_instance_uid[:64],
                 )
             except Exception:
-                log.exception("could not audit the refused TLS connection")
+                log.exception("could not record the refused instance")
+        if self.audit is not None:
+            try:
+                self.audit.instance_refused(
+                    calling_ae_title=calling,
+                    called_ae_title=self.settings.ae_title,
+                    peer_host=host,
+                    reason=f"0x{code:04X} {reason}",
+                    study_instance_uid=study_instance_uid,
+                    sop_class_uid=sop_class_uid,
+                )
+            except Exception:
+                log.exception("could not audit the refused instance")
 
     def _on_echo(self, event: evt.Event) -> int:
         return status.SUCCESS
@@ -361,7 +425,11 @@ class DicomNode:
         except OSError as error:
             log.error("cannot write instance %s: %s", header.sop_instance_uid, error)
             return self._refuse(
-                status.STORE_OUT_OF_RESOURCES, f"cannot store: {error.strerror}", calling, event
+                status.STORE_OUT_OF_RESOURCES,
+                f"cannot store: {error.strerror}",
+                calling,
+                event,
+                header,
             )
 
         # A C-STORE sub-operation of a C-MOVE this node asked for carries our AE title as
@@ -383,7 +451,7 @@ class DicomNode:
             # The file stays in the spool; reconciliation at start records it, and the
             # sender retries after this refusal, which the duplicate check absorbs.
             return self._refuse(
-                status.STORE_OUT_OF_RESOURCES, "database unavailable", calling, event
+                status.STORE_OUT_OF_RESOURCES, "database unavailable", calling, event, header
             )
 
         if outcome.known is not None:
@@ -474,7 +542,11 @@ class DicomNode:
         except Exception as error:
             log.error("cannot handle the changed duplicate %s: %s", header.sop_instance_uid, error)
             return self._refuse(
-                status.STORE_OUT_OF_RESOURCES, "cannot record a changed duplicate", calling, event
+                status.STORE_OUT_OF_RESOURCES,
+                "cannot record a changed duplicate",
+                calling,
+                event,
+                header,
             )
         if action == "refuse":
             response = self._failure(
@@ -482,28 +554,42 @@ class DicomNode:
                 "SOP Instance UID known with other content",
             )
             response.OffendingElement = [SOP_INSTANCE_UID_TAG]
-            self.counters.add("refused")
+            self._instance_refused(
+                status.STORE_REFUSED_CHANGED_DUPLICATE,
+                "SOP Instance UID known with other content",
+                calling=calling,
+                host=str(event.assoc.requestor.address),
+                sop_instance_uid=header.sop_instance_uid,
+                study_instance_uid=known.study_instance_uid,
+                sop_class_uid=header.sop_class_uid,
+                node_event=False,  # record_changed_duplicate wrote it, with both hashes
+            )
             return response
         return status.SUCCESS
 
-    def _refuse(self, code: int, reason: str, calling: str, event: evt.Event) -> Dataset:
-        self.counters.add("refused")
+    def _refuse(
+        self,
+        code: int,
+        reason: str,
+        calling: str,
+        event: evt.Event,
+        header: InstanceHeader | None = None,
+    ) -> Dataset:
         activity = self._activity(event)
         if activity is not None:
             activity.refused += 1
         sop_instance_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
         host = str(event.assoc.requestor.address)
         log.warning("C-STORE from %s (%s) refused (0x%04X): %s", calling, host, code, reason)
-        try:
-            self.store.record_event(
-                "store_refused",
-                f"0x{code:04X} {reason}",
-                calling_ae_title=calling,
-                peer_host=host,
-                sop_instance_uid=sop_instance_uid[:64],
-            )
-        except Exception:
-            log.exception("could not record the refused instance")
+        self._instance_refused(
+            code,
+            reason,
+            calling=calling,
+            host=host,
+            sop_instance_uid=sop_instance_uid,
+            study_instance_uid=header.study_instance_uid if header else "",
+            sop_class_uid=header.sop_class_uid if header else "",
+        )
         return self._failure(code, reason)
 
     @staticmethod

@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+from prometheus_client import Counter
 
 from integrations.db.connection import Database
 from integrations.db.outbox import LeasedQueue, OutboxItem, _Outbox
@@ -34,6 +35,12 @@ from integrations.retry import Disposition, Outcome, RetryPolicy, retry
 log = logging.getLogger(__name__)
 
 STATE_WRITE_RETRY_SECONDS = 60.0
+
+DELIVERIES_FAILED = Counter(
+    "pacsflow_deliveries_failed_total",
+    "Deliveries given up for good (one per outbox row), by sender",
+    ["sender"],
+)
 
 
 class QueueSender:
@@ -56,6 +63,9 @@ class QueueSender:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self._listener: psycopg.Connection[Any] | None = None
+        # Called once with each row given up for good and why, after it is marked failed
+        # (the audit trail).
+        self.on_failed: Callable[[Any, str], None] | None = None
 
     def process(self, item: Any) -> None:
         raise NotImplementedError
@@ -98,6 +108,16 @@ class QueueSender:
             return False
         self.process(item)
         return True
+
+    def gave_up(self, item: Any, reason: str) -> None:
+        """A row was marked failed: one metric increment and one audit record."""
+        DELIVERIES_FAILED.labels(self.name).inc()
+        if self.on_failed is None:
+            return
+        try:
+            self.on_failed(item, reason)
+        except Exception:  # the failure stands; say so loudly (no patient data in the line)
+            log.exception("%s row %s: failed, and its audit record failed too", self.name, item.id)
 
     def _persist(self, write: Any) -> None:
         """Record an outcome, insisting for a while: after a delivery, losing the 'sent' would
@@ -188,7 +208,9 @@ class OutboxSender(QueueSender):
                 payload = self.render(item, resolved)
             except Exception as error:  # a document that cannot be rendered will never be
                 log.exception("%s: cannot render outbox message %s", self.name, item.key)
-                self.outbox.mark_failed(item.id, f"cannot render: {type(error).__name__}: {error}")
+                reason = f"cannot render: {type(error).__name__}: {error}"
+                self.outbox.mark_failed(item.id, reason)
+                self.gave_up(item, reason)
                 return
             # Recorded with the outcome (one write per attempt). Should the process die
             # between sending and recording, the message is rendered again next time under
@@ -220,6 +242,7 @@ class OutboxSender(QueueSender):
         elif outcome.disposition is Disposition.FAILED:
             self._persist(lambda: self.outbox.mark_failed(item.id, outcome.detail, **status))
             log.error("%s %s failed: %s", self.name, item.key, outcome.detail)
+            self.gave_up(item, outcome.detail)
         else:
             if not reached_peer and item.document is not None:
                 # The peer never saw it: render it afresh next time (a late ADT gets in).

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from integrations.db.patients import PatientStore
 from integrations.errors import StoreError
@@ -39,6 +40,9 @@ from integrations.hl7.model import ParsedMessage
 from integrations.metrics import HL7_MESSAGES_REFUSED
 from integrations.settings import Hl7SenderSettings, Hl7Settings
 from integrations.tls import listener_context
+
+if TYPE_CHECKING:
+    from integrations.audit.trail import AuditTrail
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +84,13 @@ def _ack_wanted(header: MessageHeader | None, success: bool) -> bool:
 class AdtListener:
     """Handles received messages; :meth:`serve` puts it behind an MLLP server."""
 
-    def __init__(self, settings: Hl7Settings, store: PatientStore) -> None:
+    def __init__(
+        self, settings: Hl7Settings, store: PatientStore, audit: AuditTrail | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.rules = store.rules
+        self.audit = audit  # records each sender refused (AR), once
 
     def handle(self, raw: bytes, peer: str) -> bytes | None:
         """Process one message and return the encoded ACK (None when none is wanted)."""
@@ -200,6 +207,16 @@ class AdtListener:
             _namespace(header.sending_application, header).upper() or "(no MSH-3)",
             _namespace(header.sending_facility, header).upper() or "(no MSH-4)",
         )
+        if self.audit is not None:
+            try:
+                self.audit.connection_refused(
+                    peer_host=peer_host(peer),
+                    service=f"mllp://{self.settings.host}:{self.settings.port}",
+                    reason="HL7 sender not in [hl7] allowed_senders",
+                    kind="hl7_sender_refused",
+                )
+            except Exception:
+                log.exception("could not audit the refused HL7 sender from %s", peer)
         if not _ack_wanted(header, False):
             return None
         ack = build_ack(

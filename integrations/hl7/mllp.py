@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from integrations.connection_limits import ConnectionLimiter
+from integrations.connection_limits import ConnectionLimiter, Slot
 from integrations.errors import PeerUnavailableError
 from integrations.hl7.framing import FrameDecoder, FramingError, frame
 from integrations.metrics import HL7_CONNECTIONS_REFUSED
@@ -168,19 +168,16 @@ class _Connection(socketserver.BaseRequestHandler):
         current = [sock]  # the TLS socket once the handshake has wrapped it
 
         def close() -> None:
-            log.warning(
-                "closing MLLP connection from %s: no message yet, its place went to a newer one",
-                peer,
+            server.refused(
+                slot, "evicted", host, "closed: no message yet, its place went to a newer one"
             )
-            slot.end("evicted")
             shut_socket(current[0])
 
         admission = server.limiter.admit(host, close)
         if admission.evicted is not None:
             admission.evicted.close()
         if admission.slot is None:
-            log.warning("refusing MLLP connection from %s: %s", peer, admission.reason)
-            HL7_CONNECTIONS_REFUSED.labels("connection_limit").inc()
+            server.refused(None, "connection_limit", host, f"refused: {admission.reason}")
             return
         slot = admission.slot
         # Until a whole first message has arrived the connection has a short deadline (idle
@@ -216,12 +213,12 @@ class _Connection(socketserver.BaseRequestHandler):
                     if slot.proven:
                         log.info("closing idle MLLP connection from %s", peer)
                     else:
-                        log.warning(
-                            "closing MLLP connection from %s: no whole message within %g s",
-                            peer,
-                            server.first_frame_timeout,
+                        server.refused(
+                            slot,
+                            "no_first_message",
+                            host,
+                            f"closed: no whole message within {server.first_frame_timeout:g} s",
                         )
-                        HL7_CONNECTIONS_REFUSED.labels("no_first_message").inc()
                     return
                 except OSError:
                     return
@@ -230,8 +227,7 @@ class _Connection(socketserver.BaseRequestHandler):
                 try:
                     messages = decoder.feed(data)
                 except FramingError as error:
-                    log.warning("closing MLLP connection from %s: %s", peer, error)
-                    HL7_CONNECTIONS_REFUSED.labels("framing_error").inc()
+                    server.refused(slot, "framing_error", host, f"closed: {error}")
                     return
                 if messages and not slot.proven:
                     server.limiter.prove(slot)
@@ -283,6 +279,20 @@ class _ThreadingServer(socketserver.ThreadingTCPServer):
         self.lock = threading.Lock()
         self.connections: set[socket.socket] = set()
         super().__init__(address, _Connection)
+
+    def refused(self, slot: Slot | None, label: str, host: str, detail: str) -> None:
+        """A connection refused or closed before or instead of its messages (limits,
+        eviction, first-message deadline, framing): one log line, one count, one record,
+        once per connection (``slot`` None: it never had a place)."""
+        if slot is not None and not slot.end(label):
+            return
+        log.warning("MLLP connection from %s %s", host, detail)
+        HL7_CONNECTIONS_REFUSED.labels(label).inc()
+        if self.on_refused is not None:
+            try:
+                self.on_refused("connection_refused", detail, host)
+            except Exception:
+                log.exception("could not record the refused MLLP connection")
 
     def refused_tls(self, host: str, reason: str) -> None:
         """One log line, one count and one record per connection refused on TLS grounds."""

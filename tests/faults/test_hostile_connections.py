@@ -56,6 +56,12 @@ class NodeProcess:
                 "SELECT * FROM node_events WHERE kind = %s ORDER BY id", (kind,)
             ).fetchall()
 
+    def audit_records(self, kind: str) -> list[dict]:
+        with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
+            return conn.execute(
+                "SELECT id, kind, outcome FROM audit_records WHERE kind = %s ORDER BY id", (kind,)
+            ).fetchall()
+
 
 @contextmanager
 def node_process(settings_factory, tmp_path: Path, **env_overrides: str) -> Iterator[NodeProcess]:
@@ -258,6 +264,7 @@ def test_pynetdicoms_local_limit_rejection_is_logged_and_recorded_once(settings_
         assert "local limit exceeded" in events[0]["detail"]
         assert (events[0]["peer_host"], events[0]["calling_ae_title"]) == ("127.0.0.1", "MODALITY")
         assert node.events("connection_refused") == []
+        assert len(node.audit_records("association_rejected")) == 1
 
 
 def test_bad_sop_instance_uid_gets_a_clean_refusal_and_one_event(
@@ -284,6 +291,7 @@ def test_bad_sop_instance_uid_gets_a_clean_refusal_and_one_event(
         assert events[0]["peer_host"] == "127.0.0.1"
         assert events[0]["sop_instance_uid"] == "1.2.3.abc"
         assert events[0]["calling_ae_title"] == "MODALITY"
+        assert [r["outcome"] for r in node.audit_records("instance_refused")] == [4]
 
 
 def test_refused_instance_records_the_peer_host(settings_factory, tmp_path):

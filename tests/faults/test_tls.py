@@ -546,7 +546,7 @@ def running_tls_listener(settings_factory, pki: Pki, **hl7: object) -> Iterator[
     listener = AdtListener(
         settings.hl7, PatientStore(database, MrnRules.from_settings(settings.mrn))
     )
-    server = listener.server(tls=True, on_refused=refusal_recorder(database, settings))
+    server = listener.server(tls=True, on_refused=refusal_recorder(database, settings, tls=True))
     server.start()
     try:
         yield server, database
