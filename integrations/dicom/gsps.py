@@ -36,6 +36,7 @@ from skimage.measure import approximate_polygon, find_contours
 
 from integrations.dicom.render import first_value, image_window, modality_values
 from integrations.dicom.result_common import (
+    BUILD_CHARACTER_SET,
     BuildContext,
     PlacedHeatmap,
     ResultKind,
@@ -161,6 +162,7 @@ def _presentation_state(
         annotations.extend(_annotations(context, item, layers, text_layer))
     model = context.analysis.model
     state = GrayscaleSoftcopyPresentationState(
+        specific_character_set=BUILD_CHARACTER_SET,
         referenced_images=images,
         series_instance_uid=context.series_instance_uid(kind),
         series_number=context.series_number(kind),

@@ -19,6 +19,7 @@ from pydicom import Dataset
 from integrations.dicom import result_codes
 from integrations.dicom.carrier_checks import series_obstacle
 from integrations.dicom.result_common import (
+    BUILD_CHARACTER_SET,
     BuildContext,
     PlacedHeatmap,
     ResultKind,
@@ -83,6 +84,7 @@ def _parametric_map(
         quantity_definition=result_codes.SALIENCY,
     )
     parametric_map = hd.pm.ParametricMap(
+        specific_character_set=BUILD_CHARACTER_SET,
         source_images=[header_copy(image) for image in images],
         pixel_array=stack[..., 0] if stack.shape[0] > 1 else stack[0, ..., 0],
         series_instance_uid=context.series_instance_uid(kind),

@@ -25,7 +25,7 @@ import numpy as np
 from highdicom import ContributingEquipment
 from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from pydicom import Dataset, dcmread
-from pydicom.charset import convert_encodings
+from pydicom.charset import convert_encodings, python_encoding
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
@@ -37,6 +37,11 @@ from models.results import AnalysisResult, Finding, ImageReference
 
 AnyDataset = TypeVar("AnyDataset", bound=Dataset)
 UTF8: Final = "ISO_IR 192"
+# What every highdicom constructor is told (its ``specific_character_set``): highdicom
+# accepts only its own list of terms and raises on what sites really send (the blank first
+# value of ``\ISO 2022 IR 87``, ``ISO_IR 6``, ``ISO IR 192``), and would otherwise take the
+# source's. :func:`finish_dataset` then declares the set the object is written in.
+BUILD_CHARACTER_SET: Final = UTF8
 TEXT_VRS: Final = frozenset({"SH", "LO", "ST", "LT", "PN", "UT", "UC"})
 PACSFLOW_SOFTWARE: Final = "pacsflow 0.1"
 
@@ -470,6 +475,11 @@ def choose_character_set(dataset: Dataset, source_character_set: object) -> str 
         terms = [str(term) for term in cast(Sequence[object], source_character_set)]
     if terms == [UTF8]:
         return UTF8
+    if any(term.strip() and term.strip() not in python_encoding for term in terms):
+        # A term that is not a defined one (``ISO IR 192``, a vendor's own): never repeated
+        # in what we write; UTF-8 holds whatever pydicom made of the source's bytes.
+        return UTF8
+    terms = [term.strip() for term in terms]
     encodings = convert_encodings(terms) if terms else ["ascii"]
     if any(term in ("", "ISO_IR 6") for term in terms[:1]) and len(terms) == 1:
         encodings = ["ascii"]

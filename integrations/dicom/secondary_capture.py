@@ -20,6 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from integrations.dicom.render import blend_heatmap, draw_banner, grayscale
 from integrations.dicom.result_common import (
+    BUILD_CHARACTER_SET,
     BuildContext,
     PlacedHeatmap,
     ResultKind,
@@ -94,6 +95,7 @@ def _secondary_capture(context: BuildContext, item: PlacedHeatmap, index: int) -
     header = header_copy(source)
     spacing = source.get("PixelSpacing")
     image = SCImage.from_ref_dataset(
+        specific_character_set=BUILD_CHARACTER_SET,
         ref_dataset=header,
         pixel_array=picture,
         photometric_interpretation="RGB",

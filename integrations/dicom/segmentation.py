@@ -24,6 +24,7 @@ from pydicom import Dataset
 from integrations.dicom import result_codes
 from integrations.dicom.carrier_checks import series_obstacle
 from integrations.dicom.result_common import (
+    BUILD_CHARACTER_SET,
     BuildContext,
     PlacedHeatmap,
     ResultKind,
@@ -141,6 +142,7 @@ def _segmentation(
     ]
     headers = [header_copy(image) for image in images]
     segmentation = hd.seg.Segmentation(
+        specific_character_set=BUILD_CHARACTER_SET,
         source_images=headers,
         pixel_array=stack if stack.shape[-1] > 1 else stack[..., 0],
         segmentation_type=SegmentationTypeValues.FRACTIONAL,

@@ -65,6 +65,7 @@ from pydicom.uid import Comprehensive3DSRStorage
 
 from integrations.dicom import result_codes
 from integrations.dicom.result_common import (
+    BUILD_CHARACTER_SET,
     BuildContext,
     ResultKind,
     SkippedCarrier,
@@ -150,6 +151,7 @@ def build_measurement_report(
         replaced.SeriesInstanceUID = predecessor.series_instance_uid
         previous_versions = [replaced]
     document = Comprehensive3DSR(
+        specific_character_set=BUILD_CHARACTER_SET,
         evidence=evidence,
         content=report,
         series_instance_uid=context.series_instance_uid(kind),
