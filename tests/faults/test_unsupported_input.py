@@ -85,7 +85,9 @@ def test_unsupported_sop_class_and_transfer_syntax_are_refused_at_negotiation(
         stored = len(StudyStore(site.database).instance_paths())
     assert stored == ASSOCIATIONS
     noisy = [r for r in node_records(caplog) if r.levelno >= logging.WARNING or r.exc_info]
-    print(f"{2 * ASSOCIATIONS} associations with refused contexts: {len(noisy)} node WARNING+ lines")
+    print(
+        f"{2 * ASSOCIATIONS} associations with refused contexts: {len(noisy)} node WARNING+ lines"
+    )
     assert all(r.levelno < logging.ERROR and not r.exc_info for r in noisy), [
         r.getMessage() for r in noisy
     ]
