@@ -17,6 +17,7 @@ from integrations.db.store import StudyStore
 from integrations.dicom.result_sender import ResultsSender
 from integrations.dicom.scp import DicomNode
 from integrations.dicom.spool import Spool
+from integrations.escalation.operators import OperatorAlerts
 from integrations.settings import Settings
 from tasks.runtime import Runtime, install_runtime, reset_runtime
 
@@ -34,8 +35,11 @@ class RunningNode:
 
 
 @contextmanager
-def running_node(settings: Settings, *, close_studies: bool = True) -> Iterator[RunningNode]:
-    """The DICOM node (and the study closer, unless disabled) until the block ends."""
+def running_node(
+    settings: Settings, *, close_studies: bool = True, alert_operators: bool = False
+) -> Iterator[RunningNode]:
+    """The DICOM node (and the study closer, unless disabled) until the block ends; with
+    ``alert_operators`` its operational alerts go to ``[results] alert_team``."""
     database = open_database(settings)
     store = StudyStore(database)
     node = DicomNode(
@@ -43,6 +47,9 @@ def running_node(settings: Settings, *, close_studies: bool = True) -> Iterator[
         store,
         Spool(settings.node.spool_dir, fsync=settings.node.fsync),
         AuditTrail(database, settings) if settings.audit.enabled else None,
+        OperatorAlerts(settings, database, settings.results.alert_team)
+        if alert_operators
+        else None,
     )
     node.start()
     stop = threading.Event()

@@ -46,7 +46,13 @@ def run(args: argparse.Namespace) -> int:
     reconcile_spool(spool, store)
     # Audit records are written once per association (when it ends), never per instance.
     audit = AuditTrail(database, settings) if settings.audit.enabled else None
-    node = DicomNode(settings.node, store, spool, audit)
+    # The one alert when the storage crosses [node] min_free_percent goes to the operators.
+    operators = None
+    if settings.results.alert_team:
+        from integrations.escalation.operators import OperatorAlerts
+
+        operators = OperatorAlerts(settings, database, settings.results.alert_team)
+    node = DicomNode(settings.node, store, spool, audit, operators)
     stop = threading.Event()
     stop_on_signals(stop)
     node.start()

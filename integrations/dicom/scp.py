@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import Counter
 from pydicom import Dataset
@@ -37,6 +37,7 @@ from integrations.audit.trail import AuditTrail
 from integrations.db.store import KnownInstance, RecordOutcome, StudyStore
 from integrations.dicom import status
 from integrations.dicom.ae import check_association
+from integrations.dicom.disk import DiskWatermark
 from integrations.dicom.file_meta import encode_file_meta
 from integrations.dicom.guard import ConnectionGuard
 from integrations.dicom.header import InstanceHeader, parse_dataset
@@ -47,11 +48,18 @@ from integrations.errors import DatasetError, InvalidUIDError, StoreError
 from integrations.settings import NodeSettings
 from integrations.tls import listener_context
 
+if TYPE_CHECKING:
+    from integrations.escalation.operators import OperatorAlerts
+
 log = logging.getLogger(__name__)
 
 # A-ASSOCIATE-RJ parameters (PS3.8 9.3.4): rejected-permanent, by the DICOM UL service-user.
 REJECTED_PERMANENT = 0x01
 SOURCE_SERVICE_USER = 0x01
+# ... and rejected-transient by the service provider (presentation): temporary congestion.
+REJECTED_TRANSIENT = 0x02
+SOURCE_SERVICE_PROVIDER_PRESENTATION = 0x03
+DIAGNOSTIC_TEMPORARY_CONGESTION = 0x01
 DIAGNOSTIC_CALLING_AE_NOT_RECOGNISED = 0x03
 DIAGNOSTIC_CALLED_AE_NOT_RECOGNISED = 0x07
 
@@ -122,11 +130,19 @@ class DicomNode:
         store: StudyStore,
         spool: Spool,
         audit: AuditTrail | None = None,
+        operators: OperatorAlerts | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.spool = spool
         self.audit = audit
+        self.operators = operators
+        self.disk = DiskWatermark(
+            settings.spool_dir,
+            settings.min_free_percent,
+            on_low=self._disk_low,
+            on_recovered=self._disk_recovered,
+        )
         self.counters = NodeCounters()
         self._associations: dict[int, AssociationActivity] = {}
         self._associations_lock = threading.Lock()
@@ -235,6 +251,20 @@ class DicomNode:
             allowed_callers=self.settings.caller_policy(),
         )
         if decision.accepted:
+            room, free = self.disk.room_for_new_studies()
+            if not room:
+                # Transient: the sender keeps the study and tries again later.
+                event.assoc.acse.send_reject(
+                    REJECTED_TRANSIENT,
+                    SOURCE_SERVICE_PROVIDER_PRESENTATION,
+                    DIAGNOSTIC_TEMPORARY_CONGESTION,
+                )
+                event.assoc.kill()
+                reason = (
+                    f"storage low: {free:.1f}% free, under the {self.settings.min_free_percent:g}%"
+                    " watermark (rejected-transient, temporary congestion)"
+                )
+                self._association_rejected(calling, called, host, reason)
             return
         diagnostic = (
             DIAGNOSTIC_CALLED_AE_NOT_RECOGNISED
@@ -312,6 +342,50 @@ class DicomNode:
         requested = getattr(assoc.requestor, "primitive", None)
         called = str(getattr(requested, "called_ae_title", "") or self.settings.ae_title).strip()
         self._association_rejected(calling, called, str(assoc.requestor.address), reason)
+
+    def _disk_low(self, free: float) -> None:
+        """Once per episode: the CRITICAL line, one node event, one alert to the operators
+        (sent in the background: an association thread never waits on a webhook)."""
+        where = str(self.settings.storage_dir)
+        title = (
+            f"DICOM node {self.settings.ae_title}: storage {where} has {free:.1f}% free, under"
+            f" {self.settings.min_free_percent:g}%; new associations are refused until it is freed"
+        )
+        lines = (
+            "Open associations go on storing; senders retry the refused studies later.",
+            "Free space in the storage folder (old spool and results) or raise its capacity.",
+        )
+        log.critical("ALERT %s (%s)", title, " ".join(lines))
+        try:
+            self.store.record_event("disk_low", title)
+        except Exception:
+            log.exception("could not record the low disk")
+        if self.operators is not None:
+            operators = self.operators
+            facts = {
+                "alert": "node_storage_low",
+                "free_percent": round(free, 2),
+                "min_free_percent": self.settings.min_free_percent,
+                "storage_dir": where,
+            }
+            key = f"node-disk-low-{self.settings.ae_title}-{time.time():.0f}"
+            threading.Thread(
+                target=operators.send,
+                kwargs={"idempotency_key": key, "title": title, "lines": lines, "facts": facts},
+                name="node-disk-alert",
+                daemon=True,
+            ).start()
+
+    def _disk_recovered(self, free: float) -> None:
+        log.warning(
+            "DICOM node storage back to %.1f%% free (watermark %g%%): accepting associations",
+            free,
+            self.settings.min_free_percent,
+        )
+        try:
+            self.store.record_event("disk_recovered", f"{free:.1f}% free")
+        except Exception:
+            log.exception("could not record the recovered disk")
 
     @property
     def listener_uri(self) -> str:
