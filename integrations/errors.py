@@ -10,7 +10,8 @@ error is a :class:`TransientError`::
     ├── DatasetError                a received or loaded dataset that cannot be used
     ├── StoreError                  the application database refused an operation
     ├── ModelError                  a model package or an analyzer failed
-    │   └── PackageError            a package refused: missing, bad manifest, checksum, shapes
+    │   ├── PackageError            a package refused: missing, bad manifest, checksum, shapes
+    │   └── AIUnavailableError      no device could run the model (out of memory on GPU and CPU)
     ├── PeerError                   a peer answered, and the answer was a failure
     │   ├── DimseStatusError        a DIMSE service returned a failure status
     │   └── PeerRejectedError       a peer refused permanently (association rejected-permanent, HL7 AR...)
@@ -59,6 +60,16 @@ class ModelError(PacsflowError):
 
 class PackageError(ModelError):
     """A model package is refused (missing, bad manifest, checksum or shape mismatch)."""
+
+
+class AIUnavailableError(ModelError):
+    """The model could not run anywhere (out of memory on the GPU at batch 1, then on the
+    CPU): the study is "AI unavailable", never "no finding"; a rerun may succeed."""
+
+    advice = (
+        "AI unavailable for this study (not 'no finding'): free GPU or host memory (other"
+        " processes, [models] batch sizes), then rerun the study (`pacsflow rerun`)"
+    )
 
 
 class PeerError(PacsflowError):

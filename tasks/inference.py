@@ -11,6 +11,8 @@ from prefect.cache_policies import NO_CACHE
 from pydicom import dcmread
 
 from integrations.db.analyses import AnalysisStore
+from integrations.db.worklist import WorklistStore
+from integrations.errors import AIUnavailableError
 from integrations.result_files import save_analysis, study_results_dir
 from integrations.urgency import apply_urgency, finding_rules, fired_rule
 from models.results import AnalysisResult, UrgencyTier
@@ -60,7 +62,14 @@ def run_inference(context: StudyContext, analyzer: str) -> AnalysisRef:
             runtime.settings.models.device,
             allow_non_clinical=runtime.settings.models.allow_non_clinical,
         )
-        result = registry.get(analyzer).analyze(datasets)
+        try:
+            result = registry.get(analyzer).analyze(datasets)
+        except AIUnavailableError as error:
+            # Out of memory on every device: nothing is saved or sent, the worklist says so.
+            WorklistStore(runtime.database).mark_ai_unavailable(context.study_instance_uid)
+            detail.update(images=len(datasets), status="AI unavailable")
+            step_log().error("%s: AI unavailable: %s", analyzer, error)
+            raise
         # The site's urgency rules decide the tiers before anything is saved or sent.
         result = apply_urgency(result, runtime.settings.urgency.to_rules())
         folder = study_results_dir(

@@ -20,6 +20,7 @@ PROCESSING_STATUS = {
     "results stored": "results stored",
     "read": "results stored",
     "failed": "failed",
+    "AI unavailable": "AI unavailable",
 }
 
 

@@ -82,6 +82,16 @@ class WorklistStore:
                 (study_instance_uid,),
             )
 
+    def mark_ai_unavailable(self, study_instance_uid: str) -> None:
+        """No model could run for the study (out of memory everywhere): "AI unavailable",
+        with no tier, so nobody reads it as analysed and unremarkable."""
+        with self.database.connection() as conn:
+            conn.execute(
+                "UPDATE worklist SET status = 'AI unavailable', updated_at = clock_timestamp()"
+                " WHERE study_instance_uid = %s AND status <> 'read'",
+                (study_instance_uid,),
+            )
+
     def record_tier(
         self,
         study_instance_uid: str,

@@ -2,8 +2,10 @@
 
 An analyzer wraps one loaded package. :meth:`BaseAnalyzer.analyze` times the work, turns
 :class:`~models.preprocess.NotAnalysable` into a ``not_analysable`` result and leaves other
-exceptions (a bug, an out-of-memory) to the caller, so that a task fails visibly instead of
-reporting "nothing found".
+exceptions (a bug) to the caller, so that a task fails visibly instead of reporting "nothing
+found". Out of memory is retried with smaller batches, then on the CPU (a copy of the network
+made on first need, from the loaded weights); when nothing fits,
+:class:`~integrations.errors.AIUnavailableError` goes to the caller: "AI unavailable".
 
 The input-domain gate (:mod:`models.domain`) sits here, so every analyzer gets it: each
 :meth:`BaseAnalyzer.logits` call also records the inputs' penultimate-layer features and
@@ -25,11 +27,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from pydicom import Dataset
+from torch import nn
 
 from integrations.dicom.body_part import resolve_body_part
+from models import runtime
 from models.domain import Observation, gate, intensity_statistics
 from models.gradcam import GradCAM
 from models.loading import LoadedPackage
+from models.networks import build_network
 from models.package import LabelSpec, Manifest
 from models.preprocess import NotAnalysable, describe
 from models.results import (
@@ -40,7 +45,7 @@ from models.results import (
     Measurement,
     ModelIdentity,
 )
-from models.runtime import predict_logits_and_features, sigmoid
+from models.runtime import run_with_fallback, sigmoid
 
 NO_DOMAIN = "the package declares no input domain: out-of-domain images are not detected"
 
@@ -88,6 +93,9 @@ class BaseAnalyzer:
         self.device: torch.device = package.device
         self._gradcam = GradCAM(package.network, package.manifest.architecture.gradcam_layer)
         self._seen = threading.local()  # per analysis: what the network was shown
+        # the network and its Grad-CAM on another device (the CPU after out of memory)
+        self._elsewhere: dict[str, tuple[nn.Module, GradCAM]] = {}
+        self._elsewhere_lock = threading.Lock()
 
     # ------------------------------------------------------------------ protocol entry point
     def analyze(self, datasets: Sequence[Dataset]) -> AnalysisResult:
@@ -175,10 +183,35 @@ class BaseAnalyzer:
             )
         return None
 
+    def on_device(self, device: torch.device) -> tuple[nn.Module, GradCAM]:
+        """The network (and its Grad-CAM) on ``device``: the loaded one, or a copy made once."""
+        if device == self.device:
+            return self.package.network, self._gradcam
+        with self._elsewhere_lock:
+            found = self._elsewhere.get(str(device))
+            if found is None:
+                network = build_network(self.manifest.architecture)
+                state = self.package.network.state_dict()
+                network.load_state_dict(
+                    {key: value.detach().to(device) for key, value in state.items()}
+                )
+                network.eval()
+                network.to(device)
+                for parameter in network.parameters():
+                    parameter.requires_grad_(False)
+                found = (network, GradCAM(network, self.manifest.architecture.gradcam_layer))
+                self._elsewhere[str(device)] = found
+        return found
+
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         """Logits for ``inputs``; one call is one image batch, or one whole series."""
-        logits, features = predict_logits_and_features(
-            self.package.network, inputs, self.device, self.manifest.input.batch_size
+
+        def run(device: torch.device, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+            network, _ = self.on_device(device)
+            return runtime.predict_logits_and_features(network, inputs, device, batch_size)
+
+        logits, features = run_with_fallback(
+            run, self.device, self.manifest.input.batch_size, what=f"{self.name} inference"
         )
         observations = getattr(self._seen, "observations", None)
         if observations is not None:
@@ -191,8 +224,21 @@ class BaseAnalyzer:
         indices = [label.output_index for label in labels if label.output_index is not None]
         if not indices:
             return {}
-        tensor = torch.from_numpy(np.ascontiguousarray(inputs)).to(self.device)
-        _, maps = self._gradcam(tensor, indices)
+
+        def run(device: torch.device, batch_size: int) -> dict[int, torch.Tensor]:
+            _, cam = self.on_device(device)
+            parts: list[dict[int, torch.Tensor]] = []
+            for start in range(0, max(len(inputs), 1), batch_size):
+                _, chunk_maps = cam(
+                    runtime.to_device(inputs[start : start + batch_size], device), indices
+                )
+                parts.append({index: value.cpu() for index, value in chunk_maps.items()})
+            return {index: torch.cat([part[index] for part in parts]) for index in parts[0]}
+
+        # The whole input at once (one pass), smaller pieces or the CPU only if that fails.
+        maps = run_with_fallback(
+            run, self.device, max(len(inputs), 1), what=f"{self.name} Grad-CAM"
+        )
         return {
             label.name: maps[label.output_index].cpu().numpy()
             for label in labels
