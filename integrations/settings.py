@@ -898,6 +898,11 @@ class EmrSettings(ClientTlsSettings):
     # Hold a result this long for its patient's ADT before sending it flagged "no clinical context".
     context_wait_seconds: Annotated[float, Field(ge=0)] = 0.0
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # When the oldest message waiting for the EMR is older than this, the operators are told
+    # once (``alert_team``, an [escalation] team; empty: a CRITICAL log line only), and again
+    # only after the queue has caught up.
+    alert_after_minutes: Annotated[float, Field(gt=0)] = 15.0
+    alert_team: str = ""
 
 
 class RisSettings(ClientTlsSettings):
@@ -1252,6 +1257,7 @@ class Settings(BaseSettings):
         for section, team in (
             ("results", self.results.alert_team),
             ("monitoring", self.monitoring.alert_team),
+            ("emr", self.emr.alert_team),
         ):
             if team and team not in self.escalation.teams:
                 raise ValueError(

@@ -191,6 +191,16 @@ class LeasedQueue:
                 {"state": state, "limit": limit},
             ).fetchall()
 
+    def waiting(self) -> tuple[int, float]:
+        """(pending rows, age in seconds of the oldest by the database clock; 0 when none)."""
+        with self.database.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) AS n, coalesce(extract(epoch FROM clock_timestamp()"  # type: ignore[arg-type]
+                f" - min(created_at)), 0) AS age FROM {self.table}"
+                f" WHERE state = 'pending'{self._destination_condition()}"
+            ).fetchone()
+        return int(row["n"]), float(row["age"])
+
     def counts(self) -> dict[str, int]:
         with self.database.connection() as conn:
             rows = conn.execute(

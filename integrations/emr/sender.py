@@ -150,6 +150,55 @@ class QueueSender:
             self.close()
 
 
+class QueueAgeAlert:
+    """Tells the operators when the oldest message waiting in ``outbox`` is older than
+    ``after_seconds``: once per episode (again only after the queue has caught up)."""
+
+    def __init__(
+        self,
+        outbox: LeasedQueue,
+        send: Callable[..., bool],
+        *,
+        what: str,
+        after_seconds: float,
+        check_seconds: float = 5.0,
+    ) -> None:
+        self.outbox = outbox
+        self.send = send
+        self.what = what
+        self.after_seconds = after_seconds
+        self.check_seconds = check_seconds
+        self._next_check = 0.0
+        self._told = False
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + self.check_seconds
+        waiting, age = self.outbox.waiting()
+        if age < self.after_seconds:
+            self._told = False  # caught up (or never late): the next episode is told again
+            return
+        if self._told:
+            return
+        title = (
+            f"{waiting} message(s) waiting for {self.what}; the oldest for {age / 60:.1f} min"
+            f" (alert after {self.after_seconds / 60:g} min)"
+        )
+        lines = (
+            "The outbox keeps them and retries; nothing is lost.",
+            "See: pacsflow emr-outbox list; check the peer and the network to it.",
+        )
+        log.critical("ALERT %s (%s)", title, " ".join(lines))
+        self._told = self.send(
+            idempotency_key=f"queue-age-{self.what}-{int(time.time())}",
+            title=title,
+            lines=lines,
+            facts={"alert": "outbox_queue_age", "waiting": waiting, "oldest_seconds": int(age)},
+        )
+
+
 class OutboxSender(QueueSender):
     """The EMR outboxes' loop; subclasses say how to render and how to deliver."""
 

@@ -8,6 +8,9 @@ ACK handling (the issue's rules, the peer's word is final on AR)::
     AR / CR                       failed with the peer's reason
     no answer, refused, reset     retried with backoff (timeout closes the connection)
     an ACK for another control ID retried (the connection is reopened)
+
+Every retry of a message carries the same MSH-10. When the oldest message has waited
+``[emr] alert_after_minutes``, the operators are told once (``[emr] alert_team``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from integrations.db.outbox import Hl7Destination, OutboxItem, OutboxStore
 from integrations.db.patients import PatientStore, ResolvedContext
 from integrations.emr.document import ResultDocument
 from integrations.emr.identifiers import MrnRules
-from integrations.emr.sender import OutboxSender
+from integrations.emr.sender import OutboxSender, QueueAgeAlert
 from integrations.errors import PeerUnavailableError
 from integrations.hl7.ack import AckParseError, parse_ack
 from integrations.hl7.charset import declared_charset, python_codec
@@ -79,6 +82,18 @@ class Hl7Sender(OutboxSender):
             receiving_facility=emr.receiving_facility,
             processing_id=emr.processing_id,
         )
+        self.queue_alert: QueueAgeAlert | None = None
+        if destination == "emr":
+            from integrations.escalation.operators import OperatorAlerts
+
+            operators = OperatorAlerts(settings, database, emr.alert_team)
+            self.queue_alert = QueueAgeAlert(
+                self.outbox,
+                operators.send,
+                what=f"the EMR at mllp://{emr.host}:{emr.port}",
+                after_seconds=emr.alert_after_minutes * 60.0,
+                check_seconds=min(5.0, emr.alert_after_minutes * 30.0),
+            )
         self.client = MllpClient(
             peer.host,
             peer.port,
@@ -130,6 +145,10 @@ class Hl7Sender(OutboxSender):
         if limit and item.attempts >= limit:
             return failed(f"{reason} (after {item.attempts} attempts)", ack_code=code), True
         return retry(reason, ack_code=code), True
+
+    def periodic(self) -> None:
+        if self.queue_alert is not None:
+            self.queue_alert.check()
 
     def close(self) -> None:
         self.client.close()

@@ -10,7 +10,8 @@ so a test against it is a test against an independent peer.
 - What to answer is read from ``D/answers.json`` before each message:
   ``{"default": "AA", "queue": ["AE", "none"], "by_control_id": {"123": ["AR"]},
   "delay_seconds": 0}``. Answers: AA, AE, AR, ``none`` (read it, never answer, keep the
-  connection) and ``close`` (close the connection without answering). Queued answers are used
+  connection), ``close`` (close the connection without answering), ``garbage`` (a framed
+  answer that is no HL7 ACK) and ``wrong-id`` (an AA for another control ID). Queued answers are used
   up one per message, ``by_control_id`` ones first.
 - With ``--tls-cert C --tls-key K`` (and ``--tls-ca A``: client certificates required and
   checked against A) it speaks MLLP over TLS only, with Python's default server settings;
@@ -150,6 +151,12 @@ class Handler(socketserver.BaseRequestHandler):
             return True
         if answer == "close":
             return False
+        if answer == "garbage":  # a broken interface engine: framed, but no HL7 ACK
+            sock.sendall(START + b"HTTP/1.1 500 Internal Server Error\r\n" + END)
+            return True
+        if answer == "wrong-id":  # an ACK, but for another message
+            sock.sendall(START + ack(text.replace(control_id, "OTHER" + control_id, 1), "AA") + END)
+            return True
         sock.sendall(START + ack(text, answer) + END)
         return True
 

@@ -199,6 +199,11 @@ def test_directory_down_refuses_logins_clearly_and_keeps_open_sessions(console_s
         assert open_session.get("/api/worklist").status_code == 200
     finally:
         console_site.slapd.start()
+    # failed closed, and audited once, with the reason
+    from integrations.db.audit import AuditStore
+
+    refused = AuditStore(console_site.database).search(kind="login_failed", user_id="rad")
+    assert len(refused) == 1 and refused[0].outcome == 4
 
 
 def test_acknowledgement_needs_a_login_and_records_the_person(console_site):
