@@ -15,7 +15,7 @@ from integrations.audit.trail import AuditTrail
 from integrations.db.connection import Database, open_database
 from integrations.db.store import StudyStore
 from integrations.dicom.result_sender import ResultsSender
-from integrations.dicom.scp import DicomNode
+from integrations.dicom.scp import DATABASE_WAIT_SECONDS, DicomNode
 from integrations.dicom.spool import Spool
 from integrations.escalation.operators import OperatorAlerts
 from integrations.settings import Settings
@@ -40,7 +40,7 @@ def running_node(
 ) -> Iterator[RunningNode]:
     """The DICOM node (and the study closer, unless disabled) until the block ends; with
     ``alert_operators`` its operational alerts go to ``[results] alert_team``."""
-    database = open_database(settings)
+    database = open_database(settings, checkout_timeout=DATABASE_WAIT_SECONDS)
     store = StudyStore(database)
     node = DicomNode(
         settings.node,

@@ -14,7 +14,7 @@ from integrations.audit.trail import AuditTrail
 from integrations.db.connection import open_database
 from integrations.db.store import StudyStore
 from integrations.dicom.recovery import reconcile_spool
-from integrations.dicom.scp import DicomNode
+from integrations.dicom.scp import DATABASE_WAIT_SECONDS, DicomNode
 from integrations.dicom.spool import Spool
 from integrations.settings import load_settings
 
@@ -40,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
     # This process only lands bytes: pydicom's value validation would only re-check what
     # the node's own header check already validated, at a tenth of the node's CPU time.
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
-    database = open_database(settings, synchronous_commit=not settings.node.fsync)
+    database = open_database(
+        settings,
+        synchronous_commit=not settings.node.fsync,
+        checkout_timeout=DATABASE_WAIT_SECONDS,
+    )
     store = StudyStore(database)
     spool = Spool(settings.node.spool_dir, fsync=settings.node.fsync)
     reconcile_spool(spool, store)

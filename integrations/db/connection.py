@@ -81,6 +81,7 @@ def open_database(
     migrate_schema: bool = True,
     min_size: int = 1,
     synchronous_commit: bool = True,
+    checkout_timeout: float = 30.0,
 ) -> Database:
     """Open the pool (starting the embedded server when needed) and bring the schema up to date.
 
@@ -88,6 +89,10 @@ def open_database(
     its WAL record is flushed. The instance itself is already durable (fsync'd spool file), and
     spool reconciliation at start records any row a crash lost, so nothing acknowledged can be
     lost while each C-STORE saves a disk flush.
+
+    ``checkout_timeout`` bounds the wait for a connection while the server is down or
+    restarting (then :class:`psycopg_pool.PoolTimeout`): the node keeps it short so that a
+    C-STORE is answered 0xA700 within any sender's DIMSE timeout, never left hanging.
     """
     url, server = database_url(settings)
     try:
@@ -105,6 +110,7 @@ def open_database(
             },
             open=True,
             name="pacsflow",
+            timeout=checkout_timeout,
         )
         pool.wait(timeout=30)
     except psycopg.OperationalError as error:

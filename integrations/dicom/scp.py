@@ -63,6 +63,11 @@ DIAGNOSTIC_TEMPORARY_CONGESTION = 0x01
 DIAGNOSTIC_CALLING_AE_NOT_RECOGNISED = 0x03
 DIAGNOSTIC_CALLED_AE_NOT_RECOGNISED = 0x07
 
+# How long the node's C-STORE path waits for a database connection (open_database's
+# checkout_timeout): a database that is down costs the sender this, then 0xA700, well within
+# the DIMSE timeouts senders use (pynetdicom and Orthanc 30 s).
+DATABASE_WAIT_SECONDS = 5.0
+
 # One increment per refused connection, beside its one audit record (rejected associations
 # and refused instances are counted by integrations.metrics through NodeCounters).
 CONNECTIONS_REFUSED = Counter(
@@ -435,10 +440,14 @@ class DicomNode:
         study_instance_uid: str = "",
         sop_class_uid: str = "",
         node_event: bool = True,
+        recorded: bool = True,
     ) -> None:
         """Every C-STORE failure status the node gives (logged by the caller): one node
-        event (unless the caller wrote its own), one audit record, one metric increment."""
+        event (unless the caller wrote its own), one audit record, one metric increment.
+        ``recorded=False`` (the database is down): the metric and the log line only."""
         self.counters.add("refused")
+        if not recorded:
+            return
         if node_event:
             try:
                 self.store.record_event(
@@ -524,8 +533,14 @@ class DicomNode:
             log.error("cannot record instance %s: %s", header.sop_instance_uid, error)
             # The file stays in the spool; reconciliation at start records it, and the
             # sender retries after this refusal, which the duplicate check absorbs.
+            # No node event or audit record: both would wait for the same database again.
             return self._refuse(
-                status.STORE_OUT_OF_RESOURCES, "database unavailable", calling, event, header
+                status.STORE_OUT_OF_RESOURCES,
+                "database unavailable",
+                calling,
+                event,
+                header,
+                recorded=False,
             )
 
         if outcome.known is not None:
@@ -648,6 +663,8 @@ class DicomNode:
         calling: str,
         event: evt.Event,
         header: InstanceHeader | None = None,
+        *,
+        recorded: bool = True,
     ) -> Dataset:
         activity = self._activity(event)
         if activity is not None:
@@ -663,6 +680,7 @@ class DicomNode:
             sop_instance_uid=sop_instance_uid,
             study_instance_uid=header.study_instance_uid if header else "",
             sop_class_uid=header.sop_class_uid if header else "",
+            recorded=recorded,
         )
         return self._failure(code, reason)
 
