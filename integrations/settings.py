@@ -160,10 +160,6 @@ class NodeSettings(ListenerTlsSettings):
     # (node_events, both content hashes); then keep-first answers success and keeps the first
     # copy (as most archives do), replace swaps the new content in, refuse answers a failure.
     on_changed_duplicate: Literal["keep-first", "replace", "refuse"] = "keep-first"
-    # While the storage filesystem has less than this share free, new associations are
-    # rejected as transient (the sender retries later); open ones go on storing; crossing it
-    # raises one alert (to [results] alert_team). 0 turns the check off.
-    min_free_percent: Annotated[float, Field(ge=0, le=90)] = 5.0
 
     def caller_policy(self) -> tuple[AllowedCaller, ...]:
         return tuple(
@@ -208,7 +204,9 @@ class StorageSettings(Section):
     """Disk safety for ``[node] storage_dir`` (spool, results, the embedded database)."""
 
     # Below this share of the file system free, ``pacsflow doctor`` fails the disk check
-    # (and warns below twice this).
+    # (and warns below twice this), and the DICOM node rejects new associations as transient
+    # (senders retry later; open ones go on storing) and tells [results] alert_team once.
+    # 0 turns the node's check off.
     min_free_percent: Annotated[float, Field(ge=0, lt=100)] = 10.0
 
 

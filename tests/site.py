@@ -50,6 +50,7 @@ def running_node(
         OperatorAlerts(settings, database, settings.results.alert_team)
         if alert_operators
         else None,
+        min_free_percent=settings.storage.min_free_percent,
     )
     node.start()
     stop = threading.Event()

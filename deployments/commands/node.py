@@ -56,7 +56,14 @@ def run(args: argparse.Namespace) -> int:
         from integrations.escalation.operators import OperatorAlerts
 
         operators = OperatorAlerts(settings, database, settings.results.alert_team)
-    node = DicomNode(settings.node, store, spool, audit, operators)
+    node = DicomNode(
+        settings.node,
+        store,
+        spool,
+        audit,
+        operators,
+        min_free_percent=settings.storage.min_free_percent,
+    )
     stop = threading.Event()
     stop_on_signals(stop)
     node.start()

@@ -136,15 +136,18 @@ class DicomNode:
         spool: Spool,
         audit: AuditTrail | None = None,
         operators: OperatorAlerts | None = None,
+        *,
+        min_free_percent: float = 0.0,
     ) -> None:
         self.settings = settings
         self.store = store
         self.spool = spool
         self.audit = audit
         self.operators = operators
+        self.min_free_percent = min_free_percent  # [storage] min_free_percent; 0: no check
         self.disk = DiskWatermark(
             settings.spool_dir,
-            settings.min_free_percent,
+            min_free_percent,
             on_low=self._disk_low,
             on_recovered=self._disk_recovered,
         )
@@ -266,7 +269,7 @@ class DicomNode:
                 )
                 event.assoc.kill()
                 reason = (
-                    f"storage low: {free:.1f}% free, under the {self.settings.min_free_percent:g}%"
+                    f"storage low: {free:.1f}% free, under the {self.min_free_percent:g}%"
                     " watermark (rejected-transient, temporary congestion)"
                 )
                 self._association_rejected(calling, called, host, reason)
@@ -354,7 +357,7 @@ class DicomNode:
         where = str(self.settings.storage_dir)
         title = (
             f"DICOM node {self.settings.ae_title}: storage {where} has {free:.1f}% free, under"
-            f" {self.settings.min_free_percent:g}%; new associations are refused until it is freed"
+            f" {self.min_free_percent:g}%; new associations are refused until it is freed"
         )
         lines = (
             "Open associations go on storing; senders retry the refused studies later.",
@@ -370,7 +373,7 @@ class DicomNode:
             facts = {
                 "alert": "node_storage_low",
                 "free_percent": round(free, 2),
-                "min_free_percent": self.settings.min_free_percent,
+                "min_free_percent": self.min_free_percent,
                 "storage_dir": where,
             }
             key = f"node-disk-low-{self.settings.ae_title}-{time.time():.0f}"
@@ -385,7 +388,7 @@ class DicomNode:
         log.warning(
             "DICOM node storage back to %.1f%% free (watermark %g%%): accepting associations",
             free,
-            self.settings.min_free_percent,
+            self.min_free_percent,
         )
         try:
             self.store.record_event("disk_recovered", f"{free:.1f}% free")

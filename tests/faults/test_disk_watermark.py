@@ -1,4 +1,4 @@
-"""The node's storage filling up, on a real (small tmpfs) filesystem: under ``[node]
+"""The node's storage filling up, on a real (small tmpfs) filesystem: under ``[storage]
 min_free_percent`` new associations are rejected as transient (A-ASSOCIATE-RJ
 rejected-transient, temporary congestion) while the association already open goes on storing;
 a write that finds the disk full is answered 0xA700 (out of resources); the operators get one
@@ -81,8 +81,8 @@ def test_low_disk_refuses_new_associations_keeps_the_open_one_and_alerts_once(
             "port": free_port(),
             "allowed_callers": ["MODALITY", "SECOND"],
             "storage_dir": str(small_filesystem),
-            "min_free_percent": MIN_FREE_PERCENT,
         },
+        storage={"min_free_percent": MIN_FREE_PERCENT},
         results={"alert_team": "pacs-admin"},
         escalation={
             "people": {"ops1": {"name": "Ops On Call", "email": "ops1@hospital.test"}},
