@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from integrations.dicom.pacs_api import find_resource, send_studies
+
 ORTHANC_BINARY = "/usr/sbin/Orthanc"
 
 
@@ -181,22 +183,11 @@ class OrthancClient:
 
     def find_study(self, study_instance_uid: str) -> str | None:
         """Orthanc's ID of a study by its Study Instance UID."""
-        response = self.http.post("/tools/lookup", content=study_instance_uid)
-        response.raise_for_status()
-        for item in response.json():
-            if item.get("Type") == "Study":
-                return str(item["ID"])
-        return None
+        return find_resource(self.http, study_instance_uid, "Study")
 
     def send_study(self, modality_alias: str, study_instance_uids: Iterable[str]) -> dict[str, Any]:
         """Ask Orthanc to C-STORE whole studies to a registered modality (synchronously)."""
-        resources = [self.find_study(uid) for uid in study_instance_uids]
-        response = self.http.post(
-            f"/modalities/{modality_alias}/store",
-            json={"Resources": [r for r in resources if r], "Synchronous": True},
-        )
-        response.raise_for_status()
-        return response.json()
+        return send_studies(self.http, modality_alias, study_instance_uids)
 
     def echo(self, modality_alias: str) -> bool:
         return self.http.post(f"/modalities/{modality_alias}/echo", json={}).status_code == 200

@@ -1166,8 +1166,9 @@ class AcceptanceSettings(Section):
     ``acceptance-suite``): where the PACS is driven from, the limits each step is held to, the
     console accounts the role step logs in with, and the Ed25519 key that signs the record.
 
-    ``pacs_rest_url`` (Orthanc's REST API) makes the PACS send each study to the node as
-    ``pacs_node_alias``; empty, the suite asks the PACS with a C-MOVE to the node's AE title.
+    With ``[pacs] rest_url`` (Orthanc's REST API) the PACS sends each study to the node as
+    ``[pacs] node_modality_id``; without it, the suite asks the PACS for a C-MOVE to the node's
+    AE title.
     """
 
     signing_key_file: str = ""  # PEM, PKCS#8 Ed25519 private key
@@ -1175,8 +1176,6 @@ class AcceptanceSettings(Section):
     # modality's AE title, registered at the PACS for C-MOVE). Never the node's own: the node
     # takes what arrives by a move it originated for a prior, and does not analyse it.
     calling_ae_title: AETitle = "PACSFLOW-ACCEPT"
-    pacs_rest_url: str = ""
-    pacs_node_alias: str = "pacsflow"
     arrival_seconds: Annotated[float, Field(gt=0)] = 30.0
     analysis_latency_seconds: Annotated[float, Field(gt=0)] = 600.0
     escalation_seconds: Annotated[float, Field(gt=0)] = 60.0
@@ -1377,7 +1376,8 @@ def _describe(error: ValidationError, path: Path | None) -> str:
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             what = "section" if len(item["loc"]) == 1 else "key"
-            message = f"unknown {what}{_suggestion(item['loc'])}"
+            hint = _moved(item["loc"]) or _suggestion(item["loc"])
+            message = f"unknown {what}{hint}"
         lines.append(f"  {key}: {message}{shown} [env {env_name}]")
     return "\n".join(lines)
 
@@ -1418,6 +1418,19 @@ def _keys_at(loc: tuple[Any, ...]) -> list[str]:
     return [name for name in model.model_fields if name != "config_path"]
 
 
+# Keys that moved to another section: (old section, old key) -> (new section, new key).
+MOVED_KEYS = {
+    ("acceptance", "pacs_rest_url"): ("pacs", "rest_url"),
+    ("acceptance", "pacs_node_alias"): ("pacs", "node_modality_id"),
+}
+
+
+def _moved(loc: tuple[Any, ...]) -> str:
+    """``; moved to [pacs] rest_url`` for a key that lives elsewhere now, else empty."""
+    moved = MOVED_KEYS.get((str(loc[0]).lower(), str(loc[-1]).lower())) if len(loc) == 2 else None
+    return f"; moved to [{moved[0]}] {moved[1]}" if moved else ""
+
+
 def _suggestion(loc: tuple[Any, ...]) -> str:
     """``; did you mean 'x'?`` for the key nearest to ``loc``'s last part, or a list of keys."""
     known = _keys_at(tuple(loc[:-1]))
@@ -1446,7 +1459,11 @@ def check_environment_names(environ: Mapping[str, str]) -> None:
                 break  # a table of free keys (people, teams, maps) or a plain value
             if parts[depth] not in known:
                 close = difflib.get_close_matches(parts[depth], known, n=1, cutoff=0.6)
-                if close:
+                moved = MOVED_KEYS.get((parts[0], parts[1])) if depth == 1 else None
+                if moved:
+                    nearest = ENV_NESTED_DELIMITER.join(moved).upper()
+                    hint = f"; moved to [{moved[0]}] {moved[1]} ({ENV_PREFIX}{nearest})"
+                elif close:
                     corrected = [*parts[:depth], close[0], *parts[depth + 1 :]]
                     nearest = ENV_NESTED_DELIMITER.join(corrected).upper()
                     hint = f"; did you mean {ENV_PREFIX}{nearest}?"

@@ -1,8 +1,8 @@
 """Run the acceptance suite against a running site, the way studies really travel (I/O).
 
 For each case: C-STORE the study to the site's PACS (``[pacs]``), note the PACS's close time,
-have the PACS send it to the node (Orthanc REST ``/modalities/{alias}/store`` when
-``[acceptance] pacs_rest_url`` is set, else a C-MOVE to the node's AE title), then watch
+have the PACS send it to the node (Orthanc REST ``/modalities/{id}/store`` when
+``[pacs] rest_url`` is set, else a C-MOVE to the node's AE title), then watch
 the site do its work: the node's database for arrival, analysis, worklist and escalation;
 the PACS by C-FIND for the SR and the overlays (their pixels or graphics checked against the
 ground-truth region); the console API, logged in as each role's account, for what every role
@@ -46,7 +46,10 @@ from integrations.acceptance.record import (
 )
 from integrations.acceptance.truth import Case, with_fresh_uids
 from integrations.db.connection import Database, open_database
+from integrations.dicom.pacs_api import instance_file, pacs_api_client, send_studies
 from integrations.dicom.scu import DicomClient, pacs_peer
+from integrations.doctor.checks import Address, node_modality_id
+from integrations.doctor.probes import pacs_api
 from integrations.errors import ConfigError, PacsflowError
 from integrations.hl7.priority import HL7_PRIORITY
 from integrations.ldap.rbac import Role, View, WorklistDetail, allowed, worklist_detail
@@ -115,8 +118,12 @@ def run_suite(
                     image_planes(fresh.datasets),
                 )
             )
+        modality_id, route_error = _node_at_pacs(settings)
         for item in tracked:
-            _send(settings, database, item)
+            if route_error:
+                item.send_error = route_error
+            else:
+                _send(settings, database, item, modality_id)
             say(f"{item.case.case}: sent to the PACS and on to the node")
         _watch(settings, database, tracked, say)
         finished_at = _now(database)
@@ -144,7 +151,7 @@ def site_summary(settings: Settings) -> dict[str, Any]:
     return {
         "node_ae_title": settings.node.ae_title,
         "pacs_ae_title": settings.pacs.ae_title,
-        "pacs_route": "REST" if settings.acceptance.pacs_rest_url else "C-MOVE",
+        "pacs_route": "REST" if settings.pacs.rest_url else "C-MOVE",
         "worklist_route": settings.worklist.route,
         "result_carriers": list(settings.results.carriers),
         "settings_digest": settings_digest(
@@ -177,8 +184,28 @@ def versions(settings: Settings) -> dict[str, Any]:
 # -- sending -------------------------------------------------------------------------------
 
 
-def _send(settings: Settings, database: Database, item: _Tracked) -> None:
-    """C-STORE to the PACS, then have the PACS send the study to the node, as a modality
+def _node_at_pacs(settings: Settings) -> tuple[str, str]:
+    """The PACS's modality id for the node when the PACS has a REST API (found as doctor
+    finds it), and why the suite cannot send through the PACS; both empty for a C-MOVE."""
+    pacs, node = settings.pacs, settings.node
+    if not pacs.rest_url or pacs.node_modality_id:
+        return pacs.node_modality_id, ""
+    api = pacs_api(settings)
+    if api is None or api.error:
+        why = api.error if api else "not configured"
+        return "", f"the PACS's API ([pacs] rest_url) failed: {why}"
+    found = node_modality_id(api, Address(node.ae_title, node.host, node.port, node.tls_port))
+    if not found:
+        return "", (
+            f"the PACS has no modality with AE title {node.ae_title} or at the node's port;"
+            " register the node there, or set [pacs] node_modality_id"
+        )
+    return found, ""
+
+
+def _send(settings: Settings, database: Database, item: _Tracked, modality_id: str) -> None:
+    """C-STORE to the PACS, then have the PACS send the study to the node (as
+    ``modality_id`` over its REST API, else by C-MOVE), as a modality
     (``[acceptance] calling_ae_title``) would."""
     case = item.case
     client = DicomClient(
@@ -187,17 +214,15 @@ def _send(settings: Settings, database: Database, item: _Tracked) -> None:
     try:
         client.store(list(case.datasets), study_instance_uid=case.study_instance_uid)
         item.pacs_closed_at = _now(database)
-        rest = settings.acceptance.pacs_rest_url
-        if rest:
-            from deployments.orthanc import OrthancClient
-
-            orthanc = OrthancClient(rest)
-            try:
-                outcome = orthanc.send_study(
-                    settings.acceptance.pacs_node_alias, [case.study_instance_uid]
+        if settings.pacs.rest_url:
+            with pacs_api_client(settings.pacs) as http:
+                # synchronous: it may take as long as the suite waits for a study
+                outcome = send_studies(
+                    http,
+                    modality_id,
+                    [case.study_instance_uid],
+                    settings.acceptance.study_timeout_seconds,
                 )
-            finally:
-                orthanc.close()
             if int(outcome.get("FailedInstancesCount", 0) or 0):
                 item.send_error = (
                     f"the PACS failed to send {outcome['FailedInstancesCount']} instances"
@@ -497,16 +522,11 @@ def _sr_in_pacs(settings: Settings, item: _Tracked, facts: dict[str, Any]) -> St
 
 def _object_bytes(settings: Settings, row: dict[str, Any]) -> bytes:
     """The object as the PACS holds it (Orthanc REST), else pacsflow's copy of the same UID."""
-    rest = settings.acceptance.pacs_rest_url
-    if rest:
-        with httpx.Client(base_url=rest, timeout=30) as http:
-            lookup = http.post("/tools/lookup", content=row["sop_instance_uid"])
-            lookup.raise_for_status()
-            for hit in lookup.json():
-                if hit.get("Type") == "Instance":
-                    answer = http.get(f"/instances/{hit['ID']}/file")
-                    answer.raise_for_status()
-                    return answer.content
+    if settings.pacs.rest_url:
+        with pacs_api_client(settings.pacs) as http:
+            held = instance_file(http, row["sop_instance_uid"])
+        if held is not None:
+            return held
     return Path(row["path"]).read_bytes()
 
 

@@ -341,6 +341,16 @@ def find_registrations(
     return exact, same_address
 
 
+def node_modality_id(api: PacsApiView, node: Address, configured: str = "") -> str:
+    """The PACS's name for the node: ``[pacs] node_modality_id``, else the modality with the
+    node's AE title, else one at the node's address; empty when the PACS has none."""
+    if configured:
+        return configured
+    exact, same_address = find_registrations(api, node)
+    chosen = exact or (same_address[0] if same_address else None)
+    return chosen.modality_id if chosen else ""
+
+
 def check_node_registered(
     node: Address,
     api: PacsApiView | None,

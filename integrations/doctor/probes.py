@@ -25,6 +25,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from integrations.dicom import status as dimse_status
+from integrations.dicom.pacs_api import orthanc_error, pacs_api_client
 from integrations.dicom.scu import connect_failure
 from integrations.doctor.checks import (
     AssociationOutcome,
@@ -172,36 +173,19 @@ def tcp_connect(host: str, port: int, timeout: float = 5.0, tls: TlsArgs = None)
 # -- the PACS's REST API (Orthanc) -----------------------------------------------------------
 
 
-def _pacs_http(settings: Settings) -> httpx.Client:
-    pacs = settings.pacs
-    auth = None
-    if pacs.rest_username:
-        auth = (pacs.rest_username, os.environ.get(pacs.rest_password_env, ""))
-    return httpx.Client(base_url=pacs.rest_url.rstrip("/"), auth=auth, timeout=pacs.timeout_seconds)
-
-
-def _orthanc_error(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        detail = body.get("Details") or body.get("Message") or ""
-    except ValueError:
-        detail = response.text[:200]
-    return f"HTTP {response.status_code}" + (f": {detail}" if detail else "")
-
-
 def pacs_api(settings: Settings) -> PacsApiView | None:
     """The PACS's own AE title and its registered modalities; None without ``rest_url``."""
     url = settings.pacs.rest_url
     if not url:
         return None
     try:
-        with _pacs_http(settings) as http:
+        with pacs_api_client(settings.pacs) as http:
             system = http.get("/system")
             if system.status_code != 200:
-                return PacsApiView(url, error=f"GET /system: {_orthanc_error(system)}")
+                return PacsApiView(url, error=f"GET /system: {orthanc_error(system)}")
             listed = http.get("/modalities", params={"expand": ""})
             if listed.status_code != 200:
-                return PacsApiView(url, error=f"GET /modalities: {_orthanc_error(listed)}")
+                return PacsApiView(url, error=f"GET /modalities: {orthanc_error(listed)}")
     except httpx.HTTPError as error:
         return PacsApiView(url, error=f"{type(error).__name__}: {error}")
     modalities = []
@@ -226,13 +210,13 @@ def pacs_echoes_node(settings: Settings, modality_id: str) -> RestEcho:
     """Ask the PACS to C-ECHO one of its modalities (Orthanc ``POST /modalities/{id}/echo``)."""
     started = time.monotonic()
     try:
-        with _pacs_http(settings) as http:
+        with pacs_api_client(settings.pacs) as http:
             response = http.post(f"/modalities/{modality_id}/echo", json={})
     except httpx.HTTPError as error:
         return RestEcho(False, f"{type(error).__name__}: {error}")
     if response.status_code == 200:
         return RestEcho(True, seconds=time.monotonic() - started)
-    return RestEcho(False, _orthanc_error(response), time.monotonic() - started)
+    return RestEcho(False, orthanc_error(response), time.monotonic() - started)
 
 
 # -- HL7, FHIR, LDAP, syslog -------------------------------------------------------------------

@@ -27,8 +27,8 @@ from integrations.doctor.checks import (
     check_pacs_to_node_echo,
     check_schema,
     check_syslog,
-    find_registrations,
     node_listening,
+    node_modality_id,
 )
 from integrations.errors import ConfigError
 from integrations.settings import Settings, load_settings
@@ -49,21 +49,7 @@ def run_doctor(
     return [check_config(None, source), *site_checks(settings)]
 
 
-def with_pacs_api(settings: Settings) -> Settings:
-    """``[pacs] rest_url``, else the acceptance suite's ``[acceptance] pacs_rest_url`` (and its
-    ``pacs_node_alias`` for the node's modality id): the same PACS API, configured once."""
-    pacs, acceptance = settings.pacs, settings.acceptance
-    if pacs.rest_url or not acceptance.pacs_rest_url:
-        return settings
-    update = {
-        "rest_url": acceptance.pacs_rest_url,
-        "node_modality_id": pacs.node_modality_id or acceptance.pacs_node_alias,
-    }
-    return settings.model_copy(update={"pacs": pacs.model_copy(update=update)})
-
-
 def site_checks(settings: Settings) -> list[CheckResult]:
-    settings = with_pacs_api(settings)
     node_settings, pacs_settings = settings.node, settings.pacs
     node = Address(
         node_settings.ae_title, node_settings.host, node_settings.port, node_settings.tls_port
@@ -90,10 +76,7 @@ def site_checks(settings: Settings) -> list[CheckResult]:
     modality_id = pacs_settings.node_modality_id
     rest_echo = None
     if api is not None and not api.error:
-        if not modality_id:
-            exact, same_address = find_registrations(api, node)
-            chosen = exact or (same_address[0] if same_address else None)
-            modality_id = chosen.modality_id if chosen else ""
+        modality_id = node_modality_id(api, node, modality_id)
         if modality_id:
             rest_echo = probes.pacs_echoes_node(settings, modality_id)
     callers = [caller.ae_title for caller in node_settings.caller_policy()]

@@ -20,7 +20,7 @@ from prefect.deployments import run_deployment
 from deployments.commands.serve import running_site
 from deployments.orthanc import free_port
 from integrations.acceptance.report import verify_file
-from integrations.acceptance.suite import run_acceptance
+from integrations.acceptance.suite import _node_at_pacs, run_acceptance
 from integrations.acceptance.truth import GENERATED_CASES, generated_cases
 from tests.dciodvfy import verify as dciodvfy
 from tests.fix_orthanc import NODE_AE_TITLE, PACS_AE_TITLE, TEST_SCU_AE_TITLE
@@ -111,7 +111,13 @@ def site_settings(
     console_port = free_port()
     settings = settings_factory(
         node={"ae_title": NODE_AE_TITLE, "port": node_port, "allowed_callers": [PACS_AE_TITLE]},
-        pacs={"ae_title": PACS_AE_TITLE, "port": clean_orthanc.dicom_port, "timeout_seconds": 30},
+        pacs={
+            "ae_title": PACS_AE_TITLE,
+            "port": clean_orthanc.dicom_port,
+            "timeout_seconds": 30,
+            # the PACS's API, as doctor reads it; the node's modality id found by its AE title
+            "rest_url": clean_orthanc.http_url,
+        },
         study={"quiet_seconds": 1.0, "poll_seconds": 0.1},
         routing={"rules": _demo_routing()},
         models={"dir": str(demo_models_dir), "device": "cpu"},
@@ -139,7 +145,6 @@ def site_settings(
         rbac=running_slapd.rbac_settings(),
         acceptance={
             "signing_key_file": str(key),
-            "pacs_rest_url": clean_orthanc.http_url,
             "role_accounts": accounts,
             # a site's own choice: results within 90 s of close (the broken RIS fails sooner)
             "results_seconds": 90,
@@ -180,6 +185,26 @@ def test_generated_cases_are_ten_dciodvfy_clean_studies_with_documented_truth():
     assert problems == {}, problems
 
 
+def test_the_suite_finds_the_node_at_the_pacs_as_doctor_does(
+    settings_factory, clean_orthanc, node_port
+):
+    def at_pacs(node: dict, **pacs: str) -> tuple[str, str]:
+        return _node_at_pacs(
+            settings_factory(node=node, pacs={"rest_url": clean_orthanc.http_url, **pacs})
+        )
+
+    ours = {"ae_title": NODE_AE_TITLE, "port": node_port}
+    assert at_pacs(ours) == ("pacsflow", "")  # Orthanc's modality with the node's AE title
+    assert at_pacs(ours, node_modality_id="ai") == ("ai", "")  # configured wins
+    unknown, why = at_pacs({"ae_title": "NOBODY", "port": free_port()})
+    assert unknown == "" and "no modality with AE title NOBODY" in why
+    assert "set [pacs] node_modality_id" in why
+    down, why = at_pacs(ours, rest_url=f"http://127.0.0.1:{free_port()}")
+    assert down == "" and why.startswith("the PACS's API ([pacs] rest_url) failed: ConnectError")
+    # without an API the suite moves by C-MOVE and needs no modality id
+    assert _node_at_pacs(settings_factory(node=ours)) == ("", "")
+
+
 @pytest.mark.slow
 def test_acceptance_suite_passes_on_a_working_site_and_a_broken_route_fails_its_step(
     site_settings, notify_smtp, notify_http, prefect_api_url, tmp_path
@@ -210,6 +235,7 @@ def test_acceptance_suite_passes_on_a_working_site_and_a_broken_route_fails_its_
         assert notify_http.received("/hooks/stroke")
         assert set(record["versions"]["models"]) >= {"chest-xray", "brain-mri-stroke"}
         assert len(record["site"]["settings_digest"]) == 64
+        assert record["site"]["pacs_route"] == "REST"  # through [pacs] rest_url
 
         # the record: readable HTML and PDF, signed JSON, no patient identifier anywhere
         html = outcome.html_path.read_text()
@@ -265,9 +291,10 @@ def test_acceptance_suite_passes_on_a_working_site_and_a_broken_route_fails_its_
         # the PACS knows (never as the node: a move the node originated brings a prior)
         by_move = settings.model_copy(
             update={
+                "pacs": settings.pacs.model_copy(update={"rest_url": ""}),
                 "acceptance": settings.acceptance.model_copy(
-                    update={"pacs_rest_url": "", "calling_ae_title": TEST_SCU_AE_TITLE}
-                )
+                    update={"calling_ae_title": TEST_SCU_AE_TITLE}
+                ),
             }
         )
         moved = run_acceptance(by_move, output_dir=tmp_path / "moved", only=["A07"])

@@ -299,12 +299,25 @@ def test_a_pacs_reached_over_dicom_tls(tmp_path: Path, site: Sections) -> None:
         orthanc.stop()
 
 
-def test_the_acceptance_suites_pacs_api_serves_when_pacs_has_none(running_site, orthanc) -> None:
+def test_an_old_config_naming_the_pacs_api_under_acceptance_says_where_it_moved(
+    running_site, site: Sections, orthanc: OrthancPeer, tmp_path: Path
+) -> None:
+    old = {
+        **site,
+        "pacs": {**site["pacs"], "rest_url": ""},
+        "acceptance": {"pacs_rest_url": orthanc.http_url, "pacs_node_alias": "pacsflow"},
+    }
+    done = run_cli(write_config(tmp_path / "old.toml", old))
+    assert done.returncode == 1
+    assert done.stdout.startswith("FAIL  configuration valid:")
+    assert "acceptance.pacs_rest_url: unknown key; moved to [pacs] rest_url" in done.stdout
+    assert (
+        "acceptance.pacs_node_alias: unknown key; moved to [pacs] node_modality_id" in done.stdout
+    )
+
+    # moved: the one PACS API, with the PACS's name for the node, serves doctor
     results = by_check(
-        running_site(
-            pacs={"rest_url": ""},
-            acceptance={"pacs_rest_url": orthanc.http_url, "pacs_node_alias": "pacsflow"},
-        )
+        running_site(pacs={"rest_url": orthanc.http_url, "node_modality_id": "pacsflow"})
     )
     assert results["pacs-to-node-echo"].verdict is Verdict.PASS
     assert results["node-registered"].verdict is Verdict.PASS

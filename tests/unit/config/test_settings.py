@@ -118,6 +118,18 @@ def test_an_unknown_key_in_the_file_names_the_nearest_known_key(tmp_path):
     assert "did you mean 'escalation.ack_timeout_seconds'?" in message
 
 
+def test_a_key_that_moved_says_where_it_lives_now(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text(
+        '[acceptance]\npacs_rest_url = "http://10.1.2.3:8042"\npacs_node_alias = "pacsflow"\n'
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_settings(path)
+    message = str(refused.value)
+    assert "acceptance.pacs_rest_url: unknown key; moved to [pacs] rest_url" in message
+    assert "acceptance.pacs_node_alias: unknown key; moved to [pacs] node_modality_id" in message
+
+
 def test_an_unknown_section_in_the_file_is_refused(tmp_path):
     path = tmp_path / "typo.toml"
     path.write_text("[worklst]\nroute = 'orm_o01'\n\n[dashboard]\nport = 8080\n")
@@ -136,6 +148,11 @@ def test_an_unknown_section_in_the_file_is_refused(tmp_path):
         ("PACSFLOW_NODE__AE_TITEL", "unknown key 'node.ae_titel'", "PACSFLOW_NODE__AE_TITLE"),
         ("PACSFLOW_NODE_PORT", "not a pacsflow setting", "PACSFLOW_NODE__PORT"),
         ("PACSFLOW_FHIR_TOKN", "not a pacsflow setting", "PACSFLOW_FHIR_TOKEN"),
+        (
+            "PACSFLOW_ACCEPTANCE__PACS_REST_URL",
+            "unknown key 'acceptance.pacs_rest_url'",
+            "moved to [pacs] rest_url (PACSFLOW_PACS__REST_URL)",
+        ),
         (
             "PACSFLOW_ESCALATION__WEBHOOK_SECRT",
             "unknown key 'escalation.webhook_secrt'",
