@@ -206,6 +206,7 @@ def test_the_suite_finds_the_node_at_the_pacs_as_doctor_does(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # five suite runs and a deployment run on one site; the hang guard only
 def test_acceptance_suite_passes_on_a_working_site_and_a_broken_route_fails_its_step(
     site_settings, notify_smtp, notify_http, prefect_api_url, tmp_path
 ):
