@@ -164,6 +164,16 @@ class GuardedConnection:
             kind="pdu_refused",
         )
 
+    def abort_undecodable(self, pdu_type: int, error: Exception) -> None:
+        """A whole PDU before negotiation that pynetdicom cannot decode (found by
+        tests/faults/test_fuzz_network.py)."""
+        with contextlib.suppress(OSError):
+            self.raw.sendall(A_ABORT_INVALID_PARAMETER)
+        self.end(
+            f"aborted: undecodable PDU type 0x{pdu_type:02X} before negotiation ({error})"[:200],
+            kind="pdu_refused",
+        )
+
     def shut(self) -> None:
         shut_socket(self.raw)
 
@@ -316,14 +326,19 @@ def _bounded_read_pdu_data(self: Any) -> None:
     if len(body) != pdu_length:
         _lost(self, connection)
         return
-    if pdu_type == A_ASSOCIATE_RQ and not connection.slot.proven:
-        connection.prove()
     try:
         pdu, event = self._decode_pdu(header + body)
     except Exception as error:
+        if not connection.slot.proven:
+            # Aborted here, not by the state machine: its A-ABORT leaves the acceptor waiting
+            # out the ACSE timeout for a request that never comes, holding a counted place.
+            _close(self, connection, lambda: connection.abort_undecodable(pdu_type, error))
+            return
         log.warning("undecodable PDU from %s: %s", connection.host, error)
         self.event_queue.put("Evt19")
         return
+    if pdu_type == A_ASSOCIATE_RQ and not connection.slot.proven:
+        connection.prove()
     self.event_queue.put(event)
     self._recv_pdu.put(pdu)
 

@@ -1,7 +1,7 @@
 """How long the fuzz harnesses run, and the byte mutations they share (test helper).
 
 ``make test`` runs every ``tests/faults/test_fuzz_*.py`` harness for a bounded number of
-examples (a few seconds each); ``make fuzz`` sets ``PACSFLOW_FUZZ_EXAMPLES`` to run each for
+examples (a few seconds each); ``make fuzz`` sets ``FUZZ_EXAMPLES`` to run each for
 many more. A crash found either way becomes an ``@example`` (or a test of its own) beside the
 harness, with the fix, so it is replayed on every run.
 """
@@ -14,11 +14,11 @@ import struct
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-FUZZ_EXAMPLES_VARIABLE = "PACSFLOW_FUZZ_EXAMPLES"
+FUZZ_EXAMPLES_VARIABLE = "FUZZ_EXAMPLES"  # not PACSFLOW_*: those must be settings
 
 
 def fuzz_settings(examples: int) -> settings:
-    """``examples`` in ``make test``; ``$PACSFLOW_FUZZ_EXAMPLES`` when set (``make fuzz``).
+    """``examples`` in ``make test``; ``$FUZZ_EXAMPLES`` when set (``make fuzz``).
 
     No deadline: the machine is shared and loaded, and the harnesses look for exceptions and
     broken properties, not for slow examples."""
