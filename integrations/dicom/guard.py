@@ -265,9 +265,25 @@ def _refusing_unreadable_stores(assoc: Any, connection: GuardedConnection) -> Ca
                 return None  # the association loop skips an empty message
 
         message.message_to_primitive = message_to_primitive
-        receive(primitive)
+        try:
+            receive(primitive)
+        except Exception as error:
+            # pynetdicom decodes the command set inside a state-machine action, where an
+            # exception kills the DUL thread with a traceback and leaves the peer without
+            # an A-ABORT (found by tests/faults/test_fuzz_network.py): abort it here.
+            dimse.message = None
+            _refuse_undecodable_message(assoc, connection, error)
 
     return receive_primitive
+
+
+def _refuse_undecodable_message(
+    assoc: Any, connection: GuardedConnection, error: Exception
+) -> None:
+    detail = f"aborted: undecodable DIMSE message ({type(error).__name__}: {error})"[:200]
+    if connection.slot.end(detail):
+        connection.guard.refuse("pdu_refused", detail, connection.host)
+    assoc.dul.event_queue.put("Evt19")  # invalid PDU: A-ABORT, then the connection closes
 
 
 def _refuse_unreadable_store(

@@ -188,8 +188,14 @@ def test_random_bytes_are_refused_or_stored(
 
 
 @fuzz_settings(examples=200)
-@given(data=mutated([encode_file_meta("1.2.3", "1.2.3.4", syntax) + SEEDS[syntax][1]
-                     for syntax in TRANSFER_SYNTAXES]))
+@given(
+    data=mutated(
+        [
+            encode_file_meta("1.2.3", "1.2.3.4", syntax) + SEEDS[syntax][1]
+            for syntax in TRANSFER_SYNTAXES
+        ]
+    )
+)
 # Found by this harness: a file cut inside its File Meta group length raised struct.error,
 # which stopped reconciliation (and the node's start) instead of leaving the file in place.
 @example(data=bytes(128) + b"DICM\x02\x00\x00\x00UL")
@@ -219,4 +225,10 @@ def test_the_affected_sop_instance_uid_is_valid_or_refused(uid: str) -> None:
     except InvalidUIDError:
         return
     assert checked == uid.rstrip("\x00").strip(" ")  # DICOM padding only
-    assert len(checked) <= 64 and set(checked) <= set("0123456789.") and ".." not in checked and set(uid) <= set("0123456789.") and ".." not in uid
+    assert (
+        len(checked) <= 64
+        and set(checked) <= set("0123456789.")
+        and ".." not in checked
+        and set(uid) <= set("0123456789.")
+        and ".." not in uid
+    )

@@ -23,6 +23,7 @@ import socket
 import struct
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -47,8 +48,13 @@ NEGOTIATION_TIMEOUT = 1.0
 ANSWER_TIMEOUT = 10.0
 QUIET_SECONDS = 0.3
 A_RELEASE_RQ = struct.pack(">BBLL", 0x05, 0, 4, 0)
-PDU_TYPES = {0x02: "A-ASSOCIATE-AC", 0x03: "A-ASSOCIATE-RJ", 0x04: "P-DATA-TF",
-             0x06: "A-RELEASE-RP", 0x07: "A-ABORT"}
+PDU_TYPES = {
+    0x02: "A-ASSOCIATE-AC",
+    0x03: "A-ASSOCIATE-RJ",
+    0x04: "P-DATA-TF",
+    0x06: "A-RELEASE-RP",
+    0x07: "A-ABORT",
+}
 
 
 @dataclass
@@ -61,8 +67,9 @@ class Crashes:
 
 # pynetdicom logs these tracebacks on paths it handles: an AE title that is not ASCII is
 # logged, then decoded with its fallback codecs (the association goes on, and is refused
-# unless the title is allowed). They are noise, not crashes.
-HANDLED_BY_PYNETDICOM = ("pynetdicom.utils",)
+# unless the title is allowed); a DIMSE message whose command it cannot turn into a
+# primitive (other than a C-STORE-RQ, which the guard answers) is logged and aborted.
+HANDLED_BY_PYNETDICOM = ("pynetdicom.utils", "pynetdicom.dimse")
 
 
 class _TracebackCatcher(logging.Handler):
@@ -218,7 +225,11 @@ def fuzzed_node(settings_factory) -> Iterator[FuzzedNode]:
     previous_hook = threading.excepthook
 
     def hook(arguments: threading.ExceptHookArgs) -> None:
-        crashes.thread_exceptions.append(f"{arguments.exc_type.__name__}: {arguments.exc_value}")
+        trace = "".join(traceback.format_tb(arguments.exc_traceback)[-7:])
+        crashes.thread_exceptions.append(
+            f"{arguments.exc_type.__name__}: {arguments.exc_value} in "
+            f"{arguments.thread.name if arguments.thread else '?'}\n{trace}"
+        )
 
     catcher = _TracebackCatcher(crashes)
     pynetdicom_log = logging.getLogger("pynetdicom")
@@ -245,7 +256,8 @@ def test_the_seeds_are_what_a_real_requestor_sends(fuzzed_node: FuzzedNode) -> N
 # Found by this harness: the A-ASSOCIATE-RQ's last item (User Information) one byte shorter
 # than its length says, the PDU length one byte short to match.
 SHORT_USER_INFORMATION_RQ = (
-    b"\x01\x00\x00\x00\x01V\x00\x01\x00\x00PACSFLOW        FUZZER          " + bytes(32)
+    b"\x01\x00\x00\x00\x01V\x00\x01\x00\x00PACSFLOW        FUZZER          "
+    + bytes(32)
     + b"\x10\x00\x00\x151.2.840.10008.3.1.1.1 \x00\x00v\x01\x00\x00\x000\x00\x00\x111.2.840.10008.1.1"
     b"@\x00\x00\x111.2.840.10008.1.2@\x00\x00\x131.2.840.10008.1.2.1@\x00\x00\x161.2.840.10008.1.2.1.99"
     b"@\x00\x00\x131.2.840.10008.1.2.2 \x00\x00:\x03\x00\x00\x000\x00\x00\x1b1.2.840.10008.5.1.4.1.1.1.1"
@@ -290,4 +302,23 @@ def test_mutated_p_data_in_an_association_gets_a_documented_answer(
         fuzzed_node.check_alive()
 
     check()
+    for pdu in FOUND_P_DATA:
+        fuzzed_node.exchange([seeds.associate_rq, pdu])
+        fuzzed_node.check_alive()
 
+
+# Found by this harness: P-DATA-TF PDUs whose command set pynetdicom decoded inside a state
+# machine action and raised (AttributeError: no CommandField; a KeyError on an unknown
+# command): the DUL thread died with a traceback and the peer got no A-ABORT. And an abort
+# racing the A-RELEASE-RP left the association thread raising InvalidEventError (Evt14).
+FOUND_P_DATA = [
+    b"\x04\x00\x00\x00\x00J\x00\x00\x00F\x01\x03\x00\x00\x00\x00\x04\x00\x00\x008\x00\x00\x00"
+    b"\x00\x00\x02\x00\x12\x00\x00\x001.2.840.10008.1.1\x00\x00\x00\x00\x01\x02\x00\x00\x000\x00"
+    b"\x00\x00\x10\x01\x02\x00\x00\x00\x01\x00\x00\x00\x00\x08\x02\x00\x00\x00\x01\x01",
+    # a command set without CommandField
+    b"\x04\x00\x00\x00\x00\x16\x00\x00\x00\x12\x01\x03\x00\x00\x10\x01\x02\x00\x00\x00\x01\x00"
+    b"\x00\x00\x00\x08",
+    # CommandField 0x7777: no such DIMSE message
+    b"\x04\x00\x00\x00\x00\x18\x00\x00\x00\x14\x01\x03\x00\x00\x00\x01\x02\x00\x00\x00ww\x00\x00"
+    b"\x00\x08\x02\x00\x00\x00\x01\x01",
+]

@@ -56,8 +56,12 @@ concept = st.builds(
     meaning=any_text,
 )
 unit = st.one_of(
-    st.builds(CodedConcept, value=st.sampled_from(["mm", "mL", "1"]), scheme=st.just("UCUM"),
-              meaning=any_text),
+    st.builds(
+        CodedConcept,
+        value=st.sampled_from(["mm", "mL", "1"]),
+        scheme=st.just("UCUM"),
+        meaning=any_text,
+    ),
     concept,
 )
 image_reference = st.one_of(
