@@ -17,6 +17,7 @@ and reports close -> SR in the PACS per chest X-ray study, Critical ones apart.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -91,6 +92,7 @@ class Sent:
     ct_seconds: list[float]
     failures: int
     instances: int
+    stalled: int
     cr_studies: list[str] = field(default_factory=list)
     critical: list[str] = field(default_factory=list)
     ct_studies: list[str] = field(default_factory=list)
@@ -101,7 +103,8 @@ class Sent:
 
     def report(self, name: str) -> list[str]:
         return [
-            f"{name}: {self.instances} instances ({self.failures} not stored) in "
+            f"{name}: {self.instances} instances ({self.failures} not stored"
+            f"{f', {self.stalled} associations stalled and aborted' if self.stalled else ''}) in "
             f"{self.elapsed:.1f} s: {self.instances / self.elapsed:.0f} instances/s, "
             f"{self.bytes_sent / MB / self.elapsed:.0f} MB/s",
             f"  C-STORE response, all: p50 {statistics.median(self.seconds) * 1000:.0f} ms, "
@@ -112,8 +115,9 @@ class Sent:
         ]
 
 
-def run_senders(port: int, called: str, work: Path, args: argparse.Namespace) -> Sent:
-    """Every sender at once; returns when all have released their associations."""
+def run_senders(ports: list[int], called: str, work: Path, args: argparse.Namespace) -> Sent:
+    """Every sender at once (sender i to ``ports[i % len(ports)]``); returns when all have
+    released their associations."""
     work.mkdir(parents=True, exist_ok=True)
     go = work / "go"
     commands = [
@@ -140,7 +144,7 @@ def run_senders(port: int, called: str, work: Path, args: argparse.Namespace) ->
                 "bench.load.sender",
                 *command,
                 "--port",
-                str(port),
+                str(ports[index % len(ports)]),
                 "--called",
                 called,
                 "--out",
@@ -151,7 +155,7 @@ def run_senders(port: int, called: str, work: Path, args: argparse.Namespace) ->
             env=env,
             cwd=REPO_ROOT,
         )
-        for command, out in zip(commands, outputs, strict=True)
+        for index, (command, out) in enumerate(zip(commands, outputs, strict=True))
     ]
     deadline = time.monotonic() + 300
     while not all(out.with_suffix(".ready").exists() for out in outputs):
@@ -179,6 +183,7 @@ def run_senders(port: int, called: str, work: Path, args: argparse.Namespace) ->
             for store in result["stores"]
         ],
         failures=sum(1 for store in stores if store["status"] != 0),
+        stalled=sum(1 for result in results if result["stalled"]),
         instances=len(stores),
         cr_studies=[
             uid for result in results if result["kind"] == "cr" for uid in result["studies"]
@@ -190,29 +195,52 @@ def run_senders(port: int, called: str, work: Path, args: argparse.Namespace) ->
     )
 
 
-def reference_run(work: Path, args: argparse.Namespace) -> list[str]:
+def reference_run(work: Path, args: argparse.Namespace, *, fork: bool) -> list[str]:
+    """storescp ``--fork`` on one port; or (``fork=False``) one storescp per association."""
     out = work / "storescp"
     out.mkdir(parents=True)
-    port = free_port()
-    process = subprocess.Popen(
-        ["storescp", "--fork", "-aet", "STORESCP", "-pdu", "131072", "-od", str(out), str(port)],
-        env=DCMTK_ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    associations = args.ct_studies + (1 if args.cr_studies else 0)
+    ports = [free_port()] if fork else [free_port() for _ in range(associations)]
+    processes = [
+        subprocess.Popen(
+            [
+                "storescp",
+                *(["--fork"] if fork else []),
+                "-aet",
+                "STORESCP",
+                "-pdu",
+                "131072",
+                "-od",
+                str(out),
+                str(port),
+            ],
+            env=DCMTK_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
     try:
-        wait_for_echo(port, "STORESCP", process)
-        with PeakMemory(process.pid) as memory:
-            sent = run_senders(port, "STORESCP", work / "senders-reference", args)
+        for port, process in zip(ports, processes, strict=True):
+            wait_for_echo(port, "STORESCP", process)
+        with contextlib.ExitStack() as stack:
+            memories = [stack.enter_context(PeakMemory(process.pid)) for process in processes]
+            sent = run_senders(ports, "STORESCP", work / f"senders-reference-{fork}", args)
         stored = sum(1 for path in out.rglob("*") if path.is_file())
     finally:
-        process.terminate()
-        process.wait(10)
+        for process in processes:
+            process.terminate()
+            process.wait(10)
         shutil.rmtree(out, ignore_errors=True)
+    name = (
+        "dcmtk storescp --fork (no fsync, no database)"
+        if fork
+        else f"dcmtk storescp, {len(ports)} processes, one per association (no fsync, no database)"
+    )
     return [
-        *sent.report("dcmtk storescp --fork (no fsync, no database)"),
+        *sent.report(name),
         f"  files written: {stored} of {sent.instances}; peak memory (all storescp processes): "
-        f"{memory.peak_bytes / MB:.0f} MB",
+        f"{sum(memory.peak_bytes for memory in memories) / MB:.0f} MB",
     ]
 
 
@@ -238,6 +266,8 @@ def site_run(work: Path, args: argparse.Namespace) -> list[str]:
                 "port": node_port,
                 "storage_dir": str(work / "site"),
                 "allowed_callers": [*callers, CR_CALLING, "ORTHANC", "BENCH"],
+                # every sender here is 127.0.0.1; at a site each modality has its own address
+                "max_connections_per_source": 32,
             },
             pacs={"ae_title": "ORTHANC", "port": pacs_port},
             database={"url": database_url},
@@ -289,7 +319,7 @@ def site_run(work: Path, args: argparse.Namespace) -> list[str]:
                         if time.monotonic() > deadline:
                             raise
                 with PeakMemory(node.process.pid) as memory:
-                    sent = run_senders(node_port, "PACSFLOW", work / "senders-site", args)
+                    sent = run_senders([node_port], "PACSFLOW", work / "senders-site", args)
                 database = open_database(settings, migrate_schema=False)
                 try:
                     stored = count_instances(database, sent)
@@ -391,7 +421,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pacsflow-load-") as scratch:
         work = Path(scratch)
         if not args.skip_reference:
-            lines += reference_run(work, args)
+            lines += reference_run(work, args, fork=True)
+            if "stalled" in " ".join(lines):
+                lines += reference_run(work, args, fork=False)
             print("\n".join(lines), flush=True)  # the site's own logs follow
         if not args.skip_site:
             lines += site_run(work, args)

@@ -29,6 +29,9 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from integrations.dicom.uids import derived_uid
 
 CT_SIZE = 512
+# A receiver that has not answered one C-STORE by then has stalled: the sender aborts and
+# the run reports what was stored.
+DIMSE_TIMEOUT_SECONDS = 60
 
 
 def ct_template(study_key: str) -> Dataset:
@@ -99,6 +102,7 @@ class Timings:
         self.lock = threading.Lock()
         self.records: list[dict[str, object]] = []
         self.bytes_sent = 0
+        self.stalled = False  # the receiver stopped answering and the association was aborted
 
     def add(self, study: str, seconds: float, status: int, size: int, ended: float) -> None:
         with self.lock:
@@ -124,19 +128,23 @@ def send_study(
     ae.maximum_pdu_size = 0  # no limit on what we receive; we send what the peer allows
     for sop_class in sorted(sop_classes):
         ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
-    ae.dimse_timeout = ae.network_timeout = 120
+    ae.dimse_timeout = ae.network_timeout = DIMSE_TIMEOUT_SECONDS
     assoc = ae.associate("127.0.0.1", port, ae_title=called)
     if not assoc.is_established:
         raise RuntimeError(f"{calling}: association to {called} not established")
     try:
         for ds in datasets:
+            if not assoc.is_established:
+                timings.stalled = True
+                return
             started = time.perf_counter()
             status = assoc.send_c_store(ds)
             seconds = time.perf_counter() - started
             code = int(getattr(status, "Status", -1)) if status else -1
             timings.add(str(ds.StudyInstanceUID), seconds, code, encoded_size(ds), time.time())
     finally:
-        assoc.release()
+        if assoc.is_established:
+            assoc.release()
 
 
 def main() -> None:
@@ -190,6 +198,7 @@ def main() -> None:
                 "first_send": first_send,
                 "last_response": last_response,
                 "bytes_sent": timings.bytes_sent,
+                "stalled": timings.stalled,
                 "stores": timings.records,
                 "studies": uids,
                 "critical": [
