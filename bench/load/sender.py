@@ -2,7 +2,9 @@
 
 Usage: ``python -m bench.load.sender ct|cr --port P --called AE --out timings.json ...``.
 ``ct``: one study of ``--count`` 512x512 16-bit CT slices (about 512 KB each) on one
-association. ``cr``: ``--count`` chest X-ray studies (the chest phantom, every third one with
+association, sent by dcmtk's ``storescu`` from files (a pynetdicom requestor sending 512 KB
+datasets stalled for its whole DIMSE timeout now and then, with dcmtk's storescp and with
+the node alike, so the C requestor is used; its ``-v`` lines are timestamped as they come). ``cr``: ``--count`` chest X-ray studies (the chest phantom, every third one with
 a pneumothorax: Critical), one association each, ``--parallel`` at a time. The images are made
 in memory before the clock starts and the process waits for ``--start-at`` (a wall-clock
 time), so every sender begins together. Writes one JSON file: per C-STORE the response time
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -82,6 +86,55 @@ def ct_slices(study_key: str, count: int) -> Iterator[Dataset]:
         ds.ImagePositionPatient = [-128.0, -128.0, float(number)]
         ds.SliceLocation = float(number)
         yield ds
+
+
+def write_ct_files(study_key: str, count: int, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ds in ct_slices(study_key, count):
+        path = folder / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def send_with_storescu(
+    port: int, called: str, calling: str, files: list[Path], study: str, timings: Timings
+) -> None:
+    """storescu -v over one association; each C-STORE timed from its "Sending file" line to
+    its "Received Store Response" line."""
+    process = subprocess.Popen(
+        [
+            "storescu",
+            "-v",
+            "-aet",
+            calling,
+            "-aec",
+            called,
+            "127.0.0.1",
+            str(port),
+            *map(str, files),
+        ],
+        env={**os.environ, "TCP_NODELAY": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+    assert process.stdout is not None
+    sizes = {str(path): path.stat().st_size for path in files}
+    started = 0.0
+    size = 0
+    for line in process.stdout:
+        now = time.perf_counter()
+        if "Sending file: " in line:
+            started = now
+            size = sizes.get(line.split("Sending file: ", 1)[1].strip(), 0)
+        elif "Received Store Response" in line:
+            status = 0 if "(Success)" in line else -1
+            timings.add(study, now - started, status, size, time.time())
+    if process.wait() != 0:
+        timings.stalled = True
 
 
 def cr_studies(count: int, first_seed: int) -> list[list[Dataset]]:
@@ -163,6 +216,11 @@ def main() -> None:
     _config.LOG_HANDLER_LEVEL = "none"
 
     cr = cr_studies(args.count, args.first_seed) if args.kind == "cr" else []
+    ct_files = (
+        write_ct_files(args.study_key, args.count, args.out.with_suffix(".files"))
+        if args.kind == "ct"
+        else []
+    )
     uids = [str(study[0].StudyInstanceUID) for study in cr] or [
         str(ct_template(args.study_key).StudyInstanceUID)
     ]
@@ -172,8 +230,7 @@ def main() -> None:
     timings = Timings()
     first_send = time.time()
     if args.kind == "ct":
-        slices = ct_slices(args.study_key, args.count)
-        send_study(args.port, args.called, args.calling, {CTImageStorage}, slices, timings)
+        send_with_storescu(args.port, args.called, args.calling, ct_files, uids[0], timings)
     else:
         with ThreadPoolExecutor(args.parallel) as pool:
             futures = [
