@@ -348,7 +348,8 @@ def _bounded_read_pdu_data(self: Any) -> None:
         if not connection.slot.proven:
             # Aborted here, not by the state machine: its A-ABORT leaves the acceptor waiting
             # out the ACSE timeout for a request that never comes, holding a counted place.
-            _close(self, connection, lambda: connection.abort_undecodable(pdu_type, error))
+            reason = error
+            _close(self, connection, lambda: connection.abort_undecodable(pdu_type, reason))
             return
         log.warning("undecodable PDU from %s: %s", connection.host, error)
         self.event_queue.put("Evt19")
