@@ -170,7 +170,8 @@ class GuardedConnection:
         with contextlib.suppress(OSError):
             self.raw.sendall(A_ABORT_INVALID_PARAMETER)
         self.end(
-            f"aborted: undecodable PDU type 0x{pdu_type:02X} before negotiation ({error})"[:200],
+            f"aborted: undecodable PDU type 0x{pdu_type:02X} before negotiation "
+            f"({_printable(error)})",
             kind="pdu_refused",
         )
 
@@ -280,7 +281,7 @@ def _refusing_unreadable_stores(assoc: Any, connection: GuardedConnection) -> Ca
 def _refuse_undecodable_message(
     assoc: Any, connection: GuardedConnection, error: Exception
 ) -> None:
-    detail = f"aborted: undecodable DIMSE message ({type(error).__name__}: {error})"[:200]
+    detail = f"aborted: undecodable DIMSE message ({type(error).__name__}: {_printable(error)})"
     if connection.slot.end(detail):
         connection.guard.refuse("pdu_refused", detail, connection.host)
     assoc.dul.event_queue.put("Evt19")  # invalid PDU: A-ABORT, then the connection closes
@@ -402,3 +403,9 @@ def _close(dul: Any, connection: GuardedConnection, end: Callable[[], None]) -> 
     end()
     connection.wake_acceptor()
     dul.socket.close()
+
+
+def _printable(error: Exception) -> str:
+    """An error about a peer's bytes, fit for a log line and a text column: pynetdicom's
+    messages quote those bytes, NUL included, which PostgreSQL refuses in text."""
+    return ascii(str(error))[1:-1][:160]

@@ -3,9 +3,10 @@
 The listener (``AdtListener._handle``) decodes the received bytes in their MSH-18 character
 set, reads MSH, parses the ADT message against its declared version, picks the MRN and
 builds the ACK. This harness drives those public entry points (``decode_message``,
-``read_header``, ``parse_adt``, ``MrnRules.select_mrn``, ``build_ack``) on mutated ADT
-messages of every event pacsflow applies, and on raw bytes; whatever parses them underneath
-(our ER7 reader or hl7apy) stays behind these functions.
+``read_header``, ``parse_adt``, ``MrnRules.select_mrn``, ``build_ack``) the way the listener
+calls them, on mutated ADT messages of every event pacsflow applies, and on raw bytes;
+whatever parses them underneath (hl7apy, through ``integrations.hl7.model``) stays behind
+these functions.
 
 Documented exceptions, the only ones allowed:
 
@@ -49,20 +50,21 @@ def listen(raw: bytes) -> str:
     header: MessageHeader | None = None
     problem = None
     charset = ""
+    msh = None
     try:
         decoded = decode_message(raw, SETTINGS.default_charset)
-        charset, text = decoded.charset, decoded.text
+        charset, text, msh = decoded.charset, decoded.text, decoded.msh
     except CharsetError:
         text = raw.decode("latin-1")
         problem = ErrorCondition.DATA_TYPE_ERROR
     try:
-        header, _ = read_header(text)
+        header = read_header(text, msh)
     except Hl7MessageError as error:
         problem = problem or error.problem.condition
     hl7_problem = None
     if problem is None:
         try:
-            message = parse_adt(text, SETTINGS.accepted_versions)
+            message = parse_adt(text, SETTINGS.accepted_versions, header)
             assert message.identifiers, "parse_adt returned a message without PID-3"
             assert all(identifier.id_number for identifier in message.identifiers)
             RULES.select_mrn(message.identifiers)
@@ -86,7 +88,7 @@ def listen(raw: bytes) -> str:
     )
     ack.encode(python_codec(charset) or "ascii", errors="replace")
     if header is not None and header.message_control_id:
-        reply, _ = read_header(ack)  # our own ACK reads back as ER7
+        reply = read_header(ack)  # our own ACK reads back as ER7
         assert reply.message_code == "ACK"
     return ack
 
@@ -103,6 +105,9 @@ def test_the_seeds_are_accepted() -> None:
 @example(raw=b"MSH|")
 @example(raw=b"MSH|^~\\&")
 @example(raw=b"MSH|^~\\&|" + b"|" * 20 + b"\rPID")
+# Found by this harness (with hl7apy parsing): a malformed MSH made hl7apy raise IndexError
+# or ValueError out of read_header, an AR "internal error" instead of the AE.
+@example(raw=b"MSH\x01\x02\x00~\\&")
 def test_a_received_adt_message_is_answered_with_a_documented_error_or_accepted(
     raw: bytes,
 ) -> None:

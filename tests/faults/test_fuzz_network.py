@@ -45,7 +45,7 @@ from tests.site import running_node
 CALLING = "FUZZER"
 NODE_AE_TITLE = "PACSFLOW"
 NEGOTIATION_TIMEOUT = 1.0
-ANSWER_TIMEOUT = 10.0
+ANSWER_TIMEOUT = 30.0  # a C-STORE writes a PostgreSQL row on a loaded machine
 QUIET_SECONDS = 0.3
 A_RELEASE_RQ = struct.pack(">BBLL", 0x05, 0, 4, 0)
 PDU_TYPES = {
@@ -203,7 +203,13 @@ class FuzzedNode:
         assert not self.crashes.logged_tracebacks, self.crashes.logged_tracebacks
         ae = AE(ae_title=CALLING)
         ae.add_requested_context(Verification)
-        assoc = ae.associate("127.0.0.1", self.port, ae_title=NODE_AE_TITLE)
+        # A few tries: the connections of the example just run may still hold their places
+        # for a moment (their threads end asynchronously); a node that died fails them all.
+        for _ in range(5):
+            assoc = ae.associate("127.0.0.1", self.port, ae_title=NODE_AE_TITLE)
+            if assoc.is_established:
+                break
+            time.sleep(1.0)
         assert assoc.is_established, "the node no longer accepts an association"
         assert assoc.send_c_echo().Status == 0x0000
         assoc.release()
