@@ -121,7 +121,7 @@ class EventDrivenRequestHandler(RequestHandler):
         assoc._run_reactor = types.MethodType(_run_reactor, assoc)  # type: ignore[method-assign]
         assoc.dul._run_loop_delay = DUL_IDLE_SLEEP_SECONDS
         machine = assoc.dul.state_machine
-        machine.do_action = _dropping_late_primitives(machine)
+        machine.do_action = _dropping_late_primitives(machine)  # type: ignore[method-assign]
         return assoc
 
 
