@@ -98,7 +98,7 @@ def test_the_seeds_are_accepted() -> None:
         assert "MSA|AA|" in listen(raw), raw[:80]
 
 
-@fuzz_settings(examples=400)
+@fuzz_settings(examples=150)  # hl7apy parses: about 40 ms per example here
 @given(raw=mutated(SEEDS))
 @example(raw=b"")
 @example(raw=b"MSH")
@@ -114,7 +114,7 @@ def test_a_received_adt_message_is_answered_with_a_documented_error_or_accepted(
     listen(raw)
 
 
-@fuzz_settings(examples=300)
+@fuzz_settings(examples=100)
 @given(
     text=st.text(
         alphabet=st.one_of(st.sampled_from("|^~\\&\r\nMSHPIDPV1EVNMRG0123.AD"), st.characters()),
@@ -125,7 +125,7 @@ def test_text_made_of_delimiters_and_segment_names_is_answered(text: str) -> Non
     listen(("MSH|^~\\&|" + text).encode("utf-8", errors="surrogatepass"))
 
 
-@fuzz_settings(examples=200)
+@fuzz_settings(examples=80)
 @given(
     field=st.sampled_from([3, 5, 7, 8, 18, 19, 44]),
     value=st.text(max_size=60),
