@@ -10,7 +10,7 @@ DEMO_ARGS ?=
 
 export TCP_NODELAY := 1
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast fuzz lint bench clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,11 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The fuzz harnesses (tests/faults/test_fuzz_*.py) run a few seconds each in `make test`;
+# here each runs FUZZ_EXAMPLES examples (default 5000), with new random inputs every run.
+fuzz: setup
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} $(BIN)/python -m pytest -p no:cacheprovider -q tests/faults/test_fuzz_*.py $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

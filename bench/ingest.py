@@ -1,6 +1,7 @@
 """Ingest benchmark: dcmtk storescu sends the same N images to the node and to dcmtk storescp.
 
-Usage: ``python -m bench.ingest [--images 500] [--repeats 3]``. Both receivers run in the same
+Usage: ``python -m bench.ingest [--images 500] [--repeats 3] [--size 128]``; ``--size 512``
+sends 512x512x16-bit CT slices (about 512 KB each), the load benchmark's CT. Both receivers run in the same
 run on the same machine; the ratio node/storescp is the number to watch (target >= 0.5).
 The node stores each instance durably (fsync + rename) and commits its PostgreSQL row before
 it answers; storescp writes files without fsync. ``--no-fsync`` shows the node without it.
@@ -23,8 +24,8 @@ from deployments.orthanc import free_port
 from tests.dicom_samples import CT_IMAGE, make_instance, write
 
 
-def make_images(folder: Path, count: int) -> list[Path]:
-    """``count`` CT images of 128x128x16 bit (about 33 KB each), one study."""
+def make_images(folder: Path, count: int, size: int = 128) -> list[Path]:
+    """``count`` CT images of ``size`` x ``size`` x 16 bit (128: about 33 KB each), one study."""
     return [
         write(
             make_instance(
@@ -33,7 +34,7 @@ def make_images(folder: Path, count: int) -> list[Path]:
                 modality="CT",
                 body_part="HEAD",
                 sop_class_uid=CT_IMAGE,
-                size=128,
+                size=size,
             ),
             folder,
         )
@@ -111,14 +112,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", type=int, default=128, help="rows = columns of each image")
     parser.add_argument(
         "--no-fsync", action="store_true", help="also measure the node without fsync"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pacsflow-bench-") as scratch:
         work = Path(scratch)
-        files = make_images(work / "images", args.images)
+        files = make_images(work / "images", args.images, args.size)
         size_kb = sum(f.stat().st_size for f in files) / len(files) / 1024
+        megabytes = sum(f.stat().st_size for f in files) / 1_000_000 / len(files)
         print(
             f"{len(files)} images, {size_kb:.1f} KB each, storescu -> receiver, {args.repeats} repeats"
         )
@@ -126,13 +129,16 @@ def main() -> None:
         plain = reference_rate(files, work, args.repeats, "PLAINSCP", plain_pynetdicom)
         node = node_rate(files, work, args.repeats, fsync=True)
         print(
-            f"dcmtk storescp (no fsync, no database)  : {statistics.median(reference):7.1f} images/s  {[round(r) for r in reference]}"
+            f"dcmtk storescp (no fsync, no database)  : {statistics.median(reference):7.1f} images/s "
+            f"{statistics.median(reference) * megabytes:6.0f} MB/s  {[round(r) for r in reference]}"
         )
         print(
-            f"stock pynetdicom SCP writing raw bytes  : {statistics.median(plain):7.1f} images/s  {[round(r) for r in plain]}"
+            f"stock pynetdicom SCP writing raw bytes  : {statistics.median(plain):7.1f} images/s "
+            f"{statistics.median(plain) * megabytes:6.0f} MB/s  {[round(r) for r in plain]}"
         )
         print(
-            f"pacsflow node (fsync + PostgreSQL row)  : {statistics.median(node):7.1f} images/s  {[round(r) for r in node]}"
+            f"pacsflow node (fsync + PostgreSQL row)  : {statistics.median(node):7.1f} images/s "
+            f"{statistics.median(node) * megabytes:6.0f} MB/s  {[round(r) for r in node]}"
         )
         print(
             f"ratio node/storescp : {statistics.median(node) / statistics.median(reference):.2f}  (target >= 0.5)"

@@ -164,6 +164,17 @@ class GuardedConnection:
             kind="pdu_refused",
         )
 
+    def abort_undecodable(self, pdu_type: int, error: Exception) -> None:
+        """A whole PDU before negotiation that pynetdicom cannot decode (found by
+        tests/faults/test_fuzz_network.py)."""
+        with contextlib.suppress(OSError):
+            self.raw.sendall(A_ABORT_INVALID_PARAMETER)
+        self.end(
+            f"aborted: undecodable PDU type 0x{pdu_type:02X} before negotiation "
+            f"({_printable(error)})",
+            kind="pdu_refused",
+        )
+
     def shut(self) -> None:
         shut_socket(self.raw)
 
@@ -255,9 +266,25 @@ def _refusing_unreadable_stores(assoc: Any, connection: GuardedConnection) -> Ca
                 return None  # the association loop skips an empty message
 
         message.message_to_primitive = message_to_primitive
-        receive(primitive)
+        try:
+            receive(primitive)
+        except Exception as error:
+            # pynetdicom decodes the command set inside a state-machine action, where an
+            # exception kills the DUL thread with a traceback and leaves the peer without
+            # an A-ABORT (found by tests/faults/test_fuzz_network.py): abort it here.
+            dimse.message = None
+            _refuse_undecodable_message(assoc, connection, error)
 
     return receive_primitive
+
+
+def _refuse_undecodable_message(
+    assoc: Any, connection: GuardedConnection, error: Exception
+) -> None:
+    detail = f"aborted: undecodable DIMSE message ({type(error).__name__}: {_printable(error)})"
+    if connection.slot.end(detail):
+        connection.guard.refuse("pdu_refused", detail, connection.host)
+    assoc.dul.event_queue.put("Evt19")  # invalid PDU: A-ABORT, then the connection closes
 
 
 def _refuse_unreadable_store(
@@ -316,14 +343,20 @@ def _bounded_read_pdu_data(self: Any) -> None:
     if len(body) != pdu_length:
         _lost(self, connection)
         return
-    if pdu_type == A_ASSOCIATE_RQ and not connection.slot.proven:
-        connection.prove()
     try:
         pdu, event = self._decode_pdu(header + body)
     except Exception as error:
+        if not connection.slot.proven:
+            # Aborted here, not by the state machine: its A-ABORT leaves the acceptor waiting
+            # out the ACSE timeout for a request that never comes, holding a counted place.
+            reason = error
+            _close(self, connection, lambda: connection.abort_undecodable(pdu_type, reason))
+            return
         log.warning("undecodable PDU from %s: %s", connection.host, error)
         self.event_queue.put("Evt19")
         return
+    if pdu_type == A_ASSOCIATE_RQ and not connection.slot.proven:
+        connection.prove()
     self.event_queue.put(event)
     self._recv_pdu.put(pdu)
 
@@ -370,3 +403,9 @@ def _close(dul: Any, connection: GuardedConnection, end: Callable[[], None]) -> 
     end()
     connection.wake_acceptor()
     dul.socket.close()
+
+
+def _printable(error: Exception) -> str:
+    """An error about a peer's bytes, fit for a log line and a text column: pynetdicom's
+    messages quote those bytes, NUL included, which PostgreSQL refuses in text."""
+    return ascii(str(error))[1:-1][:160]

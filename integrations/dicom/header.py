@@ -136,8 +136,15 @@ def dataset_offset(file_bytes: bytes) -> int:
     # (0002,0000) File Meta Information Group Length, explicit VR little endian, UL.
     if file_bytes[132:138] != b"\x02\x00\x00\x00UL":
         raise DatasetError("File Meta Information does not start with its group length")
+    if len(file_bytes) < PREAMBLE_AND_PREFIX + 12:
+        raise DatasetError("File Meta Information group length is truncated")
     (group_length,) = struct.unpack_from("<I", file_bytes, 140)
-    return PREAMBLE_AND_PREFIX + 12 + group_length
+    start = PREAMBLE_AND_PREFIX + 12 + group_length
+    if start > len(file_bytes):
+        raise DatasetError(
+            f"File Meta Information declares {group_length} bytes, more than the file holds"
+        )
+    return start
 
 
 def read_header(file_bytes: bytes) -> InstanceHeader:
@@ -163,10 +170,7 @@ def parse_dataset(dataset_bytes: bytes, transfer_syntax_uid: str) -> InstanceHea
     except InvalidUIDError as error:
         raise DatasetError(str(error)) from None
     values = check_dataset_encoding(dataset_bytes, transfer_syntax_uid, WANTED)
-    encodings = convert_encodings(
-        [part.strip() for part in _ascii(values.get(SPECIFIC_CHARACTER_SET, b"")).split("\\")]
-        or [""]
-    )
+    encodings = _encodings(_ascii(values.get(SPECIFIC_CHARACTER_SET, b"")))
 
     def text(tag: int) -> str:
         return _ascii(values.get(tag, b""))
@@ -219,6 +223,17 @@ def parse_dataset(dataset_bytes: bytes, transfer_syntax_uid: str) -> InstanceHea
         anatomic_regions=_anatomic_regions(values, transfer_syntax_uid),
         requested_procedure_priority=_requested_procedure_priority(values, transfer_syntax_uid),
     )
+
+
+def _encodings(specific_character_set: str) -> list[str]:
+    """Python codecs for the Specific Character Set; the default repertoire when the value
+    is not one a codec can be looked up for (pydicom raises ValueError on, e.g., an embedded
+    NUL: found by tests/faults/test_fuzz_ingest.py). The bytes are kept as received."""
+    terms = [part.strip() for part in specific_character_set.split("\\")] or [""]
+    try:
+        return list(convert_encodings(terms))
+    except (ValueError, LookupError):
+        return list(convert_encodings([""]))
 
 
 def _requested_procedure_priority(values: dict[int, bytes], transfer_syntax_uid: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pynetdicom
 from pynetdicom import evt
+from pynetdicom.fsm import TRANSITION_TABLE
 from pynetdicom.transport import RequestHandler
 
 from integrations.dicom.guard import (
@@ -88,6 +89,30 @@ def _run_reactor(self: Any) -> None:
             return
 
 
+# Local service primitives (PS3.8 9.2): requests and responses from the node itself.
+LOCAL_PRIMITIVE_EVENTS = frozenset({"Evt1", "Evt7", "Evt8", "Evt9", "Evt11", "Evt14", "Evt15"})
+
+
+def _dropping_late_primitives(machine: Any) -> Any:
+    """``StateMachine.do_action`` that drops a local primitive the state no longer takes.
+
+    A peer's invalid PDU can abort the association (Sta13) just after the node queued its
+    answer to that peer's A-RELEASE-RQ; pynetdicom then raises InvalidEventError out of the
+    DUL thread, which dies with a traceback (found by tests/faults/test_fuzz_network.py).
+    There is nobody left to answer, so the primitive is dropped."""
+    do_action = machine.do_action
+
+    def dropping(event: str) -> None:
+        if event in LOCAL_PRIMITIVE_EVENTS and (event, machine.current_state) not in (
+            TRANSITION_TABLE
+        ):
+            log.debug("dropped %s in %s: the association has ended", event, machine.current_state)
+            return
+        do_action(event)
+
+    return dropping
+
+
 class EventDrivenRequestHandler(RequestHandler):
     """Creates each acceptor association with the event-driven loop."""
 
@@ -95,6 +120,8 @@ class EventDrivenRequestHandler(RequestHandler):
         assoc = super()._create_association()
         assoc._run_reactor = types.MethodType(_run_reactor, assoc)  # type: ignore[method-assign]
         assoc.dul._run_loop_delay = DUL_IDLE_SLEEP_SECONDS
+        machine = assoc.dul.state_machine
+        machine.do_action = _dropping_late_primitives(machine)  # type: ignore[method-assign]
         return assoc
 
 

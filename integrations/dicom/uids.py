@@ -30,7 +30,9 @@ def is_valid_uid(value: object) -> bool:
 def validate_uid(value: object, what: str = "UID") -> str:
     """Return ``value`` when it is a conformant UID, else raise :class:`InvalidUIDError`."""
     if isinstance(value, str):
-        value = value.rstrip("\x00").strip()
+        # Only DICOM padding (NUL, and the space senders add): a UID carrying any other
+        # whitespace is not the UID without it.
+        value = value.rstrip("\x00").strip(" ")
     if not is_valid_uid(value):
         raise InvalidUIDError(value, what)
     assert isinstance(value, str)

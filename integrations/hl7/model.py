@@ -48,6 +48,12 @@ _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 _POSITION = re.compile(r"_(\d+)$")
 
 
+# What hl7apy raises on text it cannot read: its own exceptions, and on a malformed MSH
+# (fewer fields than its encoding characters imply) IndexError or ValueError from its
+# splitting (found by tests/faults/test_fuzz_adt.py).
+HL7APY_READ_ERRORS = (HL7apyException, IndexError, ValueError)
+
+
 class Hl7SyntaxError(ValueError):
     """The text is not an ER7 message hl7apy can read (no MSH, bad delimiters, bad segment)."""
 
@@ -403,7 +409,7 @@ def _hl7apy_segments(
             validation_level=VALIDATION_LEVEL.TOLERANT,
             find_groups=False,
         )
-    except HL7apyException as error:
+    except HL7APY_READ_ERRORS as error:
         raise Hl7SyntaxError(f"hl7apy cannot read the message: {error}") from None
     return tuple(Segment(child, delimiters) for child in parsed)
 
@@ -419,7 +425,7 @@ def parse(text: str, *, header_only: bool = False) -> ParsedMessage:
     lines, delimiters = checked_lines(text)
     try:
         declared = (get_message_info(lines[0])[2] or "").strip()
-    except HL7apyException as error:
+    except HL7APY_READ_ERRORS as error:
         raise Hl7SyntaxError(f"MSH cannot be read: {error}") from None
     version = declared if known_version(declared) else FALLBACK_VERSION
     parsed = ParsedMessage(
