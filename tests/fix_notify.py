@@ -269,3 +269,20 @@ def notify_smtp() -> Iterator[RecordingSmtpServer]:
     server.start()
     yield server
     server.stop()
+
+
+def ops_team_escalation(webhook_url: str) -> dict[str, Any]:
+    """An ``[escalation]`` with one operators' team, ``pacs-admin``, paged by webhook only."""
+    return {
+        "people": {"ops1": {"name": "Ops On Call", "email": "ops1@hospital.test"}},
+        "teams": {
+            "pacs-admin": {
+                "channels": ["webhook"],
+                "on_call": [{"person": "ops1"}],
+                "webhook_url": webhook_url,
+            }
+        },
+        "use_default_rules": False,
+        "retry_delays_seconds": [0.05],
+        "send_timeout_seconds": 2.0,
+    }

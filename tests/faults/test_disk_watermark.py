@@ -23,6 +23,7 @@ from deployments.orthanc import free_port
 from integrations.dicom.status import STORE_OUT_OF_RESOURCES
 from tests.dicom_samples import make_instance, study_files
 from tests.fix_dcmtk import echoscu, storescu
+from tests.fix_notify import ops_team_escalation
 from tests.site import running_node
 
 NODE_AE_TITLE = "PACSFLOW"
@@ -84,19 +85,7 @@ def test_low_disk_refuses_new_associations_keeps_the_open_one_and_alerts_once(
         },
         storage={"min_free_percent": MIN_FREE_PERCENT},
         results={"alert_team": "pacs-admin"},
-        escalation={
-            "people": {"ops1": {"name": "Ops On Call", "email": "ops1@hospital.test"}},
-            "teams": {
-                "pacs-admin": {
-                    "channels": ["webhook"],
-                    "on_call": [{"person": "ops1"}],
-                    "webhook_url": notify_http.url("/hooks/ops"),
-                }
-            },
-            "use_default_rules": False,
-            "retry_delays_seconds": [0.05],
-            "send_timeout_seconds": 2.0,
-        },
+        escalation=ops_team_escalation(notify_http.url("/hooks/ops")),
     )
     modality = AE(ae_title="MODALITY")
     modality.add_requested_context(DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian)

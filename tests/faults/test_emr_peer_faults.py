@@ -16,6 +16,7 @@ import time
 from integrations.db.connection import open_database
 from integrations.hl7.sender import Hl7Sender
 from tests.fix_hl7 import wait_until
+from tests.fix_notify import ops_team_escalation
 from tests.integration.emr.helpers import fast_emr, running_sender
 from tests.integration.emr.test_hl7_delivery import outbox_rows, queue_result
 
@@ -50,19 +51,7 @@ def test_an_emr_down_past_the_limit_is_told_to_the_operators_once(
     peer = make_mllp_peer(start=False)  # the EMR is down
     settings = settings_factory(
         emr=fast_emr(peer.port, alert_after_minutes=1 / 60, alert_team="pacs-admin"),
-        escalation={
-            "people": {"ops1": {"name": "Ops On Call", "email": "ops1@hospital.test"}},
-            "teams": {
-                "pacs-admin": {
-                    "channels": ["webhook"],
-                    "on_call": [{"person": "ops1"}],
-                    "webhook_url": notify_http.url("/hooks/ops"),
-                }
-            },
-            "use_default_rules": False,
-            "retry_delays_seconds": [0.05],
-            "send_timeout_seconds": 2.0,
-        },
+        escalation=ops_team_escalation(notify_http.url("/hooks/ops")),
     )
     database = open_database(settings)
     queue_result(database, settings, 21)

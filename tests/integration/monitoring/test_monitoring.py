@@ -14,28 +14,13 @@ from deployments.orthanc import free_port
 from integrations.db.connection import Database, open_database
 from integrations.dicom.result_sender import ResultsSender
 from integrations.monitoring.daily import alert_on_report, build_report, write_report
+from tests.fix_notify import ops_team_escalation
 from tests.fix_orthanc import NODE_AE_TITLE, PACS_AE_TITLE
 from tests.integration.results.outbox_helpers import add_study, built_results, enqueue
 
 WEBHOOK_SECRET = "monitoring-test-webhook-secret"
 PATIENT_NAME = "Doe^Jane"
 PATIENT_ID = "PAT001"
-
-
-def ops_escalation(notify_http) -> dict:
-    return {
-        "people": {"ops1": {"name": "Ops On Call", "email": "ops1@hospital.test"}},
-        "teams": {
-            "pacs-admin": {
-                "channels": ["webhook"],
-                "on_call": [{"person": "ops1"}],
-                "webhook_url": notify_http.url("/hooks/ops"),
-            }
-        },
-        "use_default_rules": False,
-        "retry_delays_seconds": [0.05],
-        "send_timeout_seconds": 2.0,
-    }
 
 
 def study_key(database: Database, study_uid: str) -> str:
@@ -75,7 +60,7 @@ def test_monitoring_finds_the_planted_orphans_and_alerts_the_operators(
         node={"ae_title": NODE_AE_TITLE},
         pacs={"ae_title": PACS_AE_TITLE, "port": clean_orthanc.dicom_port, "timeout_seconds": 5},
         results={"retry_delays_seconds": [0.2], "alert_team": "pacs-admin"},
-        escalation=ops_escalation(notify_http),
+        escalation=ops_team_escalation(notify_http.url("/hooks/ops")),
         monitoring={"orphan_grace_minutes": 30, "stuck_minutes": 60},
     )
     database = open_database(settings)
@@ -258,7 +243,7 @@ def test_monitoring_finds_a_planted_escalation_rate_drift(
         )
     )  # fmt: skip
     settings = settings_factory(
-        escalation=ops_escalation(notify_http),
+        escalation=ops_team_escalation(notify_http.url("/hooks/ops")),
         monitoring={
             "alert_team": "pacs-admin",
             "acceptance_record": str(acceptance),
