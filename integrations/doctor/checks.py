@@ -111,15 +111,6 @@ class PacsApiView:
 
 
 @dataclass(frozen=True)
-class RestEcho:
-    """The PACS's own C-ECHO of a modality, asked through its API."""
-
-    ok: bool
-    detail: str = ""
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
 class Address:
     """Where a DICOM AE listens."""
 
@@ -153,7 +144,8 @@ class PackageFacts:
 
 @dataclass(frozen=True)
 class Connect:
-    """A TCP (or TLS) connection attempt to a listener."""
+    """One attempt to reach a peer: a TCP (or TLS) connection, or the PACS's own C-ECHO of a
+    modality asked through its API."""
 
     ok: bool
     detail: str = ""
@@ -438,7 +430,7 @@ def check_pacs_to_node_echo(
     allowed_callers: Sequence[str],
     api: PacsApiView | None,
     modality_id: str,
-    echo: RestEcho | None,
+    echo: Connect | None,
     node_listening: bool,
 ) -> CheckResult:
     """C-ECHO from the PACS to the node, asked through the PACS's API where it has one."""

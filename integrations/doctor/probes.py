@@ -36,7 +36,6 @@ from integrations.doctor.checks import (
     PackageFacts,
     PacsApiView,
     RegisteredModality,
-    RestEcho,
     SchemaState,
 )
 from integrations.settings import Settings
@@ -206,17 +205,17 @@ def pacs_api(settings: Settings) -> PacsApiView | None:
     )
 
 
-def pacs_echoes_node(settings: Settings, modality_id: str) -> RestEcho:
+def pacs_echoes_node(settings: Settings, modality_id: str) -> Connect:
     """Ask the PACS to C-ECHO one of its modalities (Orthanc ``POST /modalities/{id}/echo``)."""
     started = time.monotonic()
     try:
         with pacs_api_client(settings.pacs) as http:
             response = http.post(f"/modalities/{modality_id}/echo", json={})
     except httpx.HTTPError as error:
-        return RestEcho(False, f"{type(error).__name__}: {error}")
+        return Connect(False, f"{type(error).__name__}: {error}")
     if response.status_code == 200:
-        return RestEcho(True, seconds=time.monotonic() - started)
-    return RestEcho(False, orthanc_error(response), time.monotonic() - started)
+        return Connect(True, seconds=time.monotonic() - started)
+    return Connect(False, orthanc_error(response), time.monotonic() - started)
 
 
 # -- HL7, FHIR, LDAP, syslog -------------------------------------------------------------------
