@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.common import DCMTK_ENV, REPO_ROOT, node_process, scratch_database, wait_for_echo
@@ -42,10 +42,13 @@ def make_images(folder: Path, count: int, size: int = 128) -> list[Path]:
     ]
 
 
-def send(files: list[Path], port: int, called: str) -> float:
+def send(files: list[Path], port: int, called: str, options: Sequence[str] = ()) -> float:
+    """Seconds dcmtk's storescu takes to send ``files`` on one association (``options``:
+    e.g. its TLS ones)."""
     started = time.perf_counter()
     done = subprocess.run(
-        ["storescu", "-aet", "BENCH", "-aec", called, "127.0.0.1", str(port), *map(str, files)],
+        ["storescu", "-aet", "BENCH", "-aec", called, *options, "127.0.0.1", str(port)]
+        + [str(path) for path in files],
         env=DCMTK_ENV,
         capture_output=True,
         text=True,

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench.common import DCMTK_ENV, REPO_ROOT, node_process, scratch_database
-from bench.ingest import make_images
+from bench.ingest import make_images, send
 from deployments.orthanc import free_port
 from tests.dicom_samples import CT_IMAGE, make_instance, write
 from tests.tls_certs import Pki, make_pki
@@ -27,21 +27,6 @@ from tests.tls_certs import Pki, make_pki
 def tls_options(pki: Pki, client: bool) -> list[str]:
     identity = pki.modality if client else pki.node
     return ["+tls", str(identity.key), str(identity.cert), "+cf", str(pki.ca)]
-
-
-def send(files: list[Path], port: int, called: str, tls: list[str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(
-        ["storescu", "-aet", "BENCH", "-aec", called, *tls, "127.0.0.1", str(port)]
-        + [str(path) for path in files],
-        env=DCMTK_ENV,
-        capture_output=True,
-        text=True,
-    )
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"storescu to {called} failed: {done.stderr[-500:]}")
-    return elapsed
 
 
 def wait_for_tls_echo(port: int, called: str, tls: list[str], timeout: float = 60) -> None:
