@@ -157,13 +157,35 @@ def field_text(*components: Component, delimiters: Delimiters = DEFAULT_DELIMITE
 
 def set_field(segment: Any, number: int, *repetitions: str) -> None:
     """Field ``number`` of an hl7apy segment from :func:`field_text` repetitions (empty ones
-    are left out, an all-empty field stays absent)."""
+    are left out, an all-empty field stays absent).
+
+    A new field is parsed by hl7apy's ``parse_field`` with the segment's cached reference
+    and added; hl7apy's own assignment looks the reference up for every field it parses.
+    """
     name = f"{segment.name}_{number}"
-    for index, value in enumerate(value for value in repetitions if value):
-        if index == 0:
-            setattr(segment, name.lower(), value)
-        else:
+    values = [value for value in repetitions if value]
+    if not values:
+        return
+    if len(segment.children.get(name)):  # a reused message: hl7apy's assignment replaces it
+        setattr(segment, name.lower(), values[0])
+        for value in values[1:]:
             segment.add_field(name).value = value
+        return
+    references, varies = _segment_references(segment.name, segment.version)
+    reference = references[name]["ref"] if name in references else None
+    encoding_chars = _encoding_chars(DEFAULT_DELIMITERS)
+    for value in values:
+        field = hl7apy_parse_field(
+            value,
+            name,
+            segment.version,
+            encoding_chars,
+            segment.validation_level,
+            reference,
+            varies,
+        )
+        segment.add(field)
+    segment.set_parent_to_traversal()  # a segment reached as message.pid joins its parent now
 
 
 def set_fields(segment: Any, values: dict[int, str]) -> None:
