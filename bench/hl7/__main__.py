@@ -1,6 +1,7 @@
 """ADT ingest and ORU delivery throughput, each with a reference measured in the same run (I/O).
 
-    python -m bench.hl7 [--adt 2000] [--oru 1000] [--connections 1 4] [--baseline-tree DIR]
+    python -m bench.hl7 [--adt 2000] [--oru 1000] [--connections 1 4] [--baseline-tree DIR...]
+                        [--oru-build 40]
 
 ADT ingest: the ``pacsflow hl7-listener`` process (parse, store, apply to the patient context
 in PostgreSQL, ACK after commit) receives N ADT messages (A01/A02/A08/A03 over 200 patients)
@@ -10,7 +11,11 @@ is already in ``hl7_inbox``: an AA before the commit fails the run. Reference: t
 messages to a bare MLLP responder (``tests.peers.mllp_peer``, answers AA, stores nothing).
 With ``--baseline-tree`` (a checkout of another revision, e.g. ``git worktree add --detach
 /work/wt/hl7-baseline main``) the listener of that tree is measured in the same run with the
-same messages, each in a fresh database. Also printed: hl7apy's ``parse_message`` alone.
+same messages, each in a fresh database (several trees may be given, e.g. the code before a
+change and the pre-hl7apy code). Also printed: hl7apy's ``parse_message`` alone.
+
+ORU build (``--oru-build N``): ``build_oru`` of a chest X-ray result with four findings, N
+times in a fresh process of this tree and of each baseline tree, interleaved, in ms/message.
 
 ORU delivery: N result documents queued in the HL7 outbox (100 patients, chest X-ray results
 with four findings) are drained by the outbox sender (claim, render the ORU with the ADT context,
@@ -201,7 +206,7 @@ def listener_rate(tree: Path, messages: list[bytes], connections: int) -> tuple[
 TARGET = 100.0  # ADT messages/s (issue 12); a hospital feed runs at a few, a network's peak at tens
 
 
-def bench_adt(count: int, connection_counts: list[int], baseline: Path | None) -> None:
+def bench_adt(count: int, connection_counts: list[int], baselines: list[Path]) -> None:
     from hl7apy.consts import VALIDATION_LEVEL
     from hl7apy.parser import parse_message
 
@@ -221,12 +226,12 @@ def bench_adt(count: int, connection_counts: list[int], baseline: Path | None) -
         rate, applied, patients = listener_rate(ROOT, messages, connections)
         print(f"ADT ingest, {count} messages, {connections} connection(s):")
         print(f"  hl7-listener, this tree ({ROOT.name}): {rate:8.1f} msg/s")
-        if baseline is not None:
+        for baseline in baselines:
             base_rate, base_applied, _ = listener_rate(baseline, messages, connections)
             print(f"  hl7-listener, baseline ({baseline.name}):  {base_rate:8.1f} msg/s")
-            print(f"  ratio this tree / baseline: {rate / base_rate:.2f}")
+            print(f"  ratio this tree / {baseline.name}: {rate / base_rate:.2f}")
             if base_applied != applied:
-                print(f"  baseline applied {base_applied} messages, this tree {applied}")
+                print(f"  {baseline.name} applied {base_applied} messages, this tree {applied}")
         print(f"  bare MLLP responder (reference, stores nothing): {reference:8.1f} msg/s")
         print(f"  ratio listener / reference: {rate / reference:.2f}")
         print(
@@ -239,6 +244,49 @@ def bench_adt(count: int, connection_counts: list[int], baseline: Path | None) -
     print(
         f"  hl7apy parse_message alone: {hl7apy_ms:.2f} ms/message (ceiling {1000 / hl7apy_ms:.0f} msg/s)"
     )
+
+
+ORU_BUILD = """
+import sys, time
+from datetime import UTC, datetime
+from integrations.hl7.oru import MessageRoute, build_oru
+from tests.emr_samples import result_document, study_facts
+document, now = result_document(study=study_facts()), datetime.now(UTC)
+build_oru(document, None, MessageRoute(), now)
+started = time.perf_counter()
+for _ in range(int(sys.argv[1])):
+    build_oru(document, None, MessageRoute(), now)
+print((time.perf_counter() - started) / int(sys.argv[1]) * 1000)
+"""
+
+
+def oru_build_ms(tree: Path, count: int) -> float:
+    """ms per ``build_oru`` in a fresh process of ``tree``."""
+    done = subprocess.run(
+        [sys.executable, "-c", ORU_BUILD, str(count)],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def bench_oru_build(count: int, baselines: list[Path], rounds: int = 3) -> None:
+    trees = [ROOT, *baselines]
+    times: dict[Path, list[float]] = {tree: [] for tree in trees}
+    for _ in range(rounds):  # interleaved, so that a change in load hits every tree alike
+        for tree in trees:
+            times[tree].append(oru_build_ms(tree, count))
+    best = {tree: min(found) for tree, found in times.items()}
+    print(f"ORU build, build_oru x {count}, best of {rounds} interleaved rounds:")
+    print(f"  this tree ({ROOT.name}): {best[ROOT]:7.2f} ms/message")
+    for baseline in baselines:
+        print(
+            f"  baseline ({baseline.name}): {best[baseline]:7.2f} ms/message,"
+            f" ratio this tree / baseline {best[ROOT] / best[baseline]:.2f}"
+        )
 
 
 def bench_oru(count: int) -> None:
@@ -316,14 +364,27 @@ def main() -> int:
         "--connections", type=int, nargs="+", default=[1, 4], help="parallel ADT connections"
     )
     parser.add_argument(
-        "--baseline-tree", type=Path, help="another checkout whose listener is measured too"
+        "--baseline-tree",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="other checkouts whose listener (and ORU build) are measured too",
+    )
+    parser.add_argument(
+        "--oru-build", type=int, default=40, help="build_oru calls per tree and round (0: skip)"
     )
     args = parser.parse_args()
-    print(f"bench/hl7 on {os.cpu_count()} CPUs, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"bench/hl7 on {os.cpu_count()} CPUs, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC,"
+        f" load average {' '.join(f'{load:.2f}' for load in os.getloadavg())}"
+    )
     if args.adt:
         bench_adt(args.adt, args.connections, args.baseline_tree)
+    if args.oru_build:
+        bench_oru_build(args.oru_build, args.baseline_tree)
     if args.oru:
         bench_oru(args.oru)
+    print(f"load average at the end: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
     return 0
 
 

@@ -46,5 +46,7 @@ def derived_uid(*parts: str | int) -> str:
     registered organisation root and collides with nothing in practice.
     """
     text = "\x1f".join(str(part) for part in parts)
-    digest = hashlib.sha256(text.encode("utf-8")).digest()[:16]
+    # surrogatepass: the same bytes for any text UTF-8 can encode; a lone surrogate (from a
+    # caller's str, never from decoded DICOM or HL7) gets a UID instead of an exception
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
     return UUID_DERIVED_ROOT + str(int.from_bytes(digest, "big"))

@@ -175,7 +175,8 @@ def build_ack(
     _set_per_message(message, timestamp, control_id, answered)
     if problem is not None:
         # cut the text, not its escaped form: a cut escape sequence would garble MSA-3
-        message.msa.msa_3 = field_text(f"{problem.condition.text}: {_ascii(problem.reason)}"[:80])
+        reason = f"{problem.condition.text}: {_ascii(problem.reason)}"[:80]
+        set_fields(message.msa, {3: field_text(reason)})
         _set_err(message, problem, message.version)
     return to_er7(message) + SEGMENT_TERMINATOR
 
@@ -198,24 +199,27 @@ def _ack_message(
     """An ACK with every field that is the same for each message of one sender and event."""
     version = declared if declared and known_version(declared) else DEFAULT_VERSION
     message = Message("ACK", version=version)
-    msh = message.msh
-    msh.msh_3 = field_text(sending_application)
-    msh.msh_4 = field_text(sending_facility)
-    set_fields(msh, {5: receiving_application, 6: receiving_facility})
     # MSH-9.3 (message structure) exists from v2.3.1 on.
     structured = _version_at_least(version, (2, 3, 1))
-    msh.msh_9 = field_text("ACK", trigger, "ACK" if structured else "")
-    msh.msh_11 = field_text(processing_id or "P")
-    msh.msh_12 = field_text(declared or version)
-    message.msa.msa_1 = code
+    set_fields(
+        message.msh,
+        {
+            3: field_text(sending_application),
+            4: field_text(sending_facility),
+            5: receiving_application,  # MSH-3/4 of the message, already ER7
+            6: receiving_facility,
+            9: field_text("ACK", trigger, "ACK" if structured else ""),
+            11: field_text(processing_id or "P"),
+            12: field_text(declared or version),
+        },
+    )
+    set_fields(message.msa, {1: field_text(code)})
     return message
 
 
 def _set_per_message(message: Message, timestamp: str, control_id: str, answered: str) -> None:
-    message.msh.msh_7 = timestamp
-    message.msh.msh_10 = field_text(control_id)
-    if answered:
-        message.msa.msa_2 = answered
+    set_fields(message.msh, {7: field_text(timestamp), 10: field_text(control_id)})
+    set_fields(message.msa, {2: answered})
 
 
 def _set_err(message: Message, problem: Hl7Problem, version: str) -> None:
@@ -226,12 +230,17 @@ def _set_err(message: Message, problem: Hl7Problem, version: str) -> None:
     sequence = str(problem.sequence) if problem.segment else ""
     err = message.add_segment("ERR")
     if _version_at_least(version, (2, 5)):
-        err.err_2 = field_text(problem.segment, sequence, field, "1" if field else "", component)
-        err.err_3 = field_text(code, text, "HL70357")
-        err.err_4 = "E"
-        err.err_8 = field_text(_ascii(problem.reason))
+        set_fields(
+            err,
+            {
+                2: field_text(problem.segment, sequence, field, "1" if field else "", component),
+                3: field_text(code, text, "HL70357"),
+                4: field_text("E"),
+                8: field_text(_ascii(problem.reason)),
+            },
+        )
     else:  # v2.3-2.4: ERR-1 "error code and location" = segment^sequence^field^code&text&table
-        err.err_1 = field_text(problem.segment, sequence, field, (code, text, "HL70357"))
+        set_fields(err, {1: field_text(problem.segment, sequence, field, (code, text, "HL70357"))})
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,13 @@ def parse_adt(
                 f"required segment {required} of {structure} is missing",
                 required,
             )
+    try:  # hl7apy parses each field when it is read
+        return _read_adt(header, structure, segments)
+    except Hl7SyntaxError as error:
+        raise _problem(ErrorCondition.SEGMENT_SEQUENCE_ERROR, str(error)) from None
+
+
+def _read_adt(header: MessageHeader, structure: str, segments: Iterable[Segment]) -> AdtMessage:
     first: dict[str, Segment] = {}
     for segment in segments:
         first.setdefault(segment.name, segment)

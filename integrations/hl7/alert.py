@@ -15,8 +15,13 @@ from hl7apy.core import Message
 
 from integrations.dicom.uids import derived_uid
 from integrations.escalation.notification import Notification
-from integrations.hl7.model import escape, to_er7
-from integrations.hl7.oru import NOT_FOR_PRIMARY_DIAGNOSIS, ORU_VERSION, person_name
+from integrations.hl7.model import field_text, set_field, set_fields, to_er7
+from integrations.hl7.oru import (
+    NOT_FOR_PRIMARY_DIAGNOSIS,
+    ORU_VERSION,
+    patient_identifier,
+    person_name,
+)
 
 ALERT_MESSAGE_TYPE = "ORU^R01"
 
@@ -44,54 +49,61 @@ def build_alert(
     """The alert as ER7 text (segments separated by carriage returns)."""
     timestamp = now.strftime("%Y%m%d%H%M%S")
     message = Message("ORU_R01", version=version)
-    message.msh.msh_3 = escape(sending_application)
-    message.msh.msh_4 = escape(sending_facility)
-    message.msh.msh_5 = escape(receiving_application)
-    message.msh.msh_6 = escape(receiving_facility)
-    message.msh.msh_7 = timestamp
-    message.msh.msh_9 = "ORU^R01^ORU_R01"
-    message.msh.msh_10 = alert_control_id(notification)
-    message.msh.msh_11 = "P"
-    message.msh.msh_12 = version
+    set_fields(
+        message.msh,
+        {
+            3: field_text(sending_application),
+            4: field_text(sending_facility),
+            5: field_text(receiving_application),
+            6: field_text(receiving_facility),
+            7: field_text(timestamp),
+            9: field_text("ORU", "R01", "ORU_R01"),
+            10: field_text(alert_control_id(notification)),
+            11: field_text("P"),
+            12: field_text(version),
+        },
+    )
 
     result = message.add_group("ORU_R01_PATIENT_RESULT")
     patient = result.add_group("ORU_R01_PATIENT")
-    pid = patient.pid
-    pid.pid_1 = "1"
-    identifier = escape(notification.patient_id)
-    if issuer_of_patient_id:
-        identifier += f"^^^{escape(issuer_of_patient_id)}^MR"
-    pid.pid_3 = identifier
-    pid.pid_5 = person_name(patient_name) or "UNKNOWN"
-    if patient_birth_date:
-        pid.pid_7 = escape(patient_birth_date)
-    if patient_sex in {"M", "F", "O", "U"}:
-        pid.pid_8 = patient_sex
+    set_fields(
+        patient.pid,
+        {
+            1: field_text("1"),
+            3: patient_identifier(notification.patient_id, issuer_of_patient_id),
+            5: person_name(patient_name) or field_text("UNKNOWN"),
+            7: field_text(patient_birth_date),
+            8: field_text(patient_sex) if patient_sex in {"M", "F", "O", "U"} else "",
+        },
+    )
     if notification.patient_location:
         visit = patient.add_group("ORU_R01_VISIT")
-        visit.pv1.pv1_1 = "1"
-        visit.pv1.pv1_2 = "U"
-        visit.pv1.pv1_3 = escape(notification.patient_location)
+        set_fields(
+            visit.pv1,
+            {1: field_text("1"), 2: field_text("U"), 3: field_text(notification.patient_location)},
+        )
 
     order = result.add_group("ORU_R01_ORDER_OBSERVATION")
-    order_number = escape(notification.accession_number or notification.study_instance_uid[-22:])
-    order.orc.orc_1 = "RE"
-    order.orc.orc_3 = order_number
+    order_number = field_text(
+        notification.accession_number or notification.study_instance_uid[-22:]
+    )
+    set_fields(order.orc, {1: field_text("RE"), 3: order_number})
     obr = order.obr
-    obr.obr_1 = "1"
-    obr.obr_3 = order_number
-    obr.obr_4 = "AI-ALERT^AI critical finding alert^L"
-    obr.obr_5 = "S"
-    obr.obr_22 = timestamp
-    obr.obr_25 = "P"
+    set_fields(
+        obr,
+        {
+            1: field_text("1"),
+            3: order_number,
+            4: field_text("AI-ALERT", "AI critical finding alert", "L"),
+            5: field_text("S"),
+            22: field_text(timestamp),
+            25: field_text("P"),
+        },
+    )
     copies = [
-        f"{escape(r.person.hl7_id or r.person_id)}^{escape(r.person.name)}"
-        for r in notification.recipients
+        field_text(r.person.hl7_id or r.person_id, r.person.name) for r in notification.recipients
     ]
-    if copies:
-        obr.obr_28 = copies[0]
-        for extra in copies[1:]:
-            obr.add_field("OBR_28").value = extra
+    set_field(obr, 28, *copies)
     # NTEs follow OBR and precede TQ1 and the OBX groups (ORU_R01 v2.5 segment order).
     notes = [
         f"Critical AI finding for {notification.team_name} ({notification.level_label}).",
@@ -100,36 +112,37 @@ def build_alert(
         NOT_FOR_PRIMARY_DIAGNOSIS,
     ]
     for index, text in enumerate(notes, start=1):
-        note = order.add_segment("NTE")
-        note.nte_1 = str(index)
-        note.nte_3 = escape(text)
+        set_fields(order.add_segment("NTE"), {1: field_text(str(index)), 3: field_text(text)})
     timing = order.add_group("ORU_R01_TIMING_QTY")
-    timing.tq1.tq1_1 = "1"
-    timing.tq1.tq1_9 = "S^Stat^HL70485"
+    set_fields(timing.tq1, {1: field_text("1"), 9: field_text("S", "Stat", "HL70485")})
 
     scheme, _, value = notification.finding_code.partition(":")
     finding_id = (
-        f"{escape(value)}^{escape(notification.finding)}^{escape(scheme)}"
+        field_text(value, notification.finding, scheme)
         if value
-        else f"AI-FINDING^{escape(notification.finding)}^L"
+        else field_text("AI-FINDING", notification.finding, "L")
     )
     observations = [
         (
             finding_id,
-            escape(
+            field_text(
                 f"present, confidence {notification.probability:.2f}"
                 f" ({notification.analyzer}, rule {notification.rule or 'none'})"
             ),
         ),
-        ("AI-TIER^AI urgency tier^L", escape(notification.tier)),
+        (field_text("AI-TIER", "AI urgency tier", "L"), field_text(notification.tier)),
     ]
     for index, (identifier_text, value_text) in enumerate(observations, start=1):
         group = order.add_group("ORU_R01_OBSERVATION")
-        obx = group.obx
-        obx.obx_1 = str(index)
-        obx.obx_2 = "ST"
-        obx.obx_3 = identifier_text
-        obx.obx_5 = value_text
-        obx.obx_8 = "AA"
-        obx.obx_11 = "P"
+        set_fields(
+            group.obx,
+            {
+                1: field_text(str(index)),
+                2: field_text("ST"),
+                3: identifier_text,
+                5: value_text,
+                8: field_text("AA"),
+                11: field_text("P"),
+            },
+        )
     return to_er7(message)

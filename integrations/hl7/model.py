@@ -6,11 +6,14 @@ is what hl7apy needs around it, and nothing else:
 - **tolerant reading.** :func:`parse` takes CR, LF or CRLF as segment terminators (vendor
   feeds use all three), refuses text that is not ER7 before hl7apy sees it (no MSH, a second
   MSH, delimiters that are not five distinct symbols, a line that is not a segment) and parses
-  with ``VALIDATION_LEVEL.TOLERANT`` and ``find_groups=False``: the listener checks what it
-  needs itself (``integrations.hl7.adt``), and a missing optional segment or a vendor's extra
-  component must not cost an AE. Segments are parsed one by one (no ``Message`` is built to
-  read, MSH is parsed once and shared), only those a reader asks for, and hl7apy's version
-  libraries are looked up once (see bench/hl7 for what each saves).
+  with ``VALIDATION_LEVEL.TOLERANT``: the listener checks what it needs itself
+  (``integrations.hl7.adt``), and a missing optional segment or a vendor's extra component
+  must not cost an AE.
+- **cheap paths.** No ``Message`` is built to read. hl7apy parses a field when a reader
+  first asks for it (``parse_field`` with the segment's reference structures, looked up once
+  per segment ID and version); the parse of a field text is kept (:data:`PARSED_FIELDS_CACHED`)
+  because a feed repeats most of them, and hl7apy's version libraries are looked up once.
+  bench/hl7 measures what each saves.
 - **values, not ER7.** hl7apy keeps escape sequences in what it parsed; :class:`Segment` and
   :class:`Repetition` read its element tree by position and resolve them (:func:`unescape`).
 - **one escaper.** hl7apy's writer escapes ``| ^ & ~`` and lone backslashes but leaves a
@@ -19,8 +22,10 @@ is what hl7apy needs around it, and nothing else:
   know, such as ``\\.br\\``. :func:`escape` writes every delimiter and the escape character
   as their sequences and holds line breaks and control characters as private-use characters
   while hl7apy writes; :func:`to_er7` writes the message and releases them as ``\\.br\\`` and
-  ``\\Xhh\\``. :func:`field_text` joins escaped components for an assignment such as
-  ``pid.pid_5 = field_text(...)``.
+  ``\\Xhh\\``. A value of white space alone, which hl7apy would drop, starts with ``\\Xhh\\``.
+- **one way to build a field.** :func:`field_text` joins escaped components (the only place
+  components are joined) and :func:`set_field` / :func:`set_fields` assign it; every builder
+  (ORU, alert, ORM/OMI, ACK) composes its fields so.
 
 Messages are built with hl7apy's default delimiters ``|^~\\&``; a received message may use
 others, and is read with its own.
@@ -37,15 +42,17 @@ from typing import Any
 from hl7apy import load_library
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
+from hl7apy.core import Segment as HL7apySegment
 from hl7apy.exceptions import HL7apyException
 from hl7apy.parser import get_message_info
-from hl7apy.parser import parse_segments as hl7apy_parse_segments
+from hl7apy.parser import parse_field as hl7apy_parse_field
 
 SEGMENT_TERMINATOR = "\r"
 FALLBACK_VERSION = "2.5"  # parses the MSH of a message whose version hl7apy does not know
 DEFAULT_VERSION = "2.5.1"  # what pacsflow writes when nothing says otherwise
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 _POSITION = re.compile(r"_(\d+)$")
+PARSED_FIELDS_CACHED = 4096  # hl7apy parses of field texts kept (see _parsed_field)
 
 
 # What hl7apy raises on text it cannot read: its own exceptions, and on a malformed MSH
@@ -97,8 +104,8 @@ DEFAULT_DELIMITERS = Delimiters()
 _ESCAPE_NAMES = {"F": "field", "S": "component", "T": "subcomponent", "R": "repetition"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")  # C0 controls other than tab
 _HELD_LINE_BREAK = "\ue000"
-_HELD_CONTROL_BASE = 0xE100  # + the control character's code
-_HELD = re.compile("[\ue000\ue100-\ue17f]")
+_HELD_CONTROL_BASE = 0xE100  # + the code of a control (or white space) character
+_HELD = re.compile("[\ue000\ue100-\ue1ff]")
 
 
 def escape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
@@ -113,7 +120,14 @@ def escape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
     out = out.replace("\r\n", _HELD_LINE_BREAK).replace("\r", _HELD_LINE_BREAK)
     out = out.replace("\n", _HELD_LINE_BREAK)
     # The MLLP block characters would end the frame; no C0 control belongs in ER7 text.
-    return _CONTROL.sub(lambda match: chr(_HELD_CONTROL_BASE + ord(match.group())), out)
+    out = _CONTROL.sub(lambda match: chr(_HELD_CONTROL_BASE + ord(match.group())), out)
+    if out and not out.strip():
+        # hl7apy drops a value of white space alone, when it builds and when it reads: its
+        # first Latin-1 character is written as \Xhh\.
+        first = next((i for i, char in enumerate(out) if ord(char) <= 0xFF), None)
+        if first is not None:
+            out = out[:first] + chr(_HELD_CONTROL_BASE + ord(out[first])) + out[first + 1 :]
+    return out
 
 
 def _release(er7: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
@@ -149,13 +163,35 @@ def field_text(*components: Component, delimiters: Delimiters = DEFAULT_DELIMITE
 
 def set_field(segment: Any, number: int, *repetitions: str) -> None:
     """Field ``number`` of an hl7apy segment from :func:`field_text` repetitions (empty ones
-    are left out, an all-empty field stays absent)."""
+    are left out, an all-empty field stays absent).
+
+    A new field is parsed by hl7apy's ``parse_field`` with the segment's cached reference
+    and added; hl7apy's own assignment looks the reference up for every field it parses.
+    """
     name = f"{segment.name}_{number}"
-    for index, value in enumerate(value for value in repetitions if value):
-        if index == 0:
-            setattr(segment, name.lower(), value)
-        else:
+    values = [value for value in repetitions if value]
+    if not values:
+        return
+    if len(segment.children.get(name)):  # a reused message: hl7apy's assignment replaces it
+        setattr(segment, name.lower(), values[0])
+        for value in values[1:]:
             segment.add_field(name).value = value
+        return
+    references, varies = _segment_references(segment.name, segment.version)
+    reference = references[name]["ref"] if name in references else None
+    encoding_chars = _encoding_chars(DEFAULT_DELIMITERS)
+    for value in values:
+        field = hl7apy_parse_field(
+            value,
+            name,
+            segment.version,
+            encoding_chars,
+            segment.validation_level,
+            reference,
+            varies,
+        )
+        segment.add(field)
+    segment.set_parent_to_traversal()  # a segment reached as message.pid joins its parent now
 
 
 def set_fields(segment: Any, values: dict[int, str]) -> None:
@@ -279,40 +315,60 @@ class Repetition:
 
 @dataclass(frozen=True)
 class Segment:
-    """One segment parsed by hl7apy, read by field number."""
+    """One received segment, read by field number; hl7apy parses a field when it is first
+    read (``parse_field`` with the segment's reference structures, looked up once)."""
 
-    element: Any
+    line: str  # the segment as received, without its terminator
     delimiters: Delimiters = DEFAULT_DELIMITERS
+    version: str = DEFAULT_VERSION
 
     @property
     def name(self) -> str:
-        return str(self.element.name)
+        return self.line[:3]
 
     @cached_property
-    def _fields(self) -> dict[int, list[Repetition]]:
-        found: dict[int, list[Repetition]] = {}
-        for child in self.element.children:
-            match = _POSITION.search(child.name or "")
-            if match:  # hl7apy leaves a field beyond the segment's definition unnumbered
-                found.setdefault(int(match.group(1)), []).append(Repetition(child, self.delimiters))
-        return found
+    def _field_texts(self) -> list[str]:
+        """Field n as written is ``[n - 1]``, as hl7apy's ``parse_segment`` splits it."""
+        if self.name == "MSH":  # MSH-1 is the field separator itself
+            return [self.delimiters.field, *self.line[4:].split(self.delimiters.field)]
+        return self.line[4:].split(self.delimiters.field) if len(self.line) > 4 else []
+
+    @cached_property
+    def _parsed(self) -> dict[int, list[Repetition]]:
+        return {}
+
+    def _field(self, number: int) -> list[Repetition]:
+        if number not in self._parsed:
+            self._parsed[number] = self._parse_field(number)
+        return self._parsed[number]
+
+    def _parse_field(self, number: int) -> list[Repetition]:
+        texts = self._field_texts
+        if not 1 <= number <= len(texts) or not texts[number - 1].strip():
+            return []  # hl7apy's parse_fields leaves an empty field out too
+        name = f"{self.name}_{number}"
+        parsed = _parsed_field(texts[number - 1], name, self.version, self.delimiters)
+        return [Repetition(element, self.delimiters) for element in parsed]
 
     def raw(self, number: int) -> str:
         """Field ``number`` (1-based, MSH-1 is the field separator) as written."""
         if self.name == "MSH" and number <= 2:
             d = self.delimiters
             return d.field if number == 1 else d.encoding_characters
-        return self.delimiters.repetition.join(rep.raw for rep in self._fields.get(number, []))
+        return self.delimiters.repetition.join(rep.raw for rep in self._field(number))
 
     @property
     def fields(self) -> tuple[str, ...]:
         """Every field as written, ``fields[n]`` is field n (trailing empty fields dropped)."""
-        last = max(self._fields, default=2 if self.name == "MSH" else 0)
+        texts = self._field_texts
+        last = max((n for n, text in enumerate(texts, start=1) if text.strip()), default=0)
+        if self.name == "MSH":
+            last = max(last, 2)
         return (self.name, *(self.raw(number) for number in range(1, last + 1)))
 
     def repetitions(self, number: int) -> list[Repetition]:
         """Every non-empty repetition of field ``number``."""
-        return [rep for rep in self._fields.get(number, []) if not rep.is_empty]
+        return [rep for rep in self._field(number) if not rep.is_empty]
 
     def first(self, number: int) -> Repetition:
         """The first repetition of field ``number`` (an empty one when the field is empty)."""
@@ -382,6 +438,7 @@ def known_version(version: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=32)
 def _encoding_chars(delimiters: Delimiters) -> dict[str, str]:
     d = delimiters
     return {
@@ -395,29 +452,59 @@ def _encoding_chars(delimiters: Delimiters) -> dict[str, str]:
     }
 
 
+@lru_cache(maxsize=512)
+def _segment_references(segment_id: str, version: str) -> tuple[dict[str, Any], bool]:
+    """hl7apy's reference structures of a segment's fields, and whether fields beyond them
+    are read as ``varies`` (Z segments): what ``parse_segment`` looks up for every segment."""
+    try:
+        segment = HL7apySegment(
+            segment_id, version=version, validation_level=VALIDATION_LEVEL.TOLERANT
+        )
+    except HL7apyException as error:
+        raise Hl7SyntaxError(f"hl7apy cannot read segment {segment_id}: {error}") from None
+    return segment.structure_by_name, bool(segment.allow_infinite_children)
+
+
+@lru_cache(maxsize=PARSED_FIELDS_CACHED)
+def _parsed_field(text: str, name: str, version: str, delimiters: Delimiters) -> tuple[Any, ...]:
+    """hl7apy's parse of one field (each repetition), with the segment's cached references.
+
+    A feed repeats most field texts (applications, message types, wards, doctors, a patient's
+    identifiers in each of their messages), so parses are kept: the same text in the same
+    field always parses the same, and readers never change what hl7apy returned.
+    """
+    references, varies = _segment_references(name[:3], version)
+    reference = references[name]["ref"] if name in references else None
+    encoding_chars = _encoding_chars(delimiters)
+    try:
+        return tuple(
+            hl7apy_parse_field(
+                repetition,
+                name,
+                version,
+                encoding_chars,
+                VALIDATION_LEVEL.TOLERANT,
+                reference,
+                varies,
+            )
+            for repetition in text.split(delimiters.repetition)
+        )
+    except HL7APY_READ_ERRORS as error:
+        raise Hl7SyntaxError(f"hl7apy cannot read {name}: {error}") from None
+
+
 def _hl7apy_segments(
     lines: Sequence[str], delimiters: Delimiters, version: str
 ) -> tuple[Segment, ...]:
-    # hl7apy strips each segment, which would cut a trailing space off its last value: an
-    # empty field after it keeps the value whole.
-    kept = [line + delimiters.field if line[-1:].isspace() else line for line in lines]
-    try:
-        parsed = hl7apy_parse_segments(
-            SEGMENT_TERMINATOR.join(kept),
-            version=version,
-            encoding_chars=_encoding_chars(delimiters),
-            validation_level=VALIDATION_LEVEL.TOLERANT,
-            find_groups=False,
-        )
-    except HL7APY_READ_ERRORS as error:
-        raise Hl7SyntaxError(f"hl7apy cannot read the message: {error}") from None
-    return tuple(Segment(child, delimiters) for child in parsed)
+    for line in lines:
+        _segment_references(line[:3], version)  # a segment hl7apy does not know is refused now
+    return tuple(Segment(line, delimiters, version) for line in lines)
 
 
 def parse(text: str, *, header_only: bool = False) -> ParsedMessage:
-    """Parse a message with hl7apy, segment by segment (tolerant, no groups: no ``Message``
-    is built, which is most of hl7apy's cost); ``header_only`` parses only MSH, and
-    :meth:`ParsedMessage.with_body` the rest later.
+    """Parse a message with hl7apy, field by field as they are read (tolerant, no
+    ``Message``, which is most of hl7apy's cost); ``header_only`` keeps MSH alone, and
+    :meth:`ParsedMessage.with_body` adds the other segments later.
 
     A version hl7apy does not know is read with the v2.5 definitions, so that the message can
     still be acknowledged with its control ID (the caller refuses the version itself).

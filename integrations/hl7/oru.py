@@ -122,6 +122,15 @@ def _cx(identifier: PatientIdentifier, default_type: str = "") -> str:
     )
 
 
+def patient_identifier(patient_id: str, issuer_of_patient_id: str = "") -> str:
+    """PID-3 of the alert and worklist messages: the patient ID, with its issuer as
+    assigning authority and type MR when there is one."""
+    issuer_type = "MR" if issuer_of_patient_id else ""
+    return _cx(
+        PatientIdentifier(patient_id, issuer_of_patient_id, identifier_type_code=issuer_type)
+    )
+
+
 def _xpn(name: PersonName) -> str:
     return field_text(name.family, name.given, name.middle, name.suffix, name.prefix)
 
@@ -204,11 +213,11 @@ def _pid(pid: Any, document: ResultDocument, patient: PatientContext | None) -> 
     set_fields(
         pid,
         {
-            1: "1",
+            1: _e("1"),
             3: _cx(mrn),
             5: _xpn(PersonName.from_dicom(study.patient_name)) or "UNKNOWN",
             7: _e(study.patient_birth_date.strip()),
-            8: sex if sex in ("M", "F", "O") else "U",
+            8: _e(sex if sex in ("M", "F", "O") else "U"),
         },
     )
 
@@ -216,12 +225,12 @@ def _pid(pid: Any, document: ResultDocument, patient: PatientContext | None) -> 
 def _pv1(pv1: Any, document: ResultDocument, patient: PatientContext | None) -> None:
     if patient is None:
         referring = Provider.from_dicom(document.order.referring_physician)
-        set_fields(pv1, {1: "1", 2: "U", 8: _xcn(referring)})
+        set_fields(pv1, {1: _e("1"), 2: _e("U"), 8: _xcn(referring)})
         return
     set_fields(
         pv1,
         {
-            1: "1",
+            1: _e("1"),
             2: _e(patient.patient_class or "U"),
             3: _pl(patient.location),
             6: _pl(patient.prior_location),
@@ -255,16 +264,16 @@ def _observations(document: ResultDocument, observed_at: str) -> list[dict[int, 
     tier = analysis.tier
     rows.append(
         {
-            2: "CWE",
+            2: _e("CWE"),
             3: _cwe(TIER_CONCEPT),
             5: _cwe(CodedConcept(tier.value, LOCAL_CODING_SYSTEM, tier.value)),
-            8: _tier_flag(tier),
+            8: _e(_tier_flag(tier)),
         }
     )
     if analysis.status == "not_analysable":
         rows.append(
             {
-                2: "ST",
+                2: _e("ST"),
                 3: _cwe(STATUS_CONCEPT),
                 5: _e(f"not analysable: {analysis.reason or 'no reason given'}"),
             }
@@ -273,29 +282,29 @@ def _observations(document: ResultDocument, observed_at: str) -> list[dict[int, 
     for sub_id, finding in enumerate([*analysis.positive_findings, *absent], start=1):
         rows.append(
             {
-                2: "CWE",
+                2: _e("CWE"),
                 3: _cwe(finding.code),
-                4: str(sub_id),
+                4: _e(str(sub_id)),
                 5: _cwe(PRESENT if finding.present else ABSENT),
-                8: _presence_flag(finding),
-                9: _number(finding.probability),
+                8: _e(_presence_flag(finding)),
+                9: _e(_number(finding.probability)),
             }
         )
         for measurement in finding.measurements:
             rows.append(
                 {
-                    2: "NM",
+                    2: _e("NM"),
                     3: _cwe(measurement.name),
-                    4: str(sub_id),
-                    5: _number(measurement.value),
+                    4: _e(str(sub_id)),
+                    5: _e(_number(measurement.value)),
                     6: _cwe(measurement.unit),
                 }
             )
     for set_id, row in enumerate(rows, start=1):
-        row[1] = str(set_id)
-        row[11] = result_status(document)
+        row[1] = _e(str(set_id))
+        row[11] = _e(result_status(document))
         if observed_at:
-            row[14] = observed_at
+            row[14] = _e(observed_at)
     return rows
 
 
@@ -321,11 +330,11 @@ def build_oru(
             4: _e(route.sending_facility),
             5: _e(route.receiving_application),
             6: _e(route.receiving_facility),
-            7: timestamp,
+            7: _e(timestamp),
             9: field_text("ORU", "R01", "ORU_R01"),
             10: _e(message_control_id(document)),
             11: _e(route.processing_id),
-            12: version,
+            12: _e(version),
             18: _e(ORU_CHARSET),
         },
     )
@@ -339,7 +348,9 @@ def build_oru(
     filler_ei = _ei(filler, filler_namespace)
     ordering = _xcn(_ordering_provider(document, patient))
     observation = result.add_group("ORU_R01_ORDER_OBSERVATION")
-    set_fields(observation.orc, {1: "RE", 2: placer, 3: filler_ei, 9: timestamp, 12: ordering})
+    set_fields(
+        observation.orc, {1: _e("RE"), 2: placer, 3: filler_ei, 9: _e(timestamp), 12: ordering}
+    )
     if order.procedure_code is not None:
         service = _cwe(order.procedure_code)
     else:
@@ -353,17 +364,17 @@ def build_oru(
     set_fields(
         observation.obr,
         {
-            1: "1",
+            1: _e("1"),
             2: placer,
             3: filler_ei,
             4: service,
-            7: observed_at,
+            7: _e(observed_at),
             16: ordering,
             18: _e(order.accession_number),
             19: _e(order.requested_procedure_id),
-            22: timestamp,
-            24: DIAGNOSTIC_SECTION_RADIOLOGY,
-            25: result_status(document),
+            22: _e(timestamp),
+            24: _e(DIAGNOSTIC_SECTION_RADIOLOGY),
+            25: _e(result_status(document)),
         },
     )
     model = document.analysis.model
@@ -373,7 +384,7 @@ def build_oru(
     if patient is None:
         notes.append(NO_CLINICAL_CONTEXT)
     for index, text in enumerate(notes, start=1):
-        set_fields(observation.add_segment("NTE"), {1: str(index), 2: "L", 3: _e(text)})
+        set_fields(observation.add_segment("NTE"), {1: _e(str(index)), 2: _e("L"), 3: _e(text)})
     for row in _observations(document, observed_at):
         set_fields(observation.add_group("ORU_R01_OBSERVATION").obx, row)
     return to_er7(message) + SEGMENT_TERMINATOR

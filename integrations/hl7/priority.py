@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from hl7apy.core import Message
 
 from integrations.dicom.uids import derived_uid
-from integrations.hl7.model import escape, to_er7
+from integrations.hl7.model import field_text, set_fields, to_er7
 from models.results import UrgencyTier
 
 HL7_PRIORITY = {
@@ -88,78 +88,107 @@ def priority_control_id(update: PriorityUpdate, route: Route) -> str:
 
 
 def _msh(
-    message: Message, update: PriorityUpdate, kind: str, control_id: str, now: datetime
+    message: Message,
+    update: PriorityUpdate,
+    kind: tuple[str, str, str],
+    control_id: str,
+    now: datetime,
 ) -> None:
-    version = message.version
-    message.msh.msh_3 = escape(update.sending_application)
-    message.msh.msh_4 = escape(update.sending_facility)
-    message.msh.msh_5 = escape(update.receiving_application)
-    message.msh.msh_6 = escape(update.receiving_facility)
-    message.msh.msh_7 = now.strftime("%Y%m%d%H%M%S")
-    message.msh.msh_9 = kind
-    message.msh.msh_10 = control_id
-    message.msh.msh_11 = "P"
-    message.msh.msh_12 = version
+    set_fields(
+        message.msh,
+        {
+            3: field_text(update.sending_application),
+            4: field_text(update.sending_facility),
+            5: field_text(update.receiving_application),
+            6: field_text(update.receiving_facility),
+            7: field_text(now.strftime("%Y%m%d%H%M%S")),
+            9: field_text(*kind),
+            10: field_text(control_id),
+            11: field_text("P"),
+            12: field_text(message.version),
+        },
+    )
 
 
-def _patient(group: object, update: PriorityUpdate, visit_group: str) -> None:
-    from integrations.hl7.oru import person_name
+def _patient(group: Any, update: PriorityUpdate, visit_group: str) -> None:
+    from integrations.hl7.oru import patient_identifier, person_name
 
-    pid = group.pid  # type: ignore[attr-defined]
-    pid.pid_1 = "1"
-    identifier = escape(update.patient_id)
-    if update.issuer_of_patient_id:
-        identifier += f"^^^{escape(update.issuer_of_patient_id)}^MR"
-    pid.pid_3 = identifier
-    pid.pid_5 = person_name(update.patient_name) or "UNKNOWN"
-    if update.patient_birth_date:
-        pid.pid_7 = escape(update.patient_birth_date)
-    if update.patient_sex in {"M", "F", "O", "U"}:
-        pid.pid_8 = update.patient_sex
+    sex = update.patient_sex if update.patient_sex in {"M", "F", "O", "U"} else ""
+    set_fields(
+        group.pid,
+        {
+            1: field_text("1"),
+            3: patient_identifier(update.patient_id, update.issuer_of_patient_id),
+            5: person_name(update.patient_name) or field_text("UNKNOWN"),
+            7: field_text(update.patient_birth_date),
+            8: field_text(sex),
+        },
+    )
     if update.patient_location:
-        visit = group.add_group(visit_group)  # type: ignore[attr-defined]
-        visit.pv1.pv1_1 = "1"
-        visit.pv1.pv1_2 = "U"
-        visit.pv1.pv1_3 = escape(update.patient_location)
+        visit = group.add_group(visit_group)
+        set_fields(
+            visit.pv1,
+            {1: field_text("1"), 2: field_text("U"), 3: field_text(update.patient_location)},
+        )
 
 
 def _note(update: PriorityUpdate) -> str:
     finding = f": {update.primary_finding}" if update.primary_finding else ""
     rule = f" (rule {update.rule})" if update.rule else ""
-    return escape(f"AI urgency tier {update.tier.value}{finding}{rule}")
+    return field_text(f"AI urgency tier {update.tier.value}{finding}{rule}")
 
 
 def _order_number(update: PriorityUpdate) -> str:
-    return escape(update.accession_number or update.study_instance_uid[-22:])
+    return field_text(update.accession_number or update.study_instance_uid[-22:])
+
+
+def _procedure(update: PriorityUpdate) -> str:
+    """OBR-4: no code, the study description as text."""
+    return field_text("", update.study_description or "Imaging study")
+
+
+def _modality(update: PriorityUpdate) -> str:
+    return field_text(update.modality.split("/")[0]) if update.modality else ""
+
+
+def _priority_component(code: str) -> str:
+    """ORC-7 and OBR-27 (TQ) with the priority in component 6."""
+    return field_text("", "", "", "", "", code)
 
 
 def build_orm_o01(update: PriorityUpdate, now: datetime, version: str = PRIORITY_VERSION) -> str:
     """ORM^O01 changing the order's priority, as ER7 text."""
     code, _ = HL7_PRIORITY[update.tier]
     message = Message("ORM_O01", version=version)
-    _msh(message, update, "ORM^O01^ORM_O01", priority_control_id(update, "orm_o01"), now)
+    _msh(message, update, ("ORM", "O01", "ORM_O01"), priority_control_id(update, "orm_o01"), now)
     _patient(message.add_group("ORM_O01_PATIENT"), update, "ORM_O01_PATIENT_VISIT")
     order = message.add_group("ORM_O01_ORDER")
-    order.orc.orc_1 = update.order_control
-    order.orc.orc_3 = _order_number(update)
-    order.orc.orc_7 = f"^^^^^{code}"
-    order.orc.orc_9 = now.strftime("%Y%m%d%H%M%S")
+    set_fields(
+        order.orc,
+        {
+            1: field_text(update.order_control),
+            3: _order_number(update),
+            7: _priority_component(code),
+            9: field_text(now.strftime("%Y%m%d%H%M%S")),
+        },
+    )
     detail = order.add_group("ORM_O01_ORDER_DETAIL")
     choice = detail.add_group("ORM_O01_OBRRQDRQ1RXOODSODT_SUPPGRP")
-    obr = choice.obr
-    obr.obr_1 = "1"
-    obr.obr_3 = _order_number(update)
-    obr.obr_4 = f"^{escape(update.study_description) or 'Imaging study'}"
-    obr.obr_5 = code
-    obr.obr_18 = escape(update.accession_number)
-    if update.modality:
-        obr.obr_24 = escape(update.modality.split("/")[0])
-    obr.obr_27 = f"^^^^^{code}"
-    note = detail.add_segment("NTE")
-    note.nte_1 = "1"
-    note.nte_3 = _note(update)
-    zds = message.add_segment("ZDS")
-    zds.zds_1 = f"{escape(update.study_instance_uid)}^100^Application^DICOM"
+    set_fields(
+        choice.obr,
+        {
+            1: field_text("1"),
+            3: _order_number(update),
+            4: _procedure(update),
+            5: field_text(code),
+            18: field_text(update.accession_number),
+            24: _modality(update),
+            27: _priority_component(code),
+        },
+    )
+    set_fields(detail.add_segment("NTE"), {1: field_text("1"), 3: _note(update)})
+    study = field_text(update.study_instance_uid, "100", "Application", "DICOM")
+    set_fields(message.add_segment("ZDS"), {1: study})
     return to_er7(message)
 
 
@@ -167,29 +196,31 @@ def build_omi_o23(update: PriorityUpdate, now: datetime, version: str = PRIORITY
     """OMI^O23 changing the imaging order's priority, as ER7 text."""
     code, text = HL7_PRIORITY[update.tier]
     message = Message("OMI_O23", version=version)
-    _msh(message, update, "OMI^O23^OMI_O23", priority_control_id(update, "omi_o23"), now)
+    _msh(message, update, ("OMI", "O23", "OMI_O23"), priority_control_id(update, "omi_o23"), now)
     _patient(message.add_group("OMI_O23_PATIENT"), update, "OMI_O23_PATIENT_VISIT")
     order = message.add_group("OMI_O23_ORDER")
-    order.orc.orc_1 = update.order_control
-    order.orc.orc_3 = _order_number(update)
-    order.orc.orc_9 = now.strftime("%Y%m%d%H%M%S")
+    set_fields(
+        order.orc,
+        {
+            1: field_text(update.order_control),
+            3: _order_number(update),
+            9: field_text(now.strftime("%Y%m%d%H%M%S")),
+        },
+    )
     timing = order.add_group("OMI_O23_TIMING")
-    timing.tq1.tq1_1 = "1"
-    timing.tq1.tq1_9 = f"{code}^{text}^HL70485"
-    obr = order.obr
-    obr.obr_1 = "1"
-    obr.obr_3 = _order_number(update)
-    obr.obr_4 = f"^{escape(update.study_description) or 'Imaging study'}"
-    note = order.add_segment("NTE")
-    note.nte_1 = "1"
-    note.nte_3 = _note(update)
-    ipc = order.add_segment("IPC")
-    ipc.ipc_1 = _order_number(update)
-    ipc.ipc_2 = _order_number(update)
-    ipc.ipc_3 = escape(update.study_instance_uid)
-    ipc.ipc_4 = _order_number(update)
-    if update.modality:
-        ipc.ipc_5 = escape(update.modality.split("/")[0])
+    set_fields(timing.tq1, {1: field_text("1"), 9: field_text(code, text, "HL70485")})
+    set_fields(order.obr, {1: field_text("1"), 3: _order_number(update), 4: _procedure(update)})
+    set_fields(order.add_segment("NTE"), {1: field_text("1"), 3: _note(update)})
+    set_fields(
+        order.add_segment("IPC"),
+        {
+            1: _order_number(update),
+            2: _order_number(update),
+            3: field_text(update.study_instance_uid),
+            4: _order_number(update),
+            5: _modality(update),
+        },
+    )
     return to_er7(message)
 
 

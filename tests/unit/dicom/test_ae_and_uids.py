@@ -72,3 +72,9 @@ def test_derived_uid_is_deterministic_valid_and_distinct():
     assert first == derived_uid("study", "chest-xray", "1.0", "SR", 1)
     assert first != derived_uid("study", "chest-xray", "1.0", "SR", 2)
     assert first.startswith("2.25.") and is_valid_uid(first) and len(first) <= 64
+
+
+def test_derived_uid_of_text_utf8_cannot_encode():
+    # a lone surrogate reaches derived_uid from the HL7 escaping property test's text
+    lone = derived_uid("study", "\ud800")
+    assert is_valid_uid(lone) and lone != derived_uid("study", "\ud801")

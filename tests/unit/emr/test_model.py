@@ -20,6 +20,8 @@ from integrations.hl7.model import (
 from tests.emr_samples import adt
 
 NASTY = ["O|Neil", "A^B", "x&y", "r~s", "back\\slash", "a\\F\\b", "\\H\\", "plain", "Ünïcødé ß"]
+# hl7apy drops a component of white space alone when it builds or reads one
+NASTY += [" ", "\t", " \xa0 "]
 
 
 def written_and_read(text: str) -> str:
