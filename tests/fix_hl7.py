@@ -225,7 +225,7 @@ def make_fhir_server(tmp_path: Path) -> Iterator[Callable[..., FhirServer]]:
     servers: list[FhirServer] = []
 
     def make(*, auth: str = "none", token: str = "", client_id: str = "", public_key: Path | None = None,
-             token_lifetime: int = 300) -> FhirServer:  # fmt: skip
+             token_lifetime: int = 300, clock_offset: float = 0.0) -> FhirServer:  # fmt: skip
         folder = tmp_path / f"fhir-server-{len(servers)}"
         folder.mkdir()
         options = ["--auth", auth, "--token-lifetime", str(token_lifetime)]
@@ -235,6 +235,8 @@ def make_fhir_server(tmp_path: Path) -> Iterator[Callable[..., FhirServer]]:
             options += ["--client-id", client_id]
         if public_key:
             options += ["--public-key", str(public_key)]
+        if clock_offset:
+            options += ["--clock-offset", str(clock_offset)]
         server = FhirServer("tests.peers.fhir_server", free_port(), folder, options)
         servers.append(server)
         server.start()

@@ -11,7 +11,8 @@ installs on these machines, so this one implements the part of the RESTful API p
 - Authentication: ``--auth none``, ``--auth bearer --token T``, or ``--auth smart --public-key
   PEM --client-id C``: SMART backend services, with ``<base>/.well-known/smart-configuration``
   and a token endpoint at ``/auth/token`` that verifies the signed client assertion (RS384 or
-  ES384, iss/sub/aud/exp/jti) and issues short-lived bearer tokens.
+  ES384, iss/sub/aud/exp/jti) and issues short-lived bearer tokens. ``--clock-offset S``
+  shifts the token server's idea of now by S seconds (a skewed authorization server clock).
 - Faults on demand from ``D/faults.json``: ``{"queue": [503, "hang", 400]}`` - one per
   transaction request, used up in order.
 
@@ -293,6 +294,7 @@ class Server(ThreadingHTTPServer):
             else None
         )
         self.token_lifetime = args.token_lifetime
+        self.clock_offset = args.clock_offset
         self.tokens: dict[str, float] = {}
         self.seen_jti: set[str] = set()
         self.lock = threading.Lock()
@@ -365,9 +367,13 @@ class Server(ThreadingHTTPServer):
             return "iss and sub must be the client_id"
         if not str(claims.get("aud", "")).endswith(TOKEN_PATH):
             return "aud must be the token endpoint"
-        now = time.time()
-        if not isinstance(claims.get("exp"), int) or not now < claims["exp"] <= now + 300 + 5:
-            return "exp must be in the next five minutes"
+        now = time.time() + self.clock_offset
+        if not isinstance(claims.get("exp"), int):
+            return "exp missing"
+        if claims["exp"] <= now:
+            return f"client_assertion expired: exp {claims['exp']} is before now {int(now)}"
+        if claims["exp"] > now + 300 + 5:
+            return f"exp {claims['exp']} is more than five minutes after now {int(now)}"
         if not claims.get("jti") or claims["jti"] in self.seen_jti:
             return "jti missing or replayed"
         self.seen_jti.add(claims["jti"])
@@ -383,6 +389,7 @@ def main() -> int:
     parser.add_argument("--client-id")
     parser.add_argument("--public-key")
     parser.add_argument("--token-lifetime", type=int, default=300)
+    parser.add_argument("--clock-offset", type=float, default=0.0)
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     return serve_until_terminated(Server(args.port, args.dir, args), args.dir)

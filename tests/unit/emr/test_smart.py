@@ -47,7 +47,10 @@ def test_assertion_is_signed_and_carries_the_smart_claims(algorithm: str) -> Non
     assert header == {"alg": algorithm, "typ": "JWT", "kid": "key-1"}
     assert claims["iss"] == claims["sub"] == "pacsflow"
     assert claims["aud"] == "https://ehr.example.org/auth/token"
-    assert claims["exp"] - int(NOW.timestamp()) == 300
+    # dated 30 s back for clock skew; exp is five minutes after iat, under five from now
+    assert int(NOW.timestamp()) - claims["iat"] == 30
+    assert claims["exp"] - claims["iat"] == 300
+    assert claims["exp"] - int(NOW.timestamp()) == 270
     assert claims["jti"] == "fixed"
     signed, signature = f"{header_b64}.{claims_b64}".encode(), decode(signature_b64)
     public = key.public_key()

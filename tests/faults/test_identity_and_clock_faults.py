@@ -1,0 +1,97 @@
+"""Identity and clock faults: a skewed SMART token server clock, a skewed or unreachable SAML
+IdP. Deliveries stay queued and are retried; logins fail closed and are audited (I/O)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from integrations.db.connection import open_database
+from integrations.fhir.sender import FhirSender
+from tests.fix_hl7 import wait_until
+from tests.integration.emr.helpers import running_sender
+from tests.integration.emr.test_fhir_delivery import fhir_rows, fhir_settings, queue
+
+TEN_MINUTES = 600
+
+
+def smart_settings(settings_factory, server, monkeypatch, private: Path):
+    monkeypatch.setenv("PACSFLOW_FHIR_PRIVATE_KEY", str(private))
+    return settings_factory(
+        fhir=fhir_settings(
+            server.base_url, auth="smart-backend", client_id="pacsflow-ai", key_id="k1"
+        )
+    )
+
+
+def smart_key_files(folder: Path) -> tuple[Path, Path]:
+    key = rsa.generate_private_key(65537, 2048)
+    public, private = folder / "client.pub.pem", folder / "client.key.pem"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return public, private
+
+
+def test_token_server_clock_ahead_keeps_the_report_queued_until_the_clock_is_fixed(
+    settings_factory, make_fhir_server, monkeypatch, tmp_path: Path
+) -> None:
+    public, private = smart_key_files(tmp_path)
+    server = make_fhir_server(
+        auth="smart", client_id="pacsflow-ai", public_key=public, clock_offset=TEN_MINUTES
+    )
+    settings = smart_settings(settings_factory, server, monkeypatch, private)
+    database = open_database(settings)
+    queue(database, settings, 1)
+    with running_sender(FhirSender(database, settings)) as sender:
+        wait_until(lambda: fhir_rows(database)[0]["attempts"] >= 3, 30, "three refused tokens")
+        row = fhir_rows(database)[0]
+        assert row["state"] == "pending"
+        assert "refused the client assertion" in row["last_error"]
+        assert "client_assertion expired" in row["last_error"]  # the server's own reason
+        assert server.resources("DiagnosticReport") == []
+        # The token server's clock is put right: the same queued report goes, once.
+        server.stop()
+        at = server.options.index("--clock-offset")
+        del server.options[at : at + 2]
+        server.start()
+        wait_until(lambda: fhir_rows(database)[0]["state"] == "sent", 30, "sent after the fix")
+        assert sender.drain() == 0
+    database.close()
+    assert len(server.resources("DiagnosticReport")) == 1
+    token_requests = [r for r in server.requests() if r["path"] == "/auth/token"]
+    assert [r["status"] for r in token_requests][-1] == 200
+    assert all(r["status"] == 400 for r in token_requests[:-1])
+
+
+@pytest.mark.parametrize("offset_seconds", [-20, 20])
+def test_a_small_clock_difference_either_way_is_tolerated(
+    settings_factory, make_fhir_server, monkeypatch, tmp_path: Path, offset_seconds: int
+) -> None:
+    """The assertion is dated a little in the past, so a token server whose clock is slightly
+    behind ours still sees exp within its five minutes (and one slightly ahead, not expired)."""
+    public, private = smart_key_files(tmp_path)
+    server = make_fhir_server(
+        auth="smart", client_id="pacsflow-ai", public_key=public, clock_offset=offset_seconds
+    )
+    settings = smart_settings(settings_factory, server, monkeypatch, private)
+    database = open_database(settings)
+    queue(database, settings, 1)
+    sender = FhirSender(database, settings)
+    sender.drain()
+    sender.close()
+    assert [row["state"] for row in fhir_rows(database)] == ["sent"]
+    database.close()
+    assert len(server.resources("DiagnosticReport")) == 1
