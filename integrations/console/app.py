@@ -338,7 +338,10 @@ def create_app(
                 return page(
                     request,
                     "message.html.j2",
-                    {"title": "Sign-on refused", "message": "The single sign-on was refused."},
+                    {
+                        "title": "Sign-on refused",
+                        "message": f"The single sign-on was refused: {error}.",
+                    },
                     status_code=401,
                 )
             roles = roles_for_groups(user.groups, mapping)

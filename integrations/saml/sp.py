@@ -3,7 +3,7 @@
 pysaml2 does the protocol; it signs and verifies XML by running Debian's ``xmlsec1``. Only a
 response whose assertion is signed by the IdP in ``idp_metadata_file`` is accepted (and
 audience, destination, validity window and, for SP-initiated logins, ``InResponseTo`` are
-checked by pysaml2). The person's groups come from ``group_attribute`` and map to roles
+checked by pysaml2, with ``ACCEPTED_CLOCK_SKEW_SECONDS`` of leeway for the IdP's clock). The person's groups come from ``group_attribute`` and map to roles
 through ``[rbac]``, exactly as directory groups do.
 """
 
@@ -16,9 +16,12 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import Config as Saml2Config
 from saml2.metadata import create_metadata_string
+from saml2.validate import ResponseLifetimeExceed, ToEarly
 
 from integrations.errors import ConfigError, PeerRejectedError
 from integrations.settings import SamlSettings
+
+ACCEPTED_CLOCK_SKEW_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ def sp_config(settings: SamlSettings) -> Saml2Config:
             "cert_file": settings.sp_cert_file or None,
             "metadata": {"local": [settings.idp_metadata_file]},
             "allow_unknown_attributes": True,
+            "accepted_time_diff": ACCEPTED_CLOCK_SKEW_SECONDS,
             "service": {
                 "sp": {
                     "endpoints": {
@@ -88,6 +92,11 @@ class ServiceProvider:
             response = self.client.parse_authn_request_response(
                 saml_response, BINDING_HTTP_POST, outstanding
             )
+        except (ResponseLifetimeExceed, ToEarly) as error:
+            raise PeerRejectedError(
+                "SAML response refused: the assertion is outside its validity time"
+                f" ({type(error).__name__}: {error}); check the IdP's and this node's clocks"
+            ) from None
         except Exception as error:  # pysaml2 raises many types; all mean "not accepted"
             raise PeerRejectedError(f"SAML response refused: {type(error).__name__}") from None
         if response is None or response.assertion is None:

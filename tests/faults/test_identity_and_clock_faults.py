@@ -3,15 +3,24 @@ IdP. Deliveries stay queued and are retried; logins fail closed and are audited 
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+import saml2.time_util
+from integrations.db.audit import AuditStore
 from integrations.db.connection import open_database
 from integrations.fhir.sender import FhirSender
 from tests.fix_hl7 import wait_until
+from tests.fix_slapd import ROLE_GROUPS
+from tests.integration.console.conftest import console_site  # noqa: F401 - fixture
+from tests.integration.console.test_saml import idp_answer, saml_site  # noqa: F401 - fixture
 from tests.integration.emr.helpers import running_sender
 from tests.integration.emr.test_fhir_delivery import fhir_rows, fhir_settings, queue
 
@@ -95,3 +104,56 @@ def test_a_small_clock_difference_either_way_is_tolerated(
     assert [row["state"] for row in fhir_rows(database)] == ["sent"]
     database.close()
     assert len(server.resources("DiagnosticReport")) == 1
+
+
+@contextlib.contextmanager
+def idp_clock(monkeypatch, offset: timedelta) -> Iterator[None]:
+    """pysaml2 (the IdP, in this process) reads the time shifted by ``offset``."""
+    real_gmtime = time.gmtime
+
+    class ShiftedDatetime(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+            return datetime.now(tz) + offset
+
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            time,
+            "gmtime",
+            lambda seconds=None: real_gmtime(
+                (time.time() if seconds is None else seconds) + offset.total_seconds()
+            ),
+        )
+        patch.setattr(saml2.time_util, "datetime", ShiftedDatetime)
+        yield
+
+
+@pytest.mark.parametrize("minutes", [-10, 10])
+def test_an_assertion_from_a_skewed_idp_clock_is_refused_and_audited(
+    saml_site,
+    console_site,
+    monkeypatch,
+    minutes: int,  # noqa: F811 - fixtures
+) -> None:
+    client, idp = saml_site
+    with idp_clock(monkeypatch, timedelta(minutes=minutes)):
+        answer = idp_answer(client, idp, [ROLE_GROUPS["radiologist"]])
+    assert answer.status_code == 401, answer.text
+    assert "outside its validity time" in answer.text  # says why: check the clocks
+    assert "set-cookie" not in answer.headers
+    assert client.get("/api/worklist").status_code == 401
+    (refused,) = AuditStore(console_site.database).search(kind="login_failed")
+    assert refused.outcome == 4
+    record = AuditStore(console_site.database).message(refused.id)
+    assert record is not None and "outside its validity time" in record[0]
+
+
+@pytest.mark.parametrize("seconds", [-30, 30])
+def test_an_idp_clock_half_a_minute_off_still_signs_on(
+    saml_site, monkeypatch, seconds: int
+) -> None:
+    client, idp = saml_site
+    with idp_clock(monkeypatch, timedelta(seconds=seconds)):
+        answer = idp_answer(client, idp, [ROLE_GROUPS["radiologist"]])
+    assert answer.status_code == 303, answer.text
+    assert client.get("/api/worklist").status_code == 200
