@@ -6,25 +6,29 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import saml2.time_util
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-import saml2.time_util
 from integrations.db.audit import AuditStore
 from integrations.db.connection import open_database
 from integrations.fhir.sender import FhirSender
 from tests.fix_hl7 import wait_until
 from tests.fix_slapd import ROLE_GROUPS
-from tests.integration.console.conftest import console_site  # noqa: F401 - fixture
-from tests.integration.console.test_saml import idp_answer, saml_site  # noqa: F401 - fixture
+from tests.integration.console import conftest as console_fixtures
+from tests.integration.console import test_saml
 from tests.integration.emr.helpers import running_sender
 from tests.integration.emr.test_fhir_delivery import fhir_rows, fhir_settings, queue
 
 TEN_MINUTES = 600
+idp_answer = test_saml.idp_answer
+# the SAML console site of tests/integration/console, as fixtures here
+console_site = console_fixtures.console_site
+saml_site = test_saml.saml_site
 
 
 def smart_settings(settings_factory, server, monkeypatch, private: Path):
@@ -133,7 +137,7 @@ def test_an_assertion_from_a_skewed_idp_clock_is_refused_and_audited(
     saml_site,
     console_site,
     monkeypatch,
-    minutes: int,  # noqa: F811 - fixtures
+    minutes: int,
 ) -> None:
     client, idp = saml_site
     with idp_clock(monkeypatch, timedelta(minutes=minutes)):
