@@ -316,13 +316,40 @@ def create_app(
 
         provider = ServiceProvider(settings.saml)
 
+        def sso_unavailable(request: Request, error: PeerUnavailableError) -> HTMLResponse:
+            host = client_host(request)
+            console.record("user_login", "(saml)", host, success=False, detail=str(error))
+            log.error("console SAML sign-on unavailable: %s", error)
+            request.state.session = None
+            response = page(
+                request,
+                "message.html.j2",
+                {
+                    "title": "Single sign-on unavailable",
+                    "message": "Single sign-on is unavailable: the metadata of the identity"
+                    " provider (IdP) cannot be loaded, so nobody can sign on with it now. Sessions already"
+                    " open keep working. Please call the IT service desk.",
+                },
+                status_code=503,
+            )
+            response.delete_cookie(SESSION_COOKIE, path="/")
+            return response
+
         @app.get("/saml/metadata")
         async def saml_metadata() -> Response:
-            return Response(provider.metadata(), media_type="application/samlmetadata+xml")
+            try:
+                metadata = await run_in_threadpool(provider.metadata)
+            except PeerUnavailableError as error:
+                log.error("console SAML metadata: %s", error)
+                return Response(str(error), status_code=503, media_type="text/plain")
+            return Response(metadata, media_type="application/samlmetadata+xml")
 
         @app.get("/saml/login")
-        async def saml_login(next: str = "") -> Response:
-            location = await run_in_threadpool(provider.login_redirect, _safe_next(next))
+        async def saml_login(request: Request, next: str = "") -> Response:
+            try:
+                location = await run_in_threadpool(provider.login_redirect, _safe_next(next))
+            except PeerUnavailableError as error:
+                return sso_unavailable(request, error)
             return RedirectResponse(location, status_code=303)
 
         @app.post("/saml/acs")
@@ -332,6 +359,8 @@ def create_app(
             host = client_host(request)
             try:
                 user = await run_in_threadpool(provider.accept, SAMLResponse)
+            except PeerUnavailableError as error:
+                return sso_unavailable(request, error)
             except PeerRejectedError as error:
                 console.record("user_login", "(saml)", host, success=False, detail=str(error))
                 log.warning("console SAML login refused from %s: %s", host, error)

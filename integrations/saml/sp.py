@@ -5,6 +5,9 @@ response whose assertion is signed by the IdP in ``idp_metadata_file`` is accept
 audience, destination, validity window and, for SP-initiated logins, ``InResponseTo`` are
 checked by pysaml2, with ``ACCEPTED_CLOCK_SKEW_SECONDS`` of leeway for the IdP's clock). The person's groups come from ``group_attribute`` and map to roles
 through ``[rbac]``, exactly as directory groups do.
+
+IdP metadata that cannot be loaded (missing, unreadable, not metadata) does not stop the
+console: single sign-on answers PeerUnavailableError until it loads, retried on each use.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from saml2.config import Config as Saml2Config
 from saml2.metadata import create_metadata_string
 from saml2.validate import ResponseLifetimeExceed, ToEarly
 
-from integrations.errors import ConfigError, PeerRejectedError
+from integrations.errors import ConfigError, PeerRejectedError, PeerUnavailableError
 from integrations.settings import SamlSettings
 
 ACCEPTED_CLOCK_SKEW_SECONDS = 60
@@ -63,15 +66,34 @@ def sp_config(settings: SamlSettings) -> Saml2Config:
 
 class ServiceProvider:
     def __init__(self, settings: SamlSettings) -> None:
+        if not (settings.sp_entity_id and settings.acs_url and settings.idp_metadata_file):
+            raise ConfigError("saml: sp_entity_id, acs_url and idp_metadata_file are required")
         self.settings = settings
-        self.config = sp_config(settings)
-        self.client = Saml2Client(config=self.config)
+        self._client: Saml2Client | None = None
         # Request IDs we sent and not yet seen answered (SP-initiated logins).
         self._outstanding: dict[str, str] = {}
         self._lock = threading.Lock()
 
+    @property
+    def client(self) -> Saml2Client:
+        """pysaml2's client, loading the IdP metadata on first use (and again after a failure)."""
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = Saml2Client(config=sp_config(self.settings))
+                except ConfigError:
+                    raise
+                except Exception as error:  # pysaml2 and OSError: the metadata is unusable
+                    raise PeerUnavailableError(
+                        f"the IdP metadata {self.settings.idp_metadata_file} cannot be loaded"
+                        f" ({type(error).__name__}: {error})",
+                        peer=self.settings.idp_metadata_file,
+                    ) from None
+            return self._client
+
     def metadata(self) -> str:
-        return create_metadata_string(None, config=self.config, valid=48, sign=False).decode()
+        config = self.client.config
+        return create_metadata_string(None, config=config, valid=48, sign=False).decode()
 
     def login_redirect(self, relay_state: str) -> str:
         """The IdP URL (HTTP-Redirect binding) that starts a login."""
@@ -88,8 +110,9 @@ class ServiceProvider:
         """The person a posted ``SAMLResponse`` vouches for; PeerRejectedError otherwise."""
         with self._lock:
             outstanding = dict(self._outstanding)
+        client = self.client  # PeerUnavailableError while the IdP metadata cannot be loaded
         try:
-            response = self.client.parse_authn_request_response(
+            response = client.parse_authn_request_response(
                 saml_response, BINDING_HTTP_POST, outstanding
             )
         except (ResponseLifetimeExceed, ToEarly) as error:

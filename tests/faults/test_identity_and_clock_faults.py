@@ -13,7 +13,10 @@ import pytest
 import saml2.time_util
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from saml2.metadata import create_metadata_string
+from starlette.testclient import TestClient
 
+from integrations.console.app import create_app, session_signer
 from integrations.db.audit import AuditStore
 from integrations.db.connection import open_database
 from integrations.fhir.sender import FhirSender
@@ -161,3 +164,45 @@ def test_an_idp_clock_half_a_minute_off_still_signs_on(
         answer = idp_answer(client, idp, [ROLE_GROUPS["radiologist"]])
     assert answer.status_code == 303, answer.text
     assert client.get("/api/worklist").status_code == 200
+
+
+def test_idp_metadata_that_cannot_be_loaded_refuses_sign_on_clearly(
+    console_site, settings_factory, tmp_path: Path
+) -> None:
+    """The console still starts; SSO says why it cannot sign anyone on, audits each refusal,
+    creates no session, and works once the metadata is there (no restart)."""
+    test_saml.key_pair(tmp_path, "idp")
+    idp_metadata = tmp_path / "idp-metadata.xml"  # not there yet
+    settings = settings_factory(
+        console={"cookie_secure": False},
+        ldap=console_site.slapd.ldap_settings(),
+        rbac=console_site.slapd.rbac_settings(),
+        saml={
+            "enabled": True,
+            "sp_entity_id": test_saml.SP,
+            "acs_url": test_saml.ACS,
+            "idp_metadata_file": str(idp_metadata),
+        },
+    )
+    client = TestClient(
+        create_app(settings, console_site.database, signer=session_signer(settings)),
+        base_url="https://pacsflow.hospital.test",
+        follow_redirects=False,
+    )
+    start = client.get("/saml/login?next=/")
+    assert start.status_code == 503
+    assert "metadata of the identity provider (IdP) cannot be loaded" in start.text
+    answer = client.post("/saml/acs", data={"SAMLResponse": "PHg+", "RelayState": "/"})
+    assert answer.status_code == 503
+    assert "set-cookie" not in start.headers or "Max-Age=0" in start.headers["set-cookie"]
+    assert client.get("/api/worklist").status_code == 401
+    refused = AuditStore(console_site.database).search(kind="login_failed")
+    assert len(refused) == 2 and {record.outcome for record in refused} == {4}
+    message = AuditStore(console_site.database).message(refused[0].id)
+    assert message is not None and "cannot be loaded" in message[0]
+
+    idp_metadata.write_text(
+        create_metadata_string(None, config=test_saml.idp_config(tmp_path, None)).decode()
+    )
+    start = client.get("/saml/login?next=/")
+    assert start.status_code == 303 and start.headers["location"].startswith(test_saml.IDP_SSO)
