@@ -327,8 +327,8 @@ def create_app(
                 {
                     "title": "Single sign-on unavailable",
                     "message": "Single sign-on is unavailable: the metadata of the identity"
-                    " provider (IdP) cannot be loaded, so nobody can sign on with it now. Sessions already"
-                    " open keep working. Please call the IT service desk.",
+                    " provider (IdP) cannot be loaded, so nobody can sign on with it now."
+                    " Sessions already open keep working. Please call the IT service desk.",
                 },
                 status_code=503,
             )
