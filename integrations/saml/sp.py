@@ -3,8 +3,9 @@
 pysaml2 does the protocol; it signs and verifies XML by running Debian's ``xmlsec1``. Only a
 response whose assertion is signed by the IdP in ``idp_metadata_file`` is accepted (and
 audience, destination, validity window and, for SP-initiated logins, ``InResponseTo`` are
-checked by pysaml2, with ``ACCEPTED_CLOCK_SKEW_SECONDS`` of leeway for the IdP's clock). The person's groups come from ``group_attribute`` and map to roles
-through ``[rbac]``, exactly as directory groups do.
+checked by pysaml2, with ``ACCEPTED_CLOCK_SKEW_SECONDS`` of leeway for the IdP's clock).
+The person's groups come from ``group_attribute`` and map to roles through ``[rbac]``,
+exactly as directory groups do.
 
 IdP metadata that cannot be loaded (missing, unreadable, not metadata) does not stop the
 console: single sign-on answers PeerUnavailableError until it loads, retried on each use.
