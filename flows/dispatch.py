@@ -191,6 +191,7 @@ class WarmWorker:
             return False
         with self._held_lock:
             self._held = item.id
+        database_failures = self.store.database.failures()
         try:
             study = await asyncio.to_thread(self.store.study, item.study_instance_uid)
             if study is None:
@@ -216,6 +217,22 @@ class WarmWorker:
         finally:
             with self._held_lock:
                 self._held = None
+        if not succeeded and self.store.database.failures() > database_failures:
+            # The database failed during the run (a restart, say): the run is cut short, not
+            # wrong. Do it again; the study's steps and result identities make a rerun
+            # idempotent. Should the database still be down, the lease expires instead.
+            log.warning(
+                "study %s: the database failed during the run; queued again (%s)",
+                item.study_instance_uid,
+                error,
+            )
+            await asyncio.to_thread(
+                self.store.requeue_dispatch,
+                item.id,
+                error=f"database failed during the run; queued again: {error}",
+                worker=self.name,
+            )
+            return True
         recorded = await asyncio.to_thread(
             self.store.finish_dispatch,
             item.id,
@@ -355,6 +372,14 @@ class WarmWorker:
 
     async def _serve(self, stop: asyncio.Event, idle_poll_seconds: float) -> None:
         await self.deployment_id()
+        while not stop.is_set():
+            try:
+                await self._serve_listening(stop, idle_poll_seconds)
+            except psycopg.OperationalError as error:  # the database restarted, or is down
+                log.warning("worker lost its database connection (%s); reconnecting", error)
+                await asyncio.sleep(2.0)
+
+    async def _serve_listening(self, stop: asyncio.Event, idle_poll_seconds: float) -> None:
         async with await psycopg.AsyncConnection.connect(
             self.store.database.url, autocommit=True
         ) as listener:

@@ -451,6 +451,18 @@ class StudyStore:
             ).fetchone()
         return row is not None
 
+    def requeue_dispatch(self, dispatch_id: int, *, error: str, worker: str) -> bool:
+        """Queue ``worker``'s run again (it was cut short by a transient cause, such as the
+        database restarting); False when the run is no longer its own."""
+        with self.database.connection() as conn:
+            row = conn.execute(
+                "UPDATE dispatch SET state = 'queued', worker = NULL, started_at = NULL,"
+                " heartbeat_at = NULL, flow_run_id = NULL, error = %s"
+                " WHERE id = %s AND state = 'running' AND worker = %s RETURNING id",
+                (error, dispatch_id, worker),
+            ).fetchone()
+        return row is not None
+
     def requeue_expired(self) -> list[str]:
         """Runs whose worker vanished (lease expired): queue them again, or fail them when a
         newer run is already waiting. Their Prefect flow runs go to ``dispatch_lost_runs``
