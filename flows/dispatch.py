@@ -64,6 +64,13 @@ def named_at_creation() -> Any:
     return flow
 
 
+# How long the worker waits for the Prefect API before it escalates without it (a Critical
+# finding pages within 60 s of study close, whatever else is failing), and how long a run
+# queued again for that reason waits before it is tried again.
+PREFECT_DEADLINE_SECONDS = 10.0
+PREFECT_RETRY_SECONDS = 10.0
+
+
 class StudyCloser:
     """Closes studies that went quiet (or hit the ceiling) and queues their runs."""
 
@@ -169,6 +176,8 @@ class WarmWorker:
         self._deployment_id: str | None = None
         self._held: int | None = None  # the dispatch id this worker's heartbeat renews
         self._held_lock = threading.Lock()
+        # dispatch ids whose Critical findings went out while Prefect was unreachable
+        self._escalated_without_prefect: set[int] = set()
 
     async def deployment_id(self) -> str:
         if self._deployment_id is None:
@@ -198,13 +207,18 @@ class WarmWorker:
                 raise LookupError(f"queued study {item.study_instance_uid} has no study row")
             # Prefect sees the opaque study key only: never an accession, MRN or name.
             parameters = {"study_key": study.study_key}
-            async with get_client() as client:
-                flow_run = await client.create_flow_run_from_deployment(
-                    await self.deployment_id(),
-                    parameters=parameters,
-                    state=Pending(),
-                    name=study.run_name,
-                )
+            try:
+                async with asyncio.timeout(PREFECT_DEADLINE_SECONDS), get_client() as client:
+                    flow_run = await client.create_flow_run_from_deployment(
+                        await self.deployment_id(),
+                        parameters=parameters,
+                        state=Pending(),
+                        name=study.run_name,
+                    )
+            except Exception as unreachable:  # the Prefect API is down or unreachable
+                await self.escalate_without_prefect(item, study.study_key, unreachable)
+                return True
+            self._escalated_without_prefect.discard(item.id)
             await asyncio.to_thread(self.store.attach_flow_run, item.id, str(flow_run.id))
             state = await run_flow_async(
                 named_at_creation(), flow_run=flow_run, parameters=parameters, return_type="state"
@@ -252,6 +266,41 @@ class WarmWorker:
             self.stats.failed += 1
             log.warning("study %s run failed: %s", item.study_instance_uid, error)
         return True
+
+    async def escalate_without_prefect(
+        self, item: DispatchItem, study_key: str, error: Exception
+    ) -> None:
+        """The Prefect API is unreachable: page the study's Critical findings now, without
+        Prefect (its first steps, run here as plain functions), and queue the run again for
+        when Prefect is back. The full run then repeats them idempotently: the analysis is
+        stored over, and an escalation opens once per study and finding."""
+        from tasks.escalation import escalate
+        from tasks.inference import run_inference
+        from tasks.study import load_study
+
+        log.warning(
+            "study %s: Prefect API unreachable (%s); escalating without it, run queued again",
+            study_key,
+            f"{type(error).__name__}: {error}",
+        )
+        try:
+            if item.id not in self._escalated_without_prefect:
+
+                def urgent_steps() -> None:
+                    context = load_study.fn(study_key)
+                    for analyzer in context.analyzers:
+                        escalate.fn(context, [run_inference.fn(context, analyzer)])
+
+                await asyncio.to_thread(urgent_steps)
+                self._escalated_without_prefect.add(item.id)
+        finally:
+            await asyncio.to_thread(
+                self.store.requeue_dispatch,
+                item.id,
+                error=f"Prefect API unreachable; queued again: {type(error).__name__}",
+                worker=self.name,
+                retry_after_seconds=PREFECT_RETRY_SECONDS,
+            )
 
     async def run_scheduled(self) -> int:
         """Execute process-study runs scheduled in Prefect (UI "Run" or "Retry"); return how many.
