@@ -16,7 +16,9 @@ processes on any host execute it. It records each run's end in the dispatch tabl
 A worker heartbeats its claim from a thread of its own (a model holding the event loop
 cannot stop it); a claim whose heartbeat stops expires after ``[worker] lease_seconds``, and
 every worker's heartbeat thread also queues such studies again and sets their Prefect runs
-to Crashed.
+to Crashed. A run the database cut short (a restart) is queued again at once; while the
+Prefect API is unreachable the warm worker pages the study's Critical findings without it
+and queues the run again for when Prefect is back.
 """
 
 from __future__ import annotations
@@ -320,9 +322,10 @@ class WarmWorker:
 
         executed = 0
         async with get_client() as client:
-            runs = await client.get_scheduled_flow_runs_for_deployments(
-                [UUID(await self.deployment_id())], scheduled_before=datetime.now(UTC), limit=5
-            )
+            async with asyncio.timeout(PREFECT_DEADLINE_SECONDS):  # never hold up the queue
+                runs = await client.get_scheduled_flow_runs_for_deployments(
+                    [UUID(await self.deployment_id())], scheduled_before=datetime.now(UTC), limit=5
+                )
             for flow_run in runs:
                 try:
                     state = await propose_state(client, Pending(), flow_run_id=flow_run.id)
@@ -420,7 +423,6 @@ class WarmWorker:
             await self._serve(stop, idle_poll_seconds)
 
     async def _serve(self, stop: asyncio.Event, idle_poll_seconds: float) -> None:
-        await self.deployment_id()
         while not stop.is_set():
             try:
                 await self._serve_listening(stop, idle_poll_seconds)

@@ -12,7 +12,7 @@ import pytest
 
 from deployments.orthanc import free_port
 from models.phantoms.chest import chest_xray_study
-from tests.faults.test_critical_first import DEADLINE_SECONDS, send
+from tests.faults.test_critical_first import DEADLINE_SECONDS, dispatch_states, send
 from tests.faults.workers import (
     SwitchablePacsLink,
     start_worker,
@@ -66,12 +66,13 @@ def test_critical_study_pages_within_60_s_while_prefect_is_unreachable(
         env = worker_env(settings, f"http://127.0.0.1:{link.port}{prefect.path}")
         worker = start_worker("worker-1", env, logs)
         try:
+            # a first study while Prefect is up: the worker is serving, its API connections open
+            routine = chest_xray_study(65, [], accession_number="PREFECTUP")
+            send(site.port, routine.datasets)
             wait_for(
-                lambda: (
-                    "waiting for studies" in (logs / "worker-1.log").read_text(errors="replace")
-                ),
-                240,
-                "the worker ready",
+                lambda: dispatch_states(site.database) == {"completed": 1},
+                300,
+                "the first study's run completed",
             )
             link.cut()  # the Prefect API is unreachable from here on
             cut_at = time.monotonic()
@@ -100,9 +101,9 @@ def test_critical_study_pages_within_60_s_while_prefect_is_unreachable(
             time.sleep(max(0.0, PREFECT_DOWN_SECONDS - (time.monotonic() - cut_at)))
             link.forwarding = True  # Prefect is back
             wait_for(
-                lambda: site.store.study(critical.study_instance_uid).state == "done",
+                lambda: dispatch_states(site.database) == {"completed": 2},
                 180,
-                "the study's run done once Prefect is back",
+                "the study's run completed once Prefect is back",
             )
             with site.database.connection() as conn:
                 dispatch = conn.execute(
@@ -113,6 +114,11 @@ def test_critical_study_pages_within_60_s_while_prefect_is_unreachable(
                     "SELECT count(*) AS n FROM analyses WHERE study_instance_uid = %s",
                     (critical.study_instance_uid,),
                 ).fetchone()["n"]
+                escalations = conn.execute(
+                    "SELECT finding, count(*) AS n FROM escalations WHERE study_instance_uid = %s"
+                    " GROUP BY finding",
+                    (critical.study_instance_uid,),
+                ).fetchall()
                 reports = conn.execute(
                     "SELECT sop_instance_uid, count(*) AS n FROM results_outbox"
                     " WHERE part = 'report' AND state <> 'superseded' AND study_instance_uid = %s"
@@ -121,8 +127,11 @@ def test_critical_study_pages_within_60_s_while_prefect_is_unreachable(
                 ).fetchall()
         finally:
             stop_worker(worker)
+            print((logs / "worker-1.log").read_text(errors="replace")[-6000:])
     assert [row["state"] for row in dispatch] == ["completed"]
     assert dispatch[0]["flow_run_id"] is not None  # the run is in Prefect after all
     assert analyses == 1
     assert reports and all(row["n"] == 1 for row in reports)
-    assert len(pages()) == 1  # the rerun did not page again
+    print("escalations:", escalations)
+    # the rerun did not open (and page) a finding again
+    assert escalations and all(row["n"] == 1 for row in escalations)
