@@ -16,7 +16,9 @@ processes on any host execute it. It records each run's end in the dispatch tabl
 A worker heartbeats its claim from a thread of its own (a model holding the event loop
 cannot stop it); a claim whose heartbeat stops expires after ``[worker] lease_seconds``, and
 every worker's heartbeat thread also queues such studies again and sets their Prefect runs
-to Crashed.
+to Crashed. A run the database cut short (a restart) is queued again at once; while the
+Prefect API is unreachable the warm worker pages the study's Critical findings without it
+and queues the run again for when Prefect is back.
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ def named_at_creation() -> Any:
     flow = process_study.with_options()
     flow.flow_run_name = None
     return flow
+
+
+# How long the worker waits for the Prefect API before it escalates without it (a Critical
+# finding pages within 60 s of study close, whatever else is failing), and how long a run
+# queued again for that reason waits before it is tried again.
+PREFECT_DEADLINE_SECONDS = 10.0
+PREFECT_RETRY_SECONDS = 10.0
 
 
 class StudyCloser:
@@ -169,6 +178,8 @@ class WarmWorker:
         self._deployment_id: str | None = None
         self._held: int | None = None  # the dispatch id this worker's heartbeat renews
         self._held_lock = threading.Lock()
+        # dispatch ids whose Critical findings went out while Prefect was unreachable
+        self._escalated_without_prefect: set[int] = set()
 
     async def deployment_id(self) -> str:
         if self._deployment_id is None:
@@ -191,19 +202,25 @@ class WarmWorker:
             return False
         with self._held_lock:
             self._held = item.id
+        database_failures = self.store.database.failures()
         try:
             study = await asyncio.to_thread(self.store.study, item.study_instance_uid)
             if study is None:
                 raise LookupError(f"queued study {item.study_instance_uid} has no study row")
             # Prefect sees the opaque study key only: never an accession, MRN or name.
             parameters = {"study_key": study.study_key}
-            async with get_client() as client:
-                flow_run = await client.create_flow_run_from_deployment(
-                    await self.deployment_id(),
-                    parameters=parameters,
-                    state=Pending(),
-                    name=study.run_name,
-                )
+            try:
+                async with asyncio.timeout(PREFECT_DEADLINE_SECONDS), get_client() as client:
+                    flow_run = await client.create_flow_run_from_deployment(
+                        await self.deployment_id(),
+                        parameters=parameters,
+                        state=Pending(),
+                        name=study.run_name,
+                    )
+            except Exception as unreachable:  # the Prefect API is down or unreachable
+                await self.escalate_without_prefect(item, study.study_key, unreachable)
+                return True
+            self._escalated_without_prefect.discard(item.id)
             await asyncio.to_thread(self.store.attach_flow_run, item.id, str(flow_run.id))
             state = await run_flow_async(
                 named_at_creation(), flow_run=flow_run, parameters=parameters, return_type="state"
@@ -216,6 +233,22 @@ class WarmWorker:
         finally:
             with self._held_lock:
                 self._held = None
+        if not succeeded and self.store.database.failures() > database_failures:
+            # The database failed during the run (a restart, say): the run is cut short, not
+            # wrong. Do it again; the study's steps and result identities make a rerun
+            # idempotent. Should the database still be down, the lease expires instead.
+            log.warning(
+                "study %s: the database failed during the run; queued again (%s)",
+                item.study_instance_uid,
+                error,
+            )
+            await asyncio.to_thread(
+                self.store.requeue_dispatch,
+                item.id,
+                error=f"database failed during the run; queued again: {error}",
+                worker=self.name,
+            )
+            return True
         recorded = await asyncio.to_thread(
             self.store.finish_dispatch,
             item.id,
@@ -236,6 +269,41 @@ class WarmWorker:
             log.warning("study %s run failed: %s", item.study_instance_uid, error)
         return True
 
+    async def escalate_without_prefect(
+        self, item: DispatchItem, study_key: str, error: Exception
+    ) -> None:
+        """The Prefect API is unreachable: page the study's Critical findings now, without
+        Prefect (its first steps, run here as plain functions), and queue the run again for
+        when Prefect is back. The full run then repeats them idempotently: the analysis is
+        stored over, and an escalation opens once per study and finding."""
+        from tasks.escalation import escalate
+        from tasks.inference import run_inference
+        from tasks.study import load_study
+
+        log.warning(
+            "study %s: Prefect API unreachable (%s); escalating without it, run queued again",
+            study_key,
+            f"{type(error).__name__}: {error}",
+        )
+        try:
+            if item.id not in self._escalated_without_prefect:
+
+                def urgent_steps() -> None:
+                    context = load_study.fn(study_key)
+                    for analyzer in context.analyzers:
+                        escalate.fn(context, [run_inference.fn(context, analyzer)])
+
+                await asyncio.to_thread(urgent_steps)
+                self._escalated_without_prefect.add(item.id)
+        finally:
+            await asyncio.to_thread(
+                self.store.requeue_dispatch,
+                item.id,
+                error=f"Prefect API unreachable; queued again: {type(error).__name__}",
+                worker=self.name,
+                retry_after_seconds=PREFECT_RETRY_SECONDS,
+            )
+
     async def run_scheduled(self) -> int:
         """Execute process-study runs scheduled in Prefect (UI "Run" or "Retry"); return how many.
 
@@ -254,9 +322,10 @@ class WarmWorker:
 
         executed = 0
         async with get_client() as client:
-            runs = await client.get_scheduled_flow_runs_for_deployments(
-                [UUID(await self.deployment_id())], scheduled_before=datetime.now(UTC), limit=5
-            )
+            async with asyncio.timeout(PREFECT_DEADLINE_SECONDS):  # never hold up the queue
+                runs = await client.get_scheduled_flow_runs_for_deployments(
+                    [UUID(await self.deployment_id())], scheduled_before=datetime.now(UTC), limit=5
+                )
             for flow_run in runs:
                 try:
                     state = await propose_state(client, Pending(), flow_run_id=flow_run.id)
@@ -354,7 +423,14 @@ class WarmWorker:
             await self._serve(stop, idle_poll_seconds)
 
     async def _serve(self, stop: asyncio.Event, idle_poll_seconds: float) -> None:
-        await self.deployment_id()
+        while not stop.is_set():
+            try:
+                await self._serve_listening(stop, idle_poll_seconds)
+            except psycopg.OperationalError as error:  # the database restarted, or is down
+                log.warning("worker lost its database connection (%s); reconnecting", error)
+                await asyncio.sleep(2.0)
+
+    async def _serve_listening(self, stop: asyncio.Event, idle_poll_seconds: float) -> None:
         async with await psycopg.AsyncConnection.connect(
             self.store.database.url, autocommit=True
         ) as listener:

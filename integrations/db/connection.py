@@ -61,6 +61,16 @@ class Database:
         """A pooled connection (context manager); rows come back as dicts."""
         return self.pool.connection()
 
+    def failures(self) -> int:
+        """How often the pool met the database failing (connects refused, connections found
+        broken or returned broken, checkouts timed out): compare two readings to tell whether
+        the server was down or restarted in between."""
+        stats = self.pool.get_stats()
+        return sum(
+            stats.get(key, 0)
+            for key in ("connections_errors", "connections_lost", "returns_bad", "requests_errors")
+        )
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -110,6 +120,9 @@ def open_database(
             },
             open=True,
             name="pacsflow",
+            # a server restart breaks every pooled connection: test each one at checkout and
+            # discard the broken ones instead of handing them to the next query
+            check=ConnectionPool.check_connection,
             timeout=checkout_timeout,
         )
         pool.wait(timeout=30)

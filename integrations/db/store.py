@@ -124,6 +124,7 @@ UPDATE dispatch SET state = 'running', started_at = clock_timestamp(), worker = 
 WHERE id = (
     SELECT d.id FROM dispatch d
     WHERE d.state = 'queued'
+      AND (d.retry_after IS NULL OR d.retry_after <= clock_timestamp())
       AND NOT EXISTS (
           SELECT 1 FROM dispatch r
           WHERE r.study_instance_uid = d.study_instance_uid AND r.state = 'running'
@@ -448,6 +449,22 @@ class StudyStore:
                 "UPDATE dispatch SET state = %s, finished_at = clock_timestamp(), error = %s"
                 " WHERE id = %s AND state = 'running' AND worker = %s RETURNING id",
                 ("completed" if succeeded else "failed", error, dispatch_id, worker),
+            ).fetchone()
+        return row is not None
+
+    def requeue_dispatch(
+        self, dispatch_id: int, *, error: str, worker: str, retry_after_seconds: float = 0.0
+    ) -> bool:
+        """Queue ``worker``'s run again (it was cut short by a transient cause, such as the
+        database restarting), claimable after ``retry_after_seconds``; False when the run is
+        no longer its own."""
+        with self.database.connection() as conn:
+            row = conn.execute(
+                "UPDATE dispatch SET state = 'queued', worker = NULL, started_at = NULL,"
+                " heartbeat_at = NULL, flow_run_id = NULL, error = %s,"
+                " retry_after = clock_timestamp() + make_interval(secs => %s)"
+                " WHERE id = %s AND state = 'running' AND worker = %s RETURNING id",
+                (error, retry_after_seconds, dispatch_id, worker),
             ).fetchone()
         return row is not None
 

@@ -35,12 +35,6 @@ def rows(database, query: str, *params: object) -> list[dict] | None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 14 g): the run cut short by the restart ends 'failed' and is"
-    " never done again; the studies queued after the restart did not complete in the wait"
-    " either (seen: dispatch 'running' past its lease, the rest 'queued'; cause not found)",
-)
 def test_postgres_restart_mid_flow_loses_no_study(
     settings_factory,
     restartable_postgres,

@@ -86,6 +86,7 @@ class SwitchablePacsLink:
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(64)
         self._held: list[socket.socket] = []
+        self._piped: list[socket.socket] = []
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
@@ -96,6 +97,14 @@ class SwitchablePacsLink:
     def __enter__(self) -> SwitchablePacsLink:
         self._thread.start()
         return self
+
+    def cut(self) -> None:
+        """Stop forwarding, and break the connections already forwarded (kept-alive ones)."""
+        self.forwarding = False
+        for end in self._piped:
+            with suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+        self._piped.clear()
 
     def __exit__(self, *exc: object) -> None:
         self._closed.set()
@@ -117,6 +126,7 @@ class SwitchablePacsLink:
             except OSError:
                 client.close()
                 continue
+            self._piped += [client, server]
             for source, target in ((client, server), (server, client)):
                 threading.Thread(target=_pipe, args=(source, target), daemon=True).start()
 
