@@ -371,14 +371,15 @@ def test_vendor_brain_mr_without_body_part_is_read_on_its_post_contrast_t1_and_m
     BodyPartExamined) is routed, the demo brain model reads its post-contrast T1 (the one
     sequence its package declares it was trained on: not the FLAIR the default order prefers),
     and the SR that reaches Orthanc says NOT FOR CLINICAL USE (the demo model is not for
-    clinical use)."""
+    clinical use). 128 px, as the model was trained: the demo package from recipe r6 on
+    refuses 64 px series (3.75 mm pixels) as unlike its training data."""
     from pathlib import Path
 
     from integrations.result_files import load_analysis
     from models.phantoms.vendor_mr import series_uid_of, vendor_brain_mr_study
     from tests.dicom_samples import write
 
-    study = vendor_brain_mr_study(21, "siemens", matrix=64, tumour=True)
+    study = vendor_brain_mr_study(21, "siemens", matrix=128, tumour=True)
     files = [write(ds, tmp_path / "mr") for ds in study.datasets]
     brain_rule = {
         "name": "brain-mri",
