@@ -74,9 +74,10 @@ def _brain(seed: int) -> list[Dataset]:
     return brain_mri_study(
         seed,
         tumour,
-        slices=int(rng.choice([32, 48, 64])),
-        first_z=float(rng.uniform(-40, 0)) if rng.random() < 0.5 else None,
-        around_tumour=tumour and rng.random() < 0.5,
+        slices=(slices := int(rng.choice([32, 48, 64, 200]))),
+        # 200 slices are the whole head, vertex to skull base: always centred on the head
+        first_z=float(rng.uniform(-40, 0)) if rng.random() < 0.5 and slices < 200 else None,
+        around_tumour=tumour and rng.random() < 0.5 and slices < 200,
         multiframe=rng.random() < 0.25,
     ).datasets
 

@@ -27,6 +27,12 @@ Example (abridged)::
                  "calibration": {"in_domain_false_rejection": 0.0, "ood_detection": 1.0, ...}}
     }
 
+``sequences`` (MR packages, optional) names the MR sequences the network was trained on, in
+the order its analyzer should prefer them (``"FLAIR"``, ``"T2"``, ``"T1 post-contrast"``,
+``"T1"``, ``"unidentified"``: :class:`models.analyzers.mr_sequence.MrSequence`); a series of
+any other sequence is not analysable for that package. Empty (the default, and what packages
+written before the field existed say): the analyzer's own order, every identified sequence.
+
 ``domain`` is the input domain the network was fitted on (see :mod:`models.domain`): beside
 modalities, body parts and views, a Gaussian over its penultimate-layer features (mean and
 shrinkage precision in ``domain.pt``, hashed like the weights), the range of the preprocessed
@@ -265,6 +271,7 @@ class Manifest(_Strict):
     modalities: Annotated[list[str], Field(min_length=1)]
     body_parts: list[str] = []
     views: list[str] = []
+    sequences: list[str] = []  # MR sequences trained on, preferred first; empty: any
     architecture: ArchitectureSpec
     input: InputSpec
     labels: Annotated[list[LabelSpec], Field(min_length=1)]
@@ -277,6 +284,20 @@ class Manifest(_Strict):
     def _identifier(cls, value: str) -> str:
         if not _NAME_PATTERN.fullmatch(value):
             raise ValueError("must be lower-case letters, digits, '.', '_' or '-' (max 64)")
+        return value
+
+    @field_validator("sequences")
+    @classmethod
+    def _known_sequences(cls, value: list[str]) -> list[str]:
+        # imported here: models.analyzers imports this module while it loads
+        from models.analyzers.mr_sequence import READABLE_SEQUENCES
+
+        known = [sequence.value for sequence in READABLE_SEQUENCES]
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            raise ValueError(f"unknown MR sequences {unknown}; known: {', '.join(known)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a sequence is named twice")
         return value
 
     @model_validator(mode="after")

@@ -133,6 +133,7 @@ class _Recipe:
 def _recipes() -> list[_Recipe]:
     from models.phantoms import (
         brain_mri_stroke_study,
+        brain_mri_study,
         chest_xray_study,
         cta_aorta_study,
         head_ct_study,
@@ -162,13 +163,11 @@ def _recipes() -> list[_Recipe]:
             critical,
             lambda: brain_mri_stroke_study(7020, True, patient_id=pid(2), accession_number=acc(2)),
         ),
-        _Recipe(
+        _Recipe(  # whole head, 200 axial slices 1 mm apart, as an MPRAGE arrives
             "A03",
-            "chest DX PA, pneumothorax",
+            "brain MR post-contrast T1, enhancing tumour",
             urgent,
-            lambda: chest_xray_study(
-                7002, ["Pneumothorax"], patient_id=pid(3), accession_number=acc(3)
-            ),
+            lambda: brain_mri_study(7008, True, patient_id=pid(3), accession_number=acc(3)),
         ),
         _Recipe(
             "A04",
@@ -227,10 +226,10 @@ GENERATED_CASES = tuple(recipe.case for recipe in _recipes())
 def generated_cases(only: Sequence[str] = ()) -> list[Case]:
     """The ten go-live cases (or those named in ``only``), drawn by the phantom generators.
 
-    2 Critical (chest DX tension pneumothorax, MR diffusion stroke), 4 Urgent (chest DX
-    pneumothorax and mass, wrist and ankle fractures), 4 Routine (normal chest, wrist, head CT
-    and CT angiography): every demo analyzer but the brain tumour one, which has no case
-    (its demo package's Grad-CAM misses the drawn tumour, and it flags normal brains).
+    2 Critical (chest DX tension pneumothorax, MR diffusion stroke), 4 Urgent (brain MR
+    tumour, wrist and ankle fractures, chest DX mass), 4 Routine (normal chest, wrist, head CT
+    and CT angiography). The brain tumour case took the place of a chest DX pneumothorax,
+    whose label the tension pneumothorax of A01 already reports.
 
     The seeds are fixed: the same pixels on every run and every site, so a record compares
     with the baseline measured here. Findings are every label the phantom draws (a tension

@@ -14,8 +14,10 @@ classified from what the headers say, strongest evidence first:
 - for T1, contrast: Contrast/Bolus Agent (0018,0010) or its sequence, or the description
   ("post", "+C", "Gd", "KM", "MDC", ...), unless the description says "pre" or "nativ".
 
-The preferred order is FLAIR, then T2, then post-contrast T1, then T1, then series nothing
-identified; excluded series are never read. Slice count plays no part.
+The default order is FLAIR, then T2, then post-contrast T1, then T1, then series nothing
+identified; a package that declares the sequences it was trained on (its manifest's
+``sequences``) replaces it with its own. Excluded series are never read. Slice count plays no
+part.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ PREFERENCE = (
     MrSequence.T1,
     MrSequence.UNKNOWN,
 )
+# What a package's manifest may declare it was trained on (an excluded series is never read).
+READABLE_SEQUENCES = PREFERENCE
 
 FLAIR_MIN_INVERSION_MS = 1500.0
 T2_MIN_ECHO_MS = 70.0
@@ -276,14 +280,16 @@ def _is_axial(dataset: Dataset) -> bool:
     return abs(normal_z) >= 0.866  # within 30 degrees of axial, as volume.is_axial
 
 
-def rank_series(series: Mapping[str, Sequence[Dataset]]) -> list[RankedSeries]:
-    """Every series, best first: by :data:`PREFERENCE`, axial before other planes, then in the
-    order given; excluded series come last (callers never read them)."""
+def rank_series(
+    series: Mapping[str, Sequence[Dataset]], preference: Sequence[MrSequence] = PREFERENCE
+) -> list[RankedSeries]:
+    """Every series, best first: by ``preference``, axial before other planes, then in the
+    order given; sequences not in ``preference`` and excluded series come last."""
     ranked = []
     for uid, members in series.items():
         call = classify_series(members[0])
         ranked.append(RankedSeries(uid, call, _is_axial(members[0])))
-    order = {sequence: index for index, sequence in enumerate(PREFERENCE)}
+    order = {sequence: index for index, sequence in enumerate(preference)}
 
     def key(item: tuple[int, RankedSeries]) -> tuple[int, int, int]:
         position, entry = item

@@ -279,6 +279,7 @@ class Recipe:
     minimum_split: int = 16  # the fewest samples a split is cut to at small scales
     unit: str | None = None  # what one sample is, when it is not one image of a study
     derived: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    sequences: tuple[str, ...] = ()  # MR sequences the samples are drawn as, preferred first
 
     def label_definitions(
         self, thresholds: Mapping[str, float] | None = None
@@ -325,6 +326,7 @@ class Recipe:
             "modalities": list(self.modalities),
             "body_parts": list(self.body_parts),
             "views": list(self.views),
+            "sequences": list(self.sequences),
             "architecture": self.architecture,
             "input": self.input,
             "labels": self.label_definitions(thresholds),

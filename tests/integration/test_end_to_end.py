@@ -364,19 +364,22 @@ def test_a_patients_second_study_is_compared_with_the_first(site_settings, clean
     )
 
 
-def test_vendor_brain_mr_without_body_part_is_read_on_its_flair_and_marked_not_clinical(
+def test_vendor_brain_mr_without_body_part_is_read_on_its_post_contrast_t1_and_marked_not_clinical(
     site_settings, clean_orthanc, tmp_path, dcmtk_tools
 ):
     """The issue's case: a German 2D brain MR (twenty 5 mm slices per series, no
-    BodyPartExamined) is routed, the demo brain model reads its FLAIR, and the SR that reaches
-    Orthanc says NOT FOR CLINICAL USE (the demo model is not for clinical use)."""
+    BodyPartExamined) is routed, the demo brain model reads its post-contrast T1 (the one
+    sequence its package declares it was trained on: not the FLAIR the default order prefers),
+    and the SR that reaches Orthanc says NOT FOR CLINICAL USE (the demo model is not for
+    clinical use). 128 px, as the model was trained: the demo package from recipe r6 on
+    refuses 64 px series (3.75 mm pixels) as unlike its training data."""
     from pathlib import Path
 
     from integrations.result_files import load_analysis
     from models.phantoms.vendor_mr import series_uid_of, vendor_brain_mr_study
     from tests.dicom_samples import write
 
-    study = vendor_brain_mr_study(21, "siemens", matrix=64, tumour=True)
+    study = vendor_brain_mr_study(21, "siemens", matrix=128, tumour=True)
     files = [write(ds, tmp_path / "mr") for ds in study.datasets]
     brain_rule = {
         "name": "brain-mri",
@@ -398,8 +401,8 @@ def test_vendor_brain_mr_without_body_part_is_read_on_its_flair_and_marked_not_c
     analysis = load_analysis(Path(row["result_path"]))
     assert analysis.status == "analysed" and analysis.clinical_use is False
     (read,) = analysis.extra["series"]
-    assert read["series_instance_uid"] == series_uid_of(21, "siemens", "flair")
-    assert read["sequence"] == "FLAIR" and read["slices"] == 20
+    assert read["series_instance_uid"] == series_uid_of(21, "siemens", "t1_post")
+    assert read["sequence"] == "T1 post-contrast" and read["slices"] == 20
 
     def texts(item):
         for child in item.get("ContentSequence", []):

@@ -101,6 +101,39 @@ def test_brain_demo_detects_tumours(demo_registry: PackageRegistry) -> None:
     assert auc >= 0.90, f"brain tumour AUC {auc:.3f}"
 
 
+def test_brain_demo_on_whole_heads_localises_tumours_and_clears_normal_brains(
+    demo_registry: PackageRegistry,
+) -> None:
+    """Whole heads as an MPRAGE arrives (200 axial slices 1 mm apart, vertex to skull base,
+    192 px, like acceptance case A03): every heatmap of a tumour study is on a slice through
+    the tumour, its peak inside the mask or within one feature-map cell of it (15 mm here);
+    every normal head stays below the threshold. Recipe r5 failed both on every seed: its
+    top slices were the vertex and skull base, p > 0.99 with or without a tumour."""
+    analyzer = demo_registry.get("brain-mri-tumor")
+    threshold = analyzer.manifest.label("Brain tumor").threshold
+    normal, distances = {}, {}
+    for seed in range(9_510_000, 9_510_005):
+        result = analyzer.analyze(brain_mri_study(seed, False).datasets)
+        assert result.status == "analysed", result.reason
+        normal[seed] = round(result.findings[0].probability, 4)
+        study = brain_mri_study(seed, True)
+        result = analyzer.analyze(study.datasets)
+        assert result.status == "analysed", result.reason
+        assert result.findings[0].present, (seed, result.findings[0].probability)
+        assert len(result.heatmaps) == 3
+        for heatmap in result.heatmaps:
+            mask = study.mask("Brain tumor", heatmap.image.sop_instance_uid)
+            assert mask is not None and mask.any(), f"seed {seed}: heatmap on a tumour-free slice"
+            peak = np.unravel_index(int(np.argmax(heatmap.values)), heatmap.values.shape)
+            distance = float(ndimage.distance_transform_edt(~mask)[peak])
+            distances.setdefault(seed, []).append(round(distance, 1))
+    print("normal-brain probabilities:", normal, "threshold", threshold)
+    print("peak distance to the tumour mask (px):", distances)
+    assert all(probability < threshold for probability in normal.values()), normal
+    cell = 192 / FEATURE_CELLS
+    assert all(d <= cell for per_seed in distances.values() for d in per_seed), distances
+
+
 def test_head_ct_demo_detects_hemorrhage_and_measures_it(demo_registry: PackageRegistry) -> None:
     analyzer = demo_registry.get("head-ct-ich")
     truth, scores, volumes = [], [], []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydicom import Dataset
 
@@ -113,3 +115,48 @@ def test_brain_analyzer_falls_back_when_the_preferred_series_cannot_be_used(
     result = analyzer.analyze(kept)
     assert result.status == "analysed"
     assert result.extra["series"][0]["sequence"] == "T1 post-contrast"
+
+
+def _post_contrast_only(tiny_package_factory: TinyFactory) -> BrainMriTumorAnalyzer:
+    path = tiny_package_factory(
+        "brain-mri-tumor", edit=lambda manifest: manifest.update(sequences=["T1 post-contrast"])
+    )
+    analyzer = PackageRegistry(path.parent, "cpu", allow_non_clinical=True).get("brain-mri-tumor")
+    assert isinstance(analyzer, BrainMriTumorAnalyzer)
+    return analyzer
+
+
+@pytest.mark.parametrize("vendor", ["siemens", "philips", "ge"])
+def test_a_package_trained_on_post_contrast_t1_reads_only_that_series(
+    tiny_package_factory: TinyFactory, vendor
+) -> None:
+    analyzer = _post_contrast_only(tiny_package_factory)
+    study = vendor_brain_mr_study(7, vendor, tumour=True)
+    result = analyzer.analyze(study.datasets)
+    assert result.status == "analysed", result.reason
+    (series,) = result.extra["series"]
+    assert series["series_instance_uid"] == series_uid_of(7, vendor, "t1_post")
+    assert series["sequence"] == "T1 post-contrast"
+    assert result.extra["selection"] == "by sequence: T1 post-contrast (declared by the package)"
+    read = {ref.series_instance_uid for ref in result.analysed_images}
+    assert read == {series_uid_of(7, vendor, "t1_post")}
+    reasons = " | ".join(item["reason"] for item in result.extra["skipped"])
+    assert "T2 is not a sequence this model was trained on (T1 post-contrast)" in reasons
+
+
+@pytest.mark.parametrize("multiframe", [False, True])
+def test_a_flair_only_study_is_not_analysable_for_a_post_contrast_t1_package(
+    tiny_package_factory: TinyFactory, tmp_path: Path, multiframe
+) -> None:
+    analyzer = _post_contrast_only(tiny_package_factory)
+    study = vendor_brain_mr_study(8, "siemens", tumour=True, multiframe=multiframe)
+    flair = series_uid_of(8, "siemens", "flair")
+    only_flair = [ds for ds in study.datasets if ds.SeriesInstanceUID == flair]
+    result = analyzer.analyze(only_flair)
+    assert result.status == "not_analysable"
+    assert not result.findings
+    assert "FLAIR is not a sequence this model was trained on (T1 post-contrast)" in result.reason
+    # the same series is read by a package that declares nothing (the default order)
+    path = tiny_package_factory("brain-mri-tumor", directory=tmp_path / "declares-nothing")
+    default = PackageRegistry(path.parent, "cpu", allow_non_clinical=True).get("brain-mri-tumor")
+    assert default.analyze(only_flair).status == "analysed"

@@ -48,6 +48,9 @@ def test_valid_manifest_parses_with_codes_thresholds_and_tiers() -> None:
         (lambda d: d.update(name="Chest X-ray!"), "lower-case"),
         (lambda d: d["training"].update(source="generated") or d.update(clinical_use=True), "demo"),
         (lambda d: d["labels"][0].pop("code"), "code"),
+        (lambda d: d.update(sequences=["T1 post-contrast", "T3"]), "unknown MR sequences"),
+        (lambda d: d.update(sequences=["excluded"]), "unknown MR sequences"),
+        (lambda d: d.update(sequences=["T2", "T2"]), "named twice"),
     ],
 )
 def test_invalid_manifest_is_refused_naming_the_field(change, message: str) -> None:
@@ -57,6 +60,12 @@ def test_invalid_manifest_is_refused_naming_the_field(change, message: str) -> N
         parse_manifest(document, "pkg-under-test")
     assert "pkg-under-test" in str(refused.value)
     assert message in str(refused.value)
+
+
+def test_sequences_are_optional_and_kept_in_order() -> None:
+    assert parse_manifest(_valid_document(), "old").sequences == []
+    document = {**_valid_document(), "sequences": ["T1 post-contrast", "T1"]}
+    assert parse_manifest(document, "mr").sequences == ["T1 post-contrast", "T1"]
 
 
 def test_written_package_loads_through_the_one_path(tiny_package_factory: TinyFactory) -> None:
