@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from flows.dispatch import StudyCloser, WarmWorker
 from integrations.audit.trail import AuditTrail
-from integrations.db.connection import Database, open_database
+from integrations.db.connection import DATABASE_WAIT_SECONDS, Database, open_database
 from integrations.db.store import StudyStore
 from integrations.dicom.result_sender import ResultsSender
-from integrations.dicom.scp import DATABASE_WAIT_SECONDS, DicomNode
+from integrations.dicom.scp import DicomNode
 from integrations.dicom.spool import Spool
 from integrations.escalation.operators import OperatorAlerts
 from integrations.settings import Settings

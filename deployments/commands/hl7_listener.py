@@ -8,7 +8,7 @@ import signal
 import threading
 
 from integrations.audit.trail import AuditTrail
-from integrations.db.connection import Database, open_database
+from integrations.db.connection import DATABASE_WAIT_SECONDS, Database, open_database
 from integrations.db.patients import PatientStore
 from integrations.db.store import StudyStore
 from integrations.emr.identifiers import MrnRules
@@ -48,7 +48,7 @@ def refusal_recorder(database: Database, settings: Settings, *, tls: bool) -> Re
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    database = open_database(settings)
+    database = open_database(settings, checkout_timeout=DATABASE_WAIT_SECONDS)
     listener = AdtListener(
         settings.hl7,
         PatientStore(database, MrnRules.from_settings(settings.mrn)),

@@ -11,10 +11,10 @@ from pydicom import config as pydicom_config
 
 from flows.dispatch import StudyCloser
 from integrations.audit.trail import AuditTrail
-from integrations.db.connection import open_database
+from integrations.db.connection import DATABASE_WAIT_SECONDS, open_database
 from integrations.db.store import StudyStore
 from integrations.dicom.recovery import reconcile_spool
-from integrations.dicom.scp import DATABASE_WAIT_SECONDS, DicomNode
+from integrations.dicom.scp import DicomNode
 from integrations.dicom.spool import Spool
 from integrations.settings import load_settings
 

@@ -85,6 +85,13 @@ def database_url(settings: Settings) -> tuple[str, Any]:
     return url, server
 
 
+# How long a listener that a peer is waiting on (the node's C-STORE, the HL7 listener's ACK)
+# waits for a database connection (open_database's checkout_timeout): a database that is down
+# costs the peer this, then a refusal it retries (0xA700, AR), well within the timeouts
+# senders use (pynetdicom and Orthanc 30 s; interface engines' ACK timeouts, often 10-30 s).
+DATABASE_WAIT_SECONDS = 5.0
+
+
 def open_database(
     settings: Settings,
     *,
@@ -101,8 +108,8 @@ def open_database(
     lost while each C-STORE saves a disk flush.
 
     ``checkout_timeout`` bounds the wait for a connection while the server is down or
-    restarting (then :class:`psycopg_pool.PoolTimeout`): the node keeps it short so that a
-    C-STORE is answered 0xA700 within any sender's DIMSE timeout, never left hanging.
+    restarting (then :class:`psycopg_pool.PoolTimeout`): the listeners keep it short
+    (:data:`DATABASE_WAIT_SECONDS`) so that a peer gets its refusal, never a hung connection.
     """
     url, server = database_url(settings)
     try:

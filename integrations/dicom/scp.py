@@ -63,10 +63,6 @@ DIAGNOSTIC_TEMPORARY_CONGESTION = 0x01
 DIAGNOSTIC_CALLING_AE_NOT_RECOGNISED = 0x03
 DIAGNOSTIC_CALLED_AE_NOT_RECOGNISED = 0x07
 
-# How long the node's C-STORE path waits for a database connection (open_database's
-# checkout_timeout): a database that is down costs the sender this, then 0xA700, well within
-# the DIMSE timeouts senders use (pynetdicom and Orthanc 30 s).
-DATABASE_WAIT_SECONDS = 5.0
 
 # One increment per refused connection, beside its one audit record (rejected associations
 # and refused instances are counted by integrations.metrics through NodeCounters).

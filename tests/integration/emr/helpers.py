@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from deployments.orthanc import free_port
-from integrations.db.connection import Database, open_database
+from integrations.db.connection import DATABASE_WAIT_SECONDS, Database, open_database
 from integrations.db.patients import PatientStore
 from integrations.emr.identifiers import MrnRules
 from integrations.hl7.listener import AdtListener
@@ -62,7 +62,7 @@ class RunningListener:
 
 @contextmanager
 def running_listener(settings: Settings) -> Iterator[RunningListener]:
-    database = open_database(settings)
+    database = open_database(settings, checkout_timeout=DATABASE_WAIT_SECONDS)  # as the command
     patients = PatientStore(database, MrnRules.from_settings(settings.mrn))
     server = AdtListener(settings.hl7, patients).server(port=free_port())
     server.start()
