@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import psycopg
 
 from integrations.db.patients import PatientStore
@@ -180,6 +181,7 @@ class WarmWorker:
         self._held_lock = threading.Lock()
         # dispatch ids whose Critical findings went out while Prefect was unreachable
         self._escalated_without_prefect: set[int] = set()
+        self._prefect_unreachable = False  # told once per outage, not at every pass
 
     async def deployment_id(self) -> str:
         if self._deployment_id is None:
@@ -280,13 +282,15 @@ class WarmWorker:
         from tasks.inference import run_inference
         from tasks.study import load_study
 
+        first = item.id not in self._escalated_without_prefect
         log.warning(
-            "study %s: Prefect API unreachable (%s); escalating without it, run queued again",
+            "study %s: Prefect API unreachable (%s); %srun queued again",
             study_key,
-            f"{type(error).__name__}: {error}",
+            _error_words(error),
+            "escalating without it, " if first else "",
         )
         try:
-            if item.id not in self._escalated_without_prefect:
+            if first:
 
                 def urgent_steps() -> None:
                     context = load_study.fn(study_key)
@@ -303,6 +307,24 @@ class WarmWorker:
                 worker=self.name,
                 retry_after_seconds=PREFECT_RETRY_SECONDS,
             )
+
+    async def run_scheduled_unless_prefect_down(self) -> None:
+        """:meth:`run_scheduled`; while the Prefect API cannot be reached, one WARNING line
+        per outage (closed studies still run: :meth:`escalate_without_prefect`)."""
+        try:
+            await self.run_scheduled()
+        except (TimeoutError, OSError, httpx.TransportError) as error:
+            if not self._prefect_unreachable:
+                log.warning(
+                    "Prefect API unreachable (%s); runs scheduled from the UI wait until it"
+                    " answers",
+                    _error_words(error),
+                )
+            self._prefect_unreachable = True
+            return
+        if self._prefect_unreachable:
+            log.info("Prefect API answers again; runs scheduled from the UI are picked up")
+        self._prefect_unreachable = False
 
     async def run_scheduled(self) -> int:
         """Execute process-study runs scheduled in Prefect (UI "Run" or "Retry"); return how many.
@@ -441,12 +463,17 @@ class WarmWorker:
                     while not stop.is_set() and await self.run_one():
                         pass
                     if not stop.is_set():
-                        await self.run_scheduled()
+                        await self.run_scheduled_unless_prefect_down()
                 except Exception:
                     log.exception("worker pass failed; retrying")
                     await asyncio.sleep(2.0)
                 async for _ in listener.notifies(timeout=idle_poll_seconds, stop_after=1):
                     pass
+
+
+def _error_words(error: Exception) -> str:
+    """``TimeoutError`` rather than ``TimeoutError: `` for an exception with no message."""
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 CODE_ROOT = Path(__file__).resolve().parents[1]  # the folder flows/ and tasks/ live in
