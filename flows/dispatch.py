@@ -44,7 +44,7 @@ from integrations.db.records import DispatchItem
 from integrations.db.store import DISPATCH_CHANNEL, StudyStore
 from integrations.dicom.assembly import CompletionPolicy, close_reason
 from integrations.dicom.header import read_header
-from integrations.dicom.priority import StudyPriority, decide_priority
+from integrations.dicom.priority import StudyPriority, decide_priority, study_images
 from integrations.dicom.routing import SeriesInfo, route_study
 from integrations.emr.identifiers import MrnRules
 from integrations.errors import DatasetError, StoreError
@@ -88,16 +88,24 @@ class StudyCloser:
         self.priority_rules = settings.worker.to_priority_rules()
         self.patients = PatientStore(store.database, MrnRules.from_settings(settings.mrn))
 
-    def priority_of(self, study_instance_uid: str, series: list[SeriesInfo]) -> StudyPriority:
-        """Order priority from the images and ADT, then the study-type rules."""
+    def place_in_queue(
+        self, study_instance_uid: str, series: list[SeriesInfo]
+    ) -> tuple[StudyPriority, int]:
+        """The run's priority (order priority from the images and ADT, then the study-type
+        rules) and the study's image count (its lane), from each series' first instance."""
         requested = []
-        for path in self.store.first_instance_paths(study_instance_uid):
+        images = []
+        for path, instances in self.store.first_instances(study_instance_uid):
             try:
-                requested.append(read_header(Path(path).read_bytes()).requested_procedure_priority)
+                header = read_header(Path(path).read_bytes())
             except (OSError, DatasetError) as error:
                 log.warning(
                     "study %s: cannot read %s for its priority: %s", study_instance_uid, path, error
                 )
+                images.append((instances, None))
+                continue
+            requested.append(header.requested_procedure_priority)
+            images.append((instances, header.number_of_frames))
         patient_class = ""
         study = self.store.study(study_instance_uid)
         if study is not None and study.patient_id:
@@ -110,12 +118,13 @@ class StudyCloser:
                 )
                 context = None
             patient_class = context.patient_class if context else ""
-        return decide_priority(
+        priority = decide_priority(
             series,
             self.priority_rules,
             requested_priorities=requested,
             patient_class=patient_class,
         )
+        return priority, study_images(images)
 
     def run_once(self) -> int:
         now, activities = self.store.open_studies()
@@ -126,20 +135,24 @@ class StudyCloser:
                 continue
             series = self.store.series_of(activity.study_instance_uid)
             route = route_study(series, self.rules, self.body_part_overrides)
-            priority = (
-                self.priority_of(activity.study_instance_uid, series) if route.is_routed else None
+            priority, images = (
+                self.place_in_queue(activity.study_instance_uid, series)
+                if route.is_routed
+                else (None, None)
             )
             study_key = self.store.close_study(
-                activity, route, reason.value, self.policy.quiet_seconds, priority
+                activity, route, reason.value, self.policy.quiet_seconds, priority, images
             )
             if study_key is not None:
                 closed += 1
                 if priority is not None:
                     log.info(
-                        "study %s closed (%s), generation %d, analyzers %s, priority %d: %s",
+                        "study %s closed (%s), generation %d, %d images, analyzers %s,"
+                        " priority %d: %s",
                         study_key,
                         reason.value,
                         activity.generation,
+                        images,
                         ", ".join(route.analyzers),
                         priority.value,
                         priority.decided_by,
@@ -171,10 +184,20 @@ class WorkerStats:
 class WarmWorker:
     """Claims queued runs from PostgreSQL and executes them in this process."""
 
-    def __init__(self, store: StudyStore, settings: Settings, name: str | None = None) -> None:
+    def __init__(
+        self,
+        store: StudyStore,
+        settings: Settings,
+        name: str | None = None,
+        *,
+        express: bool = False,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        # An express worker takes only short studies (the express lane, see
+        # integrations.dicom.priority), and leaves runs scheduled from the UI to the others.
+        self.max_images = settings.worker.express_max_images if express else None
         self.stats = WorkerStats()
         self._deployment_id: str | None = None
         self._held: int | None = None  # the dispatch id this worker's heartbeat renews
@@ -191,6 +214,21 @@ class WarmWorker:
             self._deployment_id = str(await deployment.aapply())
         return self._deployment_id
 
+    async def prepare(self) -> None:
+        """What the first study would otherwise wait for: the flow and its tasks imported, and
+        the process-study deployment looked up (within the Prefect deadline: a worker started
+        while the Prefect API is down still starts, and escalates without it)."""
+        named_at_creation()
+        try:
+            async with asyncio.timeout(PREFECT_DEADLINE_SECONDS):
+                await self.deployment_id()
+        except Exception as error:
+            log.warning(
+                "Prefect API unreachable at start (%s); the deployment is looked up again"
+                " with the first study",
+                _error_words(error),
+            )
+
     async def run_one(self) -> bool:
         """Claim and execute one queued run; False when the queue is empty."""
         from prefect.client.orchestration import get_client
@@ -198,7 +236,7 @@ class WarmWorker:
         from prefect.states import Pending
 
         item = await asyncio.to_thread(
-            self.store.claim, self.name, self.settings.worker.lease_seconds
+            self.store.claim, self.name, self.settings.worker.lease_seconds, self.max_images
         )
         if item is None:
             return False
@@ -462,7 +500,7 @@ class WarmWorker:
                     await asyncio.to_thread(self.store.requeue_expired)
                     while not stop.is_set() and await self.run_one():
                         pass
-                    if not stop.is_set():
+                    if not stop.is_set() and self.max_images is None:
                         await self.run_scheduled_unless_prefect_down()
                 except Exception:
                     log.exception("worker pass failed; retrying")

@@ -404,6 +404,11 @@ class WorkerSettings(Section):
     work_queue: Annotated[str, Field(min_length=1)] = DEFAULT_WORK_QUEUE
     # Work-pool route: how often the dispatcher looks for queued studies and finished runs.
     dispatch_poll_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    # The express lane: this many of the `count` warm workers take only studies of at most
+    # `express_max_images` images (frames included), so a radiograph never waits behind long
+    # studies that every other worker holds. None: 1 when count >= 2, else 0.
+    express_workers: Annotated[int, Field(ge=0, le=63)] | None = None
+    express_max_images: Annotated[int, Field(ge=1, le=100_000)] = 20
 
     @model_validator(mode="after")
     def _someone_processes(self) -> WorkerSettings:
@@ -419,6 +424,24 @@ class WorkerSettings(Section):
     def warm_count(self) -> int:
         """How many warm workers ``pacsflow serve`` starts (none on the work-pool route)."""
         return 0 if self.uses_work_pool else self.count
+
+    @property
+    def express_count(self) -> int:
+        """How many of the warm workers are express workers."""
+        if self.uses_work_pool:
+            return 0
+        if self.express_workers is None:
+            return 1 if self.count >= 2 else 0
+        return self.express_workers
+
+    @model_validator(mode="after")
+    def _someone_takes_long_studies(self) -> WorkerSettings:
+        if not self.uses_work_pool and self.express_count >= self.count:
+            raise ValueError(
+                f"express_workers = {self.express_count} of count = {self.count} warm workers"
+                " would leave no worker for studies over express_max_images images"
+            )
+        return self
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> WorkerSettings:
@@ -1290,7 +1313,10 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     for section, values in settings.model_dump(mode="json", exclude={"config_path"}).items():
         if not isinstance(values, dict):
             continue
+        fields = type(getattr(settings, section)).model_fields
         for key, value in values.items():
+            if value is None and fields[key].default is None:
+                continue  # unset is the default; "null" is no value for an int | None
             name = f"PACSFLOW_{section.upper()}__{key.upper()}"
             env[name] = value if isinstance(value, str) else json.dumps(value)
     env[CONFIG_ENV_VAR] = str(settings.config_path) if settings.config_path else ""

@@ -30,6 +30,10 @@ class Analyzer(Protocol):
         """
         ...
 
+    def warm_up(self) -> None:
+        """Run the network once on a blank input, before the first study needs it."""
+        ...
+
 
 class ModelRegistry(Protocol):
     models_dir: Path

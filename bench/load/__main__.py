@@ -9,8 +9,8 @@ Each receiver gets the same senders (``bench.load.sender``, pynetdicom requestor
 own processes, started together): per C-STORE the response time, and from the first send to
 the last response the instances/s and MB/s. The reference is ``storescp --fork`` (a process
 per association, files written without fsync, no database). The site is the one ``pacsflow
-serve`` runs (node, PostgreSQL, Prefect server, one warm worker, results sender) with Orthanc
-as the PACS; there the benchmark also waits until every study has its SR stored in Orthanc,
+serve`` runs (node, PostgreSQL, Prefect server, its warm workers with the express lane, results
+sender) with Orthanc as the PACS; there the benchmark also waits until every study has its SR stored in Orthanc,
 and reports close -> SR in the PACS per chest X-ray study, Critical ones apart.
 """
 
@@ -35,6 +35,7 @@ import psutil
 
 from bench.common import DCMTK_ENV, REPO_ROOT, percentile, scratch_database, wait_for_echo
 from deployments.orthanc import free_port
+from integrations.settings import default_worker_count
 
 CT_CALLING = "LOADCT"
 CR_CALLING = "LOADCR"
@@ -110,9 +111,14 @@ class Sent:
             f"  C-STORE response, all: p50 {statistics.median(self.seconds) * 1000:.0f} ms, "
             f"p99 {percentile(self.seconds, 0.99) * 1000:.0f} ms, "
             f"max {max(self.seconds) * 1000:.0f} ms",
-            f"  C-STORE response, CT:  p50 {statistics.median(self.ct_seconds) * 1000:.0f} ms, "
-            f"p99 {percentile(self.ct_seconds, 0.99) * 1000:.0f} ms",
-        ]
+        ] + (
+            [
+                f"  C-STORE response, CT:  p50 {statistics.median(self.ct_seconds) * 1000:.0f} ms,"
+                f" p99 {percentile(self.ct_seconds, 0.99) * 1000:.0f} ms"
+            ]
+            if self.ct_seconds
+            else []
+        )
 
 
 def run_senders(ports: list[int], called: str, work: Path, args: argparse.Namespace) -> Sent:
@@ -294,7 +300,11 @@ def site_run(work: Path, args: argparse.Namespace) -> list[str]:
                 ]
             },
             prefect={"server_port": prefect_port},
-            worker={"route": "warm", "count": args.workers},
+            worker={
+                "route": "warm",
+                "count": args.workers,
+                "express_workers": args.express_workers,
+            },
         )
         pacs = OrthancProcess(
             OrthancConfig(
@@ -318,6 +328,7 @@ def site_run(work: Path, args: argparse.Namespace) -> list[str]:
                     except RuntimeError:
                         if time.monotonic() > deadline:
                             raise
+                wait_for_workers(settings, args.workers)
                 with PeakMemory(node.process.pid) as memory:
                     sent = run_senders([node_port], "PACSFLOW", work / "senders-site", args)
                 database = open_database(settings, migrate_schema=False)
@@ -335,6 +346,80 @@ def site_run(work: Path, args: argparse.Namespace) -> list[str]:
         finally:
             pacs.stop()
     return lines
+
+
+def cr_breakdown(database, studies: list[str]) -> list[str]:
+    """Where a chest X-ray's close -> SR time goes, p50 over the studies: waiting for a
+    worker, the run (and its slowest steps), and the results sender after the run."""
+    if not studies:
+        return []
+    with database.connection() as conn:
+        phases = conn.execute(
+            "SELECT extract(epoch FROM d.started_at - d.closed_at) AS waiting,"
+            " extract(epoch FROM d.finished_at - d.started_at) AS run,"
+            " extract(epoch FROM max(r.stored_at) FILTER (WHERE r.kind = 'sr') - d.finished_at)"
+            "  AS delivery, d.worker, d.started_at, d.finished_at"
+            " FROM dispatch d LEFT JOIN result_objects r USING (study_instance_uid)"
+            " WHERE d.study_instance_uid = ANY(%s) AND d.state = 'completed'"
+            " GROUP BY d.id",
+            (studies,),
+        ).fetchall()
+        steps = conn.execute(
+            "SELECT step, percentile_cont(0.5) WITHIN GROUP"
+            " (ORDER BY extract(epoch FROM finished_at - started_at)) AS p50"
+            " FROM study_steps WHERE study_instance_uid = ANY(%s) AND started_at IS NOT NULL"
+            " GROUP BY step ORDER BY p50 DESC LIMIT 6",
+            (studies,),
+        ).fetchall()
+    if not phases:
+        return []
+
+    def p50(column: str) -> float:
+        return statistics.median(float(row[column] or 0.0) for row in phases)
+
+    by_worker: dict[str, list[dict]] = {}
+    for row in phases:
+        by_worker.setdefault(row["worker"].rsplit(":", 1)[-1], []).append(row)
+
+    def worker_line(name: str, rows: list[dict]) -> str:
+        rows = sorted(rows, key=lambda row: row["started_at"])
+        runs = [float(row["run"]) for row in rows]
+        span = (rows[-1]["finished_at"] - rows[0]["started_at"]).total_seconds()
+        each = ", ".join(f"{run:.1f}" for run in runs)
+        return f"{name} {len(rows)} in {sum(runs):.1f} s of runs ({each}) over {span:.1f} s"
+
+    workers = [worker_line(name, rows) for name, rows in sorted(by_worker.items())]
+    return [
+        f"    where it goes (p50): waiting for a worker {p50('waiting'):.1f} s, run"
+        f" {p50('run'):.1f} s, results sender after the run {p50('delivery'):.1f} s",
+        f"    taken by: {'; '.join(workers)}",
+        "    slowest steps (p50): "
+        + ", ".join(f"{row['step']} {float(row['p50']):.2f} s" for row in steps),
+    ]
+
+
+def wait_for_workers(settings, workers: int, timeout: float = 300.0) -> None:
+    """Until every warm worker listens on the dispatch queue: models loaded and warmed up, as
+    on a site that has been running (the first study must not wait for a worker's start)."""
+    from integrations.db.connection import open_database
+    from integrations.db.store import DISPATCH_CHANNEL
+
+    database = open_database(settings, migrate_schema=False)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with database.connection() as conn:
+                listening = conn.execute(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE query = %s",
+                    (f"LISTEN {DISPATCH_CHANNEL}",),
+                ).fetchone()["n"]
+            if listening >= workers:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{listening} of {workers} workers ready in {timeout:.0f} s")
+            time.sleep(0.5)
+    finally:
+        database.close()
 
 
 def count_instances(database, sent: Sent) -> int:
@@ -395,6 +480,7 @@ def wait_for_results(database, sent: Sent, args: argparse.Namespace) -> list[str
             f"    of which Critical (pneumothorax): p50 {statistics.median(critical):.1f} s, "
             f"max {max(critical):.1f} s (n={len(critical)})"
         )
+    lines += cr_breakdown(database, [uid for uid in sent.cr_studies if uid not in missing])
     ct = [close_to_sr(uid) for uid in sent.ct_studies if uid not in missing]
     if ct:
         lines.append(f"  CT close -> SR in the PACS: {', '.join(f'{value:.1f} s' for value in ct)}")
@@ -407,7 +493,18 @@ def main() -> None:
     parser.add_argument("--ct-slices", type=int, default=1000)
     parser.add_argument("--cr-studies", type=int, default=20)
     parser.add_argument("--quiet", type=float, default=2.0, help="study quiet period, seconds")
-    parser.add_argument("--workers", type=int, default=1, help="warm workers")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_worker_count(),
+        help="warm workers (default: what a site on this machine runs)",
+    )
+    parser.add_argument(
+        "--express-workers",
+        type=int,
+        default=None,
+        help="of which express workers (default: the site default, 1 when workers >= 2)",
+    )
     parser.add_argument("--result-timeout", type=float, default=900.0)
     parser.add_argument("--models", default="var/models")
     parser.add_argument("--skip-reference", action="store_true")
@@ -416,7 +513,9 @@ def main() -> None:
     lines = [
         f"{args.ct_studies} CT studies x {args.ct_slices} slices (512x512x16 bit) on "
         f"{args.ct_studies} associations + {args.cr_studies} chest X-ray studies "
-        f"(4 associations at a time), all started together; {os.cpu_count()} cores"
+        f"(4 associations at a time), all started together; {os.cpu_count()} cores; "
+        f"{args.workers} warm workers, express lane: "
+        f"{'site default' if args.express_workers is None else args.express_workers}"
     ]
     with tempfile.TemporaryDirectory(prefix="pacsflow-load-") as scratch:
         work = Path(scratch)

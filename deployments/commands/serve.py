@@ -125,11 +125,18 @@ def running_site(settings: Settings) -> Iterator[Site]:
             supervisor.add("emr-sender", pacsflow_command("emr-sender"), env)
         if settings.audit.enabled and settings.audit.syslog_host:  # ATNA records to syslog
             supervisor.add("audit-sender", pacsflow_command("audit-sender"), env)
-        for index in range(settings.worker.warm_count):
+        express = settings.worker.express_count
+        for index in range(settings.worker.warm_count - express):
             name = f"worker-{index + 1}"
             supervisor.add(
                 name, pacsflow_command("worker", "--name", f"{os.uname().nodename}:{name}"), env
             )
+        for index in range(express):  # only studies of at most express_max_images images
+            name = f"express-{index + 1}"
+            argv = pacsflow_command(
+                "worker", "--express", "--name", f"{os.uname().nodename}:{name}"
+            )
+            supervisor.add(name, argv, env)
         # Re-sends, backups and acknowledgements of Critical escalations (first sends come
         # from the workers themselves).
         supervisor.add("escalation-service", pacsflow_command("escalation-service"), env)

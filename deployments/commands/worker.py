@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
 
 from flows.dispatch import WarmWorker
 from integrations.db.connection import open_database
@@ -18,6 +19,11 @@ log = logging.getLogger("pacsflow.worker")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("worker", help="run a warm worker draining the study queue")
     parser.add_argument("--name", help="worker name in the dispatch table (default host:pid)")
+    parser.add_argument(
+        "--express",
+        action="store_true",
+        help="take only studies of at most [worker] express_max_images images (the express lane)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -48,9 +54,12 @@ def prepare_models(settings: Settings) -> None:
             "[models] allow_non_clinical = true: non-clinical packages may load; their results"
             " are marked NOT FOR CLINICAL USE"
         )
+    started = time.perf_counter()
     for name in names:
-        registry.get(name)
-    log.info("models ready: %s", ", ".join(names))
+        registry.get(name).warm_up()
+    log.info(
+        "models ready: %s (warmed up in %.1f s)", ", ".join(names), time.perf_counter() - started
+    )
 
 
 async def serve_queue(worker: WarmWorker) -> None:
@@ -58,6 +67,15 @@ async def serve_queue(worker: WarmWorker) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    await worker.prepare()
+    if worker.max_images is not None:
+        log.info(
+            "express worker %s waiting for studies of at most %d images",
+            worker.name,
+            worker.max_images,
+        )
+    else:
+        log.info("worker %s waiting for studies", worker.name)
     await worker.run_forever(stop)
 
 
@@ -69,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from deployments.cli import quiet_prefect_console
 
     quiet_prefect_console()
-    worker = WarmWorker(runtime.store, settings, name=args.name)
-    log.info("worker %s waiting for studies", worker.name)
+    worker = WarmWorker(runtime.store, settings, name=args.name, express=args.express)
     try:
         asyncio.run(serve_queue(worker))
     finally:

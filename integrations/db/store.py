@@ -125,6 +125,7 @@ WHERE id = (
     SELECT d.id FROM dispatch d
     WHERE d.state = 'queued'
       AND (d.retry_after IS NULL OR d.retry_after <= clock_timestamp())
+      AND (%(max_images)s::integer IS NULL OR d.image_count <= %(max_images)s::integer)
       AND NOT EXISTS (
           SELECT 1 FROM dispatch r
           WHERE r.study_instance_uid = d.study_instance_uid AND r.state = 'running'
@@ -316,13 +317,15 @@ class StudyStore:
         close_reason: str,
         quiet_seconds: float,
         priority: StudyPriority | None = None,
+        image_count: int | None = None,
     ) -> str | None:
         """Close one generation of a study and queue its run (or mark it unrouted).
 
         Returns the study key, or None when the study moved on meanwhile (a new instance
         arrived): the condition is re-checked inside the same statement, so nothing is closed
         early.
-        ``priority`` places the run in the queue (see ``integrations.dicom.priority``).
+        ``priority`` places the run in the queue, ``image_count`` in its lane (see
+        ``integrations.dicom.priority``).
         """
         state = "queued" if route.is_routed else "unrouted"
         with self.database.connection() as conn, conn.transaction():
@@ -354,6 +357,7 @@ class StudyStore:
                     "closed",
                     closed["closed_at"],
                     priority,
+                    image_count,
                 )
         return str(closed["study_key"])
 
@@ -365,8 +369,10 @@ class StudyStore:
         reason: str,
         closed_at: datetime | None,
         priority: StudyPriority | None = None,
+        image_count: int | None = None,
     ) -> int | None:
-        """Queue a run; without ``priority`` (a rerun), the study's last decided one is kept."""
+        """Queue a run; without ``priority`` (a rerun), the study's last decided priority and
+        image count are kept."""
         conn.execute(
             "UPDATE dispatch SET state = 'superseded', finished_at = clock_timestamp()"
             " WHERE study_instance_uid = %s AND state = 'queued' AND generation < %s",
@@ -374,22 +380,28 @@ class StudyStore:
         )
         if priority is None:
             last = conn.execute(
-                "SELECT priority, priority_rule, priority_reason FROM dispatch"
+                "SELECT priority, priority_rule, priority_reason, image_count FROM dispatch"
                 " WHERE study_instance_uid = %s ORDER BY id DESC LIMIT 1",
                 (study_instance_uid,),
             ).fetchone()
-            value, rule, why = (
-                (last["priority"], last["priority_rule"], last["priority_reason"])
+            value, rule, why, images = (
+                (
+                    last["priority"],
+                    last["priority_rule"],
+                    last["priority_reason"],
+                    last["image_count"],
+                )
                 if last
-                else (0, "", "")
+                else (0, "", "", None)
             )
         else:
             value, rule, why = priority.value, priority.rule, priority.decided_by
+            images = image_count
         row = conn.execute(
             "INSERT INTO dispatch (study_instance_uid, generation, reason, closed_at, priority,"
-            " priority_rule, priority_reason) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " priority_rule, priority_reason, image_count) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT DO NOTHING RETURNING id",
-            (study_instance_uid, generation, reason, closed_at, value, rule, why),
+            (study_instance_uid, generation, reason, closed_at, value, rule, why, images),
         ).fetchone()
         conn.execute(f"NOTIFY {DISPATCH_CHANNEL}")
         return None if row is None else int(row["id"])
@@ -409,10 +421,15 @@ class StudyStore:
 
     # -- dispatch ---------------------------------------------------------------------------
 
-    def claim(self, worker: str, lease_seconds: float) -> DispatchItem | None:
-        """Take the next queued run, skipping studies that already have one running."""
+    def claim(
+        self, worker: str, lease_seconds: float, max_images: int | None = None
+    ) -> DispatchItem | None:
+        """Take the next queued run, skipping studies that already have one running; with
+        ``max_images`` (an express worker), only a study of at most that many images."""
         with self.database.connection() as conn, conn.transaction():
-            row = conn.execute(_CLAIM, {"worker": worker, "lease": lease_seconds}).fetchone()
+            row = conn.execute(
+                _CLAIM, {"worker": worker, "lease": lease_seconds, "max_images": max_images}
+            ).fetchone()
             if row is None:
                 return None
             conn.execute(
@@ -580,16 +597,18 @@ class StudyStore:
                     (error, flow_run_id),
                 )
 
-    def first_instance_paths(self, study_instance_uid: str) -> list[str]:
-        """The spool path of one instance per series (the first by instance number)."""
+    def first_instances(self, study_instance_uid: str) -> list[tuple[str, int]]:
+        """Per series, the spool path of its first instance (by instance number) and how many
+        instances the series holds."""
         with self.database.connection() as conn:
             rows = conn.execute(
-                "SELECT DISTINCT ON (series_instance_uid) path FROM instances"
-                " WHERE study_instance_uid = %s"
-                " ORDER BY series_instance_uid, instance_number NULLS LAST, sop_instance_uid",
+                "SELECT DISTINCT ON (i.series_instance_uid) i.path, s.instance_count"
+                " FROM instances i JOIN series s USING (series_instance_uid)"
+                " WHERE i.study_instance_uid = %s"
+                " ORDER BY i.series_instance_uid, i.instance_number NULLS LAST, i.sop_instance_uid",
                 (study_instance_uid,),
             ).fetchall()
-        return [row["path"] for row in rows]
+        return [(row["path"], int(row["instance_count"])) for row in rows]
 
     # -- studies as the flow sees them ------------------------------------------------------
 

@@ -54,6 +54,7 @@ FRAME_ANATOMY_SEQUENCE = 0x00209071
 SHARED_FUNCTIONAL_GROUPS_SEQUENCE = 0x52009229
 REQUEST_ATTRIBUTES_SEQUENCE = 0x00400275
 REQUESTED_PROCEDURE_PRIORITY = 0x00401003
+NUMBER_OF_FRAMES = 0x00280008
 CODE_ELEMENTS = frozenset({CODE_VALUE, CODING_SCHEME_DESIGNATOR, CODE_MEANING, LONG_CODE_VALUE})
 
 WANTED = frozenset(
@@ -89,6 +90,7 @@ WANTED = frozenset(
         # the order an image was acquired for: top level, or in the Request Attributes
         REQUESTED_PROCEDURE_PRIORITY,
         REQUEST_ATTRIBUTES_SEQUENCE,
+        NUMBER_OF_FRAMES,  # how much work a study is: its dispatch lane
     }
 )
 
@@ -127,6 +129,7 @@ class InstanceHeader:
     requested_procedure_priority: str = ""
     station_name: str = ""
     anatomic_regions: tuple[AnatomicRegion, ...] = ()
+    number_of_frames: int | None = None  # (0028,0008); None: a single-frame object
 
 
 def dataset_offset(file_bytes: bytes) -> int:
@@ -222,6 +225,7 @@ def parse_dataset(dataset_bytes: bytes, transfer_syntax_uid: str) -> InstanceHea
         station_name=decoded(STATION_NAME),
         anatomic_regions=_anatomic_regions(values, transfer_syntax_uid),
         requested_procedure_priority=_requested_procedure_priority(values, transfer_syntax_uid),
+        number_of_frames=integer(NUMBER_OF_FRAMES),
     )
 
 

@@ -15,6 +15,11 @@ rule that decided it:
    then other CT, chest radiographs, other studies, and extremity radiographs last.
 
 The stored integer is ``order level * 100 + rank``, so order priority always comes first.
+
+Priority orders one queue; it cannot stop a chest radiograph from waiting minutes behind a
+1,000-slice CT that a worker has already taken. So each dispatch row also carries the study's
+image count (:func:`study_images`, frames included), and ``[worker] express_workers`` of the
+warm workers take only studies of at most ``express_max_images`` images: the express lane.
 """
 
 from __future__ import annotations
@@ -141,3 +146,9 @@ def decide_priority(
         if matched is not None and (matched.rank > rank or not rule_name):
             rank, rule_name = matched.rank, matched.name
     return StudyPriority(order=order, order_source=source, rank=rank, rule=rule_name)
+
+
+def study_images(series: Iterable[tuple[int, int | None]]) -> int:
+    """How many images a study holds, from ``(instances, frames of its first instance)`` per
+    series: a multi-frame object counts its frames, a single-frame one counts 1."""
+    return sum(instances * max(1, frames or 1) for instances, frames in series)

@@ -203,6 +203,16 @@ class BaseAnalyzer:
                 self._elsewhere[str(device)] = found
         return found
 
+    def warm_up(self) -> None:
+        """One inference and one Grad-CAM pass on a blank input: torch sets its kernels up on
+        first use (seconds on a loaded CPU), which the first study would otherwise wait for."""
+        height, width = self.manifest.input.size
+        channels = self.manifest.architecture.in_channels
+        inputs = np.zeros((1, channels, height, width), dtype=np.float32)
+        network, cam = self.on_device(self.device)
+        runtime.predict_logits_and_features(network, inputs, self.device, 1)
+        cam(runtime.to_device(inputs, self.device), [0])
+
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         """Logits for ``inputs``; one call is one image batch, or one whole series."""
 

@@ -161,3 +161,63 @@ def test_heartbeat_sets_the_lost_prefect_run_to_crashed_with_the_reason(
     )
     assert store.lost_runs() == []
     assert store.claim("host-2:worker-2", 5) is not None
+
+
+def test_an_express_worker_takes_only_short_studies_counting_frames(
+    settings_factory, database, tmp_path
+):
+    settings = settings_factory(routing=ROUTE_EVERYTHING, worker={"express_max_images": 4})
+    store = StudyStore(database)
+    closer = StudyCloser(store, settings)
+
+    def receive_series(name: str, instances: int, frames: int | None = None, **kwargs) -> str:
+        for number in range(1, instances + 1):
+            dataset = make_instance(name, number=number, **kwargs)
+            if frames is not None:
+                dataset.NumberOfFrames = frames
+            path = write(dataset, tmp_path / f"{name}-{number}")
+            data = path.read_bytes()
+            store.record_instance(
+                read_header(data), path=str(path), size_bytes=len(data), calling_ae_title="TEST"
+            )
+        return dataset.StudyInstanceUID
+
+    uids = {
+        # highest priority first: head CT, then the multi-frame MR, then the radiographs
+        "head-ct": receive_series(
+            "lane-ct", 6, modality="CT", body_part="HEAD", sop_class_uid=CT_IMAGE
+        ),
+        # one instance, but 40 frames: 40 images of work, not one
+        "enhanced": receive_series("lane-mf", 1, frames=40, modality="MR", body_part="BRAIN"),
+        "chest": receive_series("lane-chest", 2),
+        "knee": receive_series("lane-knee", 4, modality="CR", body_part="KNEE"),
+    }
+    close_all(database, closer, list(uids.values()))
+    with database.connection() as conn:
+        images = {
+            row["study_instance_uid"]: row["image_count"]
+            for row in conn.execute("SELECT study_instance_uid, image_count FROM dispatch")
+        }
+    assert {name: images[uid] for name, uid in uids.items()} == {
+        "head-ct": 6,
+        "enhanced": 40,
+        "chest": 2,
+        "knee": 4,
+    }
+
+    express = WarmWorker(store, settings, name="express-1", express=True)
+    claimed = []
+    while (item := store.claim(express.name, 15, express.max_images)) is not None:
+        claimed.append(item.study_instance_uid)
+    assert claimed == [uids["chest"], uids["knee"]]
+    general = [store.claim("worker-1", 15), store.claim("worker-1", 15)]
+    assert [item.study_instance_uid for item in general if item] == [
+        uids["head-ct"],
+        uids["enhanced"],
+    ]
+
+    # A rerun keeps the study's image count, so it stays in its lane.
+    store.finish_dispatch(general[0].id, succeeded=False, error="test", worker="worker-1")
+    assert store.request_rerun(uids["head-ct"]) is not None
+    assert store.claim(express.name, 15, express.max_images) is None
+    assert store.claim("worker-1", 15).study_instance_uid == uids["head-ct"]

@@ -69,3 +69,24 @@ def test_the_monitoring_report_is_scheduled_daily(project):
     (monitoring,) = [d for d in project["deployments"] if d["name"] == "monitoring-daily"]
     minute, hour, day, month, weekday = monitoring["schedules"][0]["cron"].split()
     assert (day, month, weekday) == ("*", "*", "*") and minute.isdigit() and hour.isdigit()
+
+
+@pytest.mark.parametrize(
+    ("worker", "express"),
+    [
+        ({"count": 1}, 0),  # one worker takes everything
+        ({"count": 2}, 1),  # the default on two cores: one for short studies, one for all
+        ({"count": 8}, 1),
+        ({"count": 4, "express_workers": 2}, 2),
+        ({"count": 3, "express_workers": 0}, 0),
+        ({"count": 0}, 0),  # the work-pool route has no warm workers at all
+    ],
+)
+def test_the_express_lane_follows_the_worker_settings(worker, express):
+    settings = load_settings(None, search=False, worker=worker).worker
+    assert settings.express_count == express
+
+
+def test_an_express_lane_that_leaves_no_worker_for_long_studies_is_refused():
+    with pytest.raises(ConfigError, match="no worker for studies over express_max_images"):
+        load_settings(None, search=False, worker={"count": 2, "express_workers": 2})

@@ -76,10 +76,11 @@ def test_missing_config_file(tmp_path):
         load_settings(tmp_path / "nope.toml")
 
 
-def test_settings_environment_reproduces_the_settings_in_a_child(config, monkeypatch):
+@pytest.mark.parametrize("worker", [{"count": 3}, {"count": 4, "express_workers": 2}])
+def test_settings_environment_reproduces_the_settings_in_a_child(config, monkeypatch, worker):
     from integrations.settings import settings_environment
 
-    parent = load_settings(config, study={"quiet_seconds": 7.5}, worker={"count": 3})
+    parent = load_settings(config, study={"quiet_seconds": 7.5}, worker=worker)
     for name, value in settings_environment(parent).items():
         monkeypatch.setenv(name, value)
     child = load_settings()

@@ -1,0 +1,130 @@
+"""A chest radiograph does not wait behind long studies that every other worker holds: with
+the express lane (one general and one express ``pacsflow worker`` process, real node,
+PostgreSQL, Prefect, the demo models, recording webhook/SMTP peers), a Critical radiograph
+that closes while two long head CTs are queued or running is analysed and paged at once, and
+the express worker never takes a CT."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployments.orthanc import free_port
+from models.phantoms.chest import chest_xray_study
+from models.phantoms.head_ct import head_ct_study
+from tests.faults.test_critical_first import DEADLINE_SECONDS, dispatch_states, send
+from tests.faults.workers import start_worker, stop_worker, wait_for, worker_env
+from tests.fix_orthanc import NODE_AE_TITLE
+from tests.integration.escalation.conftest import escalation_section
+from tests.site import running_node
+
+CT_SLICES = 120  # long enough that both CTs are still being analysed when the X-ray closes
+
+
+def dispatch_rows(database, study_instance_uid: str) -> list[dict]:
+    with database.connection() as conn:
+        return conn.execute(
+            "SELECT worker, state, started_at, finished_at, image_count FROM dispatch"
+            " WHERE study_instance_uid = %s ORDER BY id",
+            (study_instance_uid,),
+        ).fetchall()
+
+
+@pytest.mark.slow
+def test_a_critical_radiograph_is_paged_while_long_studies_hold_the_general_worker(
+    settings_factory, node_port, prefect_api_url, demo_models_dir, notify_http, notify_smtp,
+    tmp_path,
+):  # fmt: skip
+    settings = settings_factory(
+        node={"ae_title": NODE_AE_TITLE, "port": node_port, "allowed_callers": ["MODALITY"]},
+        pacs={"port": free_port()},  # results are queued in the outbox; no PACS needed here
+        study={"quiet_seconds": 1.0, "poll_seconds": 0.05},
+        models={"dir": str(demo_models_dir), "device": "cpu"},
+        worker={"count": 2},  # the default lane: one express worker of the two
+        routing={
+            "rules": [
+                {"name": "chest", "modality": ["DX"], "body_part": ["CHEST"],
+                 "analyzers": ["chest-xray"]},
+                {"name": "head-ct", "modality": ["CT"], "body_part": ["HEAD"],
+                 "analyzers": ["head-ct-ich"]},
+            ]
+        },
+        urgency={
+            "rules": [
+                {"name": "fault-any-pneumothorax", "labels": ["Pneumothorax"],
+                 "min_probability": 0.0, "tier": "Critical"}
+            ]
+        },
+        escalation=escalation_section(
+            notify_http,
+            notify_smtp,
+            rules=[{"name": "fault-pneumothorax", "labels": ["Pneumothorax"], "team": "surgery"}],
+        ),
+    )  # fmt: skip
+    assert settings.worker.express_count == 1
+    logs = tmp_path / "workers"
+    env = worker_env(settings, prefect_api_url)
+    cts = [head_ct_study(700 + n, slices=CT_SLICES, spacing_mm=1.25) for n in range(2)]
+    with running_node(settings) as site:
+        workers = [
+            start_worker("worker-1", env, logs),
+            start_worker("express-1", env, logs, ("worker", "--express", "--name", "express-1")),
+        ]
+        try:
+            wait_for(
+                lambda: all(
+                    "waiting for studies" in (logs / f"{name}.log").read_text(errors="replace")
+                    for name in ("worker-1", "express-1")
+                ),
+                240,
+                "both workers ready",
+            )
+            for ct in cts:
+                send(site.port, ct.datasets)
+            wait_for(
+                lambda: (
+                    dispatch_states(site.database).get("running", 0) == 1
+                    and dispatch_states(site.database).get("queued", 0) == 1
+                ),
+                120,
+                "one CT analysed, the other waiting",
+                interval=0.05,
+            )
+            critical = chest_xray_study(64, ["Tension Pneumothorax"], accession_number="EXPRESS")
+            send(site.port, critical.datasets)
+            hook = wait_for(
+                lambda: next(
+                    (
+                        h
+                        for h in notify_http.received("/hooks/surgery")
+                        if h.json()["study"]["study_instance_uid"] == critical.study_instance_uid
+                    ),
+                    None,
+                ),
+                DEADLINE_SECONDS + 60,
+                "the Critical page",
+            )
+            study = site.store.study(critical.study_instance_uid)
+            assert study is not None and study.closed_at is not None
+            seconds = hook.received_at - study.closed_at.timestamp()
+            print(f"first page {seconds:.1f} s after study close, behind two long CTs")
+            assert seconds < DEADLINE_SECONDS
+            (radiograph,) = dispatch_rows(site.database, critical.study_instance_uid)
+            assert radiograph["worker"] == "express-1" and radiograph["image_count"] == 1
+            # both CTs still held by the general worker (running or queued) when it paged
+            ct_rows = [dispatch_rows(site.database, ct.study_instance_uid)[0] for ct in cts]
+            assert all(row["state"] in ("running", "queued") for row in ct_rows), ct_rows
+            assert all(row["image_count"] == CT_SLICES for row in ct_rows)
+            wait_for(
+                lambda: dispatch_states(site.database) == {"completed": 3},
+                600,
+                "every study analysed",
+                interval=0.5,
+            )
+            assert {
+                row["worker"]
+                for ct in cts
+                for row in dispatch_rows(site.database, ct.study_instance_uid)
+            } == {"worker-1"}
+        finally:
+            for process in workers:
+                stop_worker(process)
