@@ -218,7 +218,10 @@ class WarmWorker:
         """What the first study would otherwise wait for: the flow and its tasks imported, and
         the process-study deployment looked up (within the Prefect deadline: a worker started
         while the Prefect API is down still starts, and escalates without it)."""
+        from integrations.dicom.sr import load_standard_tables
+
         named_at_creation()
+        load_standard_tables()
         try:
             async with asyncio.timeout(PREFECT_DEADLINE_SECONDS):
                 await self.deployment_id()

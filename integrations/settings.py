@@ -409,6 +409,9 @@ class WorkerSettings(Section):
     # studies that every other worker holds. None: 1 when count >= 2, else 0.
     express_workers: Annotated[int, Field(ge=0, le=63)] | None = None
     express_max_images: Annotated[int, Field(ge=1, le=100_000)] = 20
+    # With an express lane, the other workers run at this CPU niceness (0-19): when the CPU is
+    # contended a short study's worker is scheduled first; idle CPU is still theirs.
+    general_nice: Annotated[int, Field(ge=0, le=19)] = 5
 
     @model_validator(mode="after")
     def _someone_processes(self) -> WorkerSettings:

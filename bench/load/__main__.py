@@ -358,7 +358,10 @@ def cr_breakdown(database, studies: list[str]) -> list[str]:
             "SELECT extract(epoch FROM d.started_at - d.closed_at) AS waiting,"
             " extract(epoch FROM d.finished_at - d.started_at) AS run,"
             " extract(epoch FROM max(r.stored_at) FILTER (WHERE r.kind = 'sr') - d.finished_at)"
-            "  AS delivery, d.worker, d.started_at, d.finished_at"
+            "  AS delivery, d.worker, d.started_at, d.finished_at, d.study_instance_uid,"
+            " (SELECT sum(extract(epoch FROM st.finished_at - st.started_at)) FROM study_steps st"
+            "   WHERE st.study_instance_uid = d.study_instance_uid AND st.step <> 'fetch_priors')"
+            "  AS in_steps"
             " FROM dispatch d LEFT JOIN result_objects r USING (study_instance_uid)"
             " WHERE d.study_instance_uid = ANY(%s) AND d.state = 'completed'"
             " GROUP BY d.id",
@@ -389,12 +392,29 @@ def cr_breakdown(database, studies: list[str]) -> list[str]:
         return f"{name} {len(rows)} in {sum(runs):.1f} s of runs ({each}) over {span:.1f} s"
 
     workers = [worker_line(name, rows) for name, rows in sorted(by_worker.items())]
+    # fetch_priors runs beside inference (a submitted task), so it is not added to the steps
+    outside = [float(row["run"]) - float(row["in_steps"] or 0.0) for row in phases]
+    slowest = max(phases, key=lambda row: float(row["run"]))
+    with database.connection() as conn:
+        slowest_steps = conn.execute(
+            "SELECT step, extract(epoch FROM finished_at - started_at) AS seconds,"
+            " extract(epoch FROM started_at - %s) AS at FROM study_steps"
+            " WHERE study_instance_uid = %s AND started_at IS NOT NULL ORDER BY started_at",
+            (slowest["started_at"], slowest["study_instance_uid"]),
+        ).fetchall()
     return [
         f"    where it goes (p50): waiting for a worker {p50('waiting'):.1f} s, run"
         f" {p50('run'):.1f} s, results sender after the run {p50('delivery'):.1f} s",
         f"    taken by: {'; '.join(workers)}",
         "    slowest steps (p50): "
         + ", ".join(f"{row['step']} {float(row['p50']):.2f} s" for row in steps),
+        f"    a run outside its steps (Prefect run start and end, task orchestration): p50"
+        f" {statistics.median(outside):.2f} s, max {max(outside):.2f} s",
+        f"    the slowest run ({float(slowest['run']):.1f} s), step at +start: "
+        + ", ".join(
+            f"{row['step']} {float(row['seconds']):.2f} s @{float(row['at']):.2f}"
+            for row in slowest_steps
+        ),
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import time
 
@@ -88,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_prefect_console()
     worker = WarmWorker(runtime.store, settings, name=args.name, express=args.express)
+    if not args.express and settings.worker.express_count and settings.worker.general_nice:
+        os.nice(settings.worker.general_nice)  # the express lane's worker goes first
     try:
         asyncio.run(serve_queue(worker))
     finally:

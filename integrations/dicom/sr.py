@@ -86,6 +86,17 @@ ANALYZER_PARAMETER_PREFIX = "analyzer="
 THRESHOLD_PARAMETER_PREFIX = "threshold="
 
 
+def load_standard_tables() -> None:
+    """Have highdicom read the standard's IOD and module tables now: it parses them (JSON,
+    about 0.4 s) the first time an SR is built, which would otherwise be the first study's
+    wait. A private highdicom helper; without it (another release) nothing is done."""
+    try:
+        from highdicom._standard_utils import is_attribute_in_iod
+    except ImportError:
+        return
+    is_attribute_in_iod("PatientName", Comprehensive3DSRStorage)
+
+
 @dataclasses.dataclass(frozen=True)
 class PredecessorReport:
     """The SR a new one replaces (Predecessor Documents Sequence, PS3.3 C.17.2.1)."""

@@ -6,6 +6,7 @@ the express worker never takes a CT."""
 
 from __future__ import annotations
 
+import psutil
 import pytest
 
 from deployments.orthanc import free_port
@@ -78,6 +79,10 @@ def test_a_critical_radiograph_is_paged_while_long_studies_hold_the_general_work
                 240,
                 "both workers ready",
             )
+            # under CPU contention the express worker is scheduled first
+            base = psutil.Process().nice()
+            assert psutil.Process(workers[0].pid).nice() == base + settings.worker.general_nice
+            assert psutil.Process(workers[1].pid).nice() == base
             for ct in cts:
                 send(site.port, ct.datasets)
             wait_for(
