@@ -418,3 +418,71 @@ def test_non_ascii_ae_titles_and_bad_command_uids_give_one_warning_one_event_no_
     assert [(e["peer_host"], e["calling_ae_title"]) for e in stores_refused] == [
         ("127.0.0.1", CALLING)
     ]
+
+
+def _c_store_pdus(dataset, context_id: int, message_id: int, max_pdu: int = 16384) -> bytes:
+    """The P-DATA-TF PDUs of one C-STORE-RQ, as a requestor sends them (pynetdicom's encoder)."""
+    from io import BytesIO
+
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+    from pynetdicom.pdu import P_DATA_TF
+
+    request = C_STORE()
+    request.MessageID = message_id
+    request.AffectedSOPClassUID = dataset.SOPClassUID
+    request.AffectedSOPInstanceUID = dataset.SOPInstanceUID
+    request.Priority = 2
+    request.DataSet = BytesIO(encode(dataset, False, True))
+    message = C_STORE_RQ()
+    message.primitive_to_message(request)
+    stream = b""
+    for primitive in message.encode_msg(context_id, max_pdu):
+        pdu = P_DATA_TF()
+        pdu.from_primitive(primitive)
+        stream += pdu.encode()
+    return stream
+
+
+def _until_closed(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    stream = b""
+    with suppress(OSError):
+        while chunk := sock.recv(65536):
+            stream += chunk
+    return stream
+
+
+def test_a_release_sent_right_after_the_last_p_data_gets_the_store_response_first(
+    settings_factory, tmp_path
+):
+    """A sender that does not wait for the C-STORE-RSP before its A-RELEASE-RQ: the node
+    stores the instance (file and row), answers it, and only then releases."""
+    from tests.faults.test_fuzz_network import CALLING, _capture_seeds, _split_pdus
+
+    allowed = f'["MODALITY", "{CALLING}"]'
+    with node_process(settings_factory, tmp_path, PACSFLOW_NODE__ALLOWED_CALLERS=allowed) as node:
+        seeds = _capture_seeds(node.port)  # its A-ASSOCIATE-RQ: DX storage is context 3
+        answers, stored = [], []
+        for number in range(1, 51):
+            instance = make_instance("release-race", number=number, size=128)
+            with socket.create_connection(("127.0.0.1", node.port)) as sock:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.sendall(seeds.associate_rq)
+                sock.settimeout(10)
+                assert sock.recv(65536)[:1] == b"\x02"
+                release = struct.pack(">BBLL", 0x05, 0, 4, 0)
+                sock.sendall(_c_store_pdus(instance, 3, number) + release)  # one write
+                answers.append(_split_pdus(_until_closed(sock)))
+            with psycopg.connect(node.database_url, row_factory=dict_row) as conn:
+                row = conn.execute(
+                    "SELECT path FROM instances WHERE sop_instance_uid = %s",
+                    (instance.SOPInstanceUID,),
+                ).fetchone()
+            stored.append(row is not None and Path(row["path"]).is_file())
+    print([[pdu[0] for pdu in pdus] for pdus in answers])
+    for pdus in answers:
+        assert [pdu[0] for pdu in pdus] == [0x04, 0x06]  # C-STORE-RSP, then A-RELEASE-RP
+        assert b"\x00\x00\x00\x09\x02\x00\x00\x00\x00\x00" in pdus[0]  # Status 0x0000
+    assert stored == [True] * 50
