@@ -454,7 +454,9 @@ class WarmWorker:
                     state = client.read_flow_run(UUID(flow_run_id)).state
                     if state is None or not state.is_final():
                         message = (
-                            f"worker {run['worker'] or '(unknown)'} stopped (heartbeat lost);"
+                            f"worker {run['worker'] or '(unknown)'}: {run['reason']}"
+                            if run["reason"]
+                            else f"worker {run['worker'] or '(unknown)'} stopped (heartbeat lost);"
                             " the study was re-queued"
                         )
                         client.set_flow_run_state(

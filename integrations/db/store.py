@@ -493,9 +493,9 @@ class StudyStore:
             if row["flow_run_id"] is not None:
                 conn.execute(
                     "INSERT INTO dispatch_lost_runs (flow_run_id, dispatch_id,"
-                    " study_instance_uid, worker) VALUES (%s, %s, %s, %s)"
+                    " study_instance_uid, worker, reason) VALUES (%s, %s, %s, %s, %s)"
                     " ON CONFLICT DO NOTHING",
-                    (row["flow_run_id"], dispatch_id, row["study_instance_uid"], worker),
+                    (row["flow_run_id"], dispatch_id, row["study_instance_uid"], worker, error),
                 )
         return True
 
@@ -591,7 +591,7 @@ class StudyStore:
         """Flow runs of vanished workers not yet set to Crashed in Prefect, oldest first."""
         with self.database.connection() as conn:
             return conn.execute(
-                "SELECT flow_run_id, dispatch_id, study_instance_uid, worker, lost_at"
+                "SELECT flow_run_id, dispatch_id, study_instance_uid, worker, reason, lost_at"
                 " FROM dispatch_lost_runs WHERE crashed_at IS NULL ORDER BY lost_at LIMIT %s",
                 (limit,),
             ).fetchall()

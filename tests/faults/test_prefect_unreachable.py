@@ -165,11 +165,10 @@ def test_critical_study_pages_within_60_s_while_prefect_is_unreachable(
             console = (logs / "worker-1.log").read_text(errors="replace")
             print(console[-6000:])
     assert_ran_once(records)
-    # run_scheduled, every pass of the two minutes: one line for the outage, one when it is
-    # over, never a traceback per pass
+    # run_scheduled, every pass of the two minutes: one line for the outage (the INFO line
+    # when it is over is below this worker's console level), never a traceback per pass
     assert "worker pass failed" not in console
     assert console.count("runs scheduled from the UI wait until it answers") == 1
-    assert console.count("Prefect API answers again") == 1
 
 
 @pytest.mark.slow
@@ -267,11 +266,15 @@ def test_run_in_flight_when_prefect_dies_frees_its_worker_and_reruns_once(
                     180,
                     "both runs completed once Prefect is back",
                 )
-                wait_for(
-                    lambda: flow_run_state(prefect_api_url, lost_run) == "CRASHED",
+                crashed = wait_for(
+                    lambda: (
+                        flow_run_state(prefect_api_url, lost_run)["type"] == "CRASHED"
+                        and flow_run_state(prefect_api_url, lost_run)
+                    ),
                     60,
                     "the lost flow run set to Crashed",
                 )
+                assert "Prefect API unreachable; queued again" in crashed["message"]
                 time.sleep(3)  # a run queued twice would show by now
                 records = [
                     run_records(site.database, study.study_instance_uid)
@@ -286,7 +289,7 @@ def test_run_in_flight_when_prefect_dies_frees_its_worker_and_reruns_once(
     assert "could not be executed" not in console  # the death is not the run's failure
 
 
-def flow_run_state(api_url: str, flow_run_id: str) -> str:
+def flow_run_state(api_url: str, flow_run_id: str) -> dict:
     response = httpx.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=10)
     response.raise_for_status()
-    return str(response.json()["state"]["type"])
+    return response.json()["state"]
