@@ -111,6 +111,19 @@ class ConnectFailuresReportedByCaller(logging.Filter):
         return not str(record.msg).startswith(self.PREFIXES)
 
 
+class PeerInputReportedByNode(logging.Filter):
+    """pynetdicom logs what a peer sent that it cannot take, before it raises: a non-ASCII AE
+    title is a traceback per codec tried (``decode_bytes``), a non-conformant UID in a command
+    set an ERROR line (``set_uid``, ``set_ae``). The node's guard (integrations.dicom.guard)
+    answers that input, logs one WARNING naming the peer and the reason, and records one
+    event; pynetdicom's own lines are for debugging."""
+
+    FUNCTIONS = ("decode_bytes", "set_uid", "set_ae")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.funcName not in self.FUNCTIONS
+
+
 def quiet_prefect_console() -> None:
     """Apply :class:`StateChangesOnly` to the console handlers, after Prefect set its up.
 
@@ -142,11 +155,15 @@ def configure_logging(verbose: bool, log_level: str | None = None) -> None:
     debugging = level == "DEBUG"
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if debugging else logging.WARNING)
-    transport = logging.getLogger("pynetdicom.transport")
-    if not debugging and not any(
-        isinstance(f, ConnectFailuresReportedByCaller) for f in transport.filters
+    if debugging:
+        return
+    for name, kind in (
+        ("pynetdicom.transport", ConnectFailuresReportedByCaller),
+        ("pynetdicom.utils", PeerInputReportedByNode),
     ):
-        transport.addFilter(ConnectFailuresReportedByCaller())
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,7 +30,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,12 @@ def named_at_creation() -> Any:
 # queued again for that reason waits before it is tried again.
 PREFECT_DEADLINE_SECONDS = 10.0
 PREFECT_RETRY_SECONDS = 10.0
+# Prefect's client retries a failed call 5 times with exponential backoff (about a minute),
+# each attempt waiting up to a minute for an answer: a run whose Prefect API died would hold
+# its worker for minutes while the queue waits. The worker has its own fallback (escalate
+# without Prefect, run queued again), so it retries once, and gives up on a silent API sooner.
+PREFECT_CLIENT_RETRIES = 1
+PREFECT_REQUEST_TIMEOUT_SECONDS = 20.0
 
 
 class StudyCloser:
@@ -265,9 +271,19 @@ class WarmWorker:
                 return True
             self._escalated_without_prefect.discard(item.id)
             await asyncio.to_thread(self.store.attach_flow_run, item.id, str(flow_run.id))
-            state = await run_flow_async(
-                named_at_creation(), flow_run=flow_run, parameters=parameters, return_type="state"
-            )
+            try:
+                state = await run_flow_async(
+                    named_at_creation(),
+                    flow_run=flow_run,
+                    parameters=parameters,
+                    return_type="state",
+                )
+            except (TimeoutError, OSError, httpx.TransportError) as died:
+                # The run's own failures come back as a state; this is Prefect failing to take
+                # the run's state (its API died during the run). Its steps ran or page now;
+                # the run is queued again and its Prefect run set to Crashed once it answers.
+                await self.escalate_without_prefect(item, study.study_key, died)
+                return True
             succeeded = bool(state.is_completed())
             error = None if succeeded else f"{state.type.value}: {state.message}"
         except Exception as exc:
@@ -441,7 +457,9 @@ class WarmWorker:
                     state = client.read_flow_run(UUID(flow_run_id)).state
                     if state is None or not state.is_final():
                         message = (
-                            f"worker {run['worker'] or '(unknown)'} stopped (heartbeat lost);"
+                            f"worker {run['worker'] or '(unknown)'}: {run['reason']}"
+                            if run["reason"]
+                            else f"worker {run['worker'] or '(unknown)'} stopped (heartbeat lost);"
                             " the study was re-queued"
                         )
                         client.set_flow_run_state(
@@ -478,11 +496,26 @@ class WarmWorker:
     async def run_forever(self, stop: asyncio.Event, idle_poll_seconds: float = 1.0) -> None:
         """Drain the queue; wake on NOTIFY from the closer, poll as a fallback."""
         from prefect.context import SyncClientContext
+        from prefect.settings import (
+            PREFECT_API_REQUEST_TIMEOUT,
+            PREFECT_CLIENT_MAX_RETRIES,
+            PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED,
+            temporary_settings,
+        )
 
-        # One Prefect API client for every task of every run: without it each sync task run
-        # builds its own client, and with it a TLS context from the CA bundle (about 50 ms
-        # per task here, most of the orchestration overhead of a study).
-        with SyncClientContext.get_or_create(), self.heartbeating():
+        bounded = {
+            PREFECT_CLIENT_MAX_RETRIES: PREFECT_CLIENT_RETRIES,
+            PREFECT_API_REQUEST_TIMEOUT: PREFECT_REQUEST_TIMEOUT_SECONDS,
+        }
+        with temporary_settings(updates=bounded), ExitStack() as stack:
+            # One Prefect API client for every task of every run: without it each sync task
+            # run builds its own client, and with it a TLS context from the CA bundle (about
+            # 50 ms per task here, most of the orchestration overhead of a study). Entering it
+            # checks the server's version, which waits for a Prefect that is down: the worker
+            # must start and page without it. Each run checks the version again anyway.
+            with temporary_settings(updates={PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED: False}):
+                stack.enter_context(SyncClientContext.get_or_create())
+            stack.enter_context(self.heartbeating())
             await self._serve(stop, idle_poll_seconds)
 
     async def _serve(self, stop: asyncio.Event, idle_poll_seconds: float) -> None:

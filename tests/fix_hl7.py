@@ -184,8 +184,8 @@ class FhirServer(PeerProcess):
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/fhir"
 
-    def faults(self, queue: list[Any]) -> None:
-        _write_json(self.folder / "faults.json", {"queue": queue})
+    def faults(self, queue: list[Any], token_queue: tuple[Any, ...] = ()) -> None:
+        _write_json(self.folder / "faults.json", {"queue": queue, "token_queue": list(token_queue)})
 
     def resources(self, resource_type: str | None = None) -> list[dict[str, Any]]:
         found = _read_jsonl(self.folder / "resources.jsonl")

@@ -52,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
         for sender in senders:
             sender.on_delivered = trail.emr_delivery_hook(sender.name)
             sender.on_failed = trail.emr_failure_hook(sender.name)
+            if sender.name == "fhir":  # and each token request the token server refuses
+                from integrations.fhir.sender import FhirSender
+
+                assert isinstance(sender, FhirSender)
+                sender.client.on_token_refused = trail.fhir_token_hook()
     stop = threading.Event()
 
     def handle(signum: int, _frame: object) -> None:

@@ -431,6 +431,28 @@ class AuditTrail:
 
         return failed
 
+    def fhir_token_refused(self, *, token_url: str, reason: str) -> int | None:
+        """The FHIR authorization server refused pacsflow's SMART token request (its client
+        credentials): User Authentication, Login, failure. Once per refused attempt."""
+        return self.record(
+            m.user_authentication(
+                self._event(),
+                user=self.settings.fhir.client_id or "(no client id)",
+                host=self.source.host,
+                success=False,
+                detail=reason,
+            ),
+            kind="fhir_token_refused",
+        )
+
+    def fhir_token_hook(self) -> Callable[[str, str], None]:
+        """For :attr:`FhirClient.on_token_refused`."""
+
+        def refused(token_url: str, reason: str) -> None:
+            self.fhir_token_refused(token_url=token_url, reason=reason)
+
+        return refused
+
     # -- escalation ----------------------------------------------------------------------------
 
     def finding_acknowledged(self, study_instance_uid: str, *, user: str, via: str) -> int | None:

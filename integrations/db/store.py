@@ -473,17 +473,31 @@ class StudyStore:
         self, dispatch_id: int, *, error: str, worker: str, retry_after_seconds: float = 0.0
     ) -> bool:
         """Queue ``worker``'s run again (it was cut short by a transient cause, such as the
-        database restarting), claimable after ``retry_after_seconds``; False when the run is
-        no longer its own."""
-        with self.database.connection() as conn:
+        database restarting or the Prefect API dying), claimable after
+        ``retry_after_seconds``; False when the run is no longer its own. Its Prefect flow
+        run, if it had one, goes to ``dispatch_lost_runs`` (set to Crashed unless it ended)."""
+        with self.database.connection() as conn, conn.transaction():
             row = conn.execute(
+                "SELECT flow_run_id, study_instance_uid FROM dispatch"
+                " WHERE id = %s AND state = 'running' AND worker = %s FOR UPDATE",
+                (dispatch_id, worker),
+            ).fetchone()
+            if row is None:
+                return False
+            conn.execute(
                 "UPDATE dispatch SET state = 'queued', worker = NULL, started_at = NULL,"
                 " heartbeat_at = NULL, flow_run_id = NULL, error = %s,"
-                " retry_after = clock_timestamp() + make_interval(secs => %s)"
-                " WHERE id = %s AND state = 'running' AND worker = %s RETURNING id",
-                (error, retry_after_seconds, dispatch_id, worker),
-            ).fetchone()
-        return row is not None
+                " retry_after = clock_timestamp() + make_interval(secs => %s) WHERE id = %s",
+                (error, retry_after_seconds, dispatch_id),
+            )
+            if row["flow_run_id"] is not None:
+                conn.execute(
+                    "INSERT INTO dispatch_lost_runs (flow_run_id, dispatch_id,"
+                    " study_instance_uid, worker, reason) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    (row["flow_run_id"], dispatch_id, row["study_instance_uid"], worker, error),
+                )
+        return True
 
     def requeue_expired(self) -> list[str]:
         """Runs whose worker vanished (lease expired): queue them again, or fail them when a
@@ -577,7 +591,7 @@ class StudyStore:
         """Flow runs of vanished workers not yet set to Crashed in Prefect, oldest first."""
         with self.database.connection() as conn:
             return conn.execute(
-                "SELECT flow_run_id, dispatch_id, study_instance_uid, worker, lost_at"
+                "SELECT flow_run_id, dispatch_id, study_instance_uid, worker, reason, lost_at"
                 " FROM dispatch_lost_runs WHERE crashed_at IS NULL ORDER BY lost_at LIMIT %s",
                 (limit,),
             ).fetchall()

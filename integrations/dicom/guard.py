@@ -260,9 +260,10 @@ def _refusing_unreadable_stores(assoc: Any, connection: GuardedConnection) -> Ca
             try:
                 return to_primitive()
             except Exception as error:
-                if type(message).__name__ != "C_STORE_RQ":
-                    raise
-                _refuse_unreadable_store(dimse, message, connection, error)
+                if type(message).__name__ == "C_STORE_RQ":
+                    _refuse_unreadable_store(dimse, message, connection, error)
+                else:  # pynetdicom would abort too, with a traceback and no event
+                    _refuse_undecodable_message(assoc, connection, error)
                 return None  # the association loop skips an empty message
 
         message.message_to_primitive = message_to_primitive

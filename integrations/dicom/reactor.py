@@ -63,6 +63,11 @@ def _run_reactor(self: Any) -> None:
             self._serve_request(message, context_id)
 
         if self.is_established and self.acse.is_release_requested():
+            if not self.dimse.msg_queue.empty():
+                # An A-RELEASE-RQ sent right behind the last P-DATA: the DUL queued that
+                # message before it saw the release (the queue wait can time out just before
+                # the put). Serve it first: its C-STORE-RSP goes before the A-RELEASE-RP.
+                continue
             self.acse.send_release(is_response=True)
             self.is_released = True
             self.is_established = False

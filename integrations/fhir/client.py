@@ -20,12 +20,14 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client import Counter
 
 from integrations.errors import PeerBusyError, PeerRejectedError, PeerUnavailableError
 from integrations.fhir.smart import CLIENT_ASSERTION_TYPE, client_assertion
@@ -35,6 +37,12 @@ log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 TOKEN_REFRESH_MARGIN_SECONDS = 30.0
+
+TOKENS_REFUSED = Counter(
+    "pacsflow_fhir_tokens_refused_total",
+    "SMART token requests the authorization server refused (one per attempt), by HTTP status",
+    ["status"],
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,9 @@ class FhirClient:
         self._token_expires = 0.0
         self._token_url = settings.auth_url
         self._lock = threading.Lock()
+        # Called once per token request the authorization server refused, with the token URL
+        # and the reason (the audit trail), after the metric is counted.
+        self.on_token_refused: Callable[[str, str], None] | None = None
 
     def close(self) -> None:
         self._http.close()
@@ -160,18 +171,31 @@ class FhirClient:
                 f"token endpoint {token_url}: {error}", peer=token_url
             ) from None
         if response.status_code != 200:
-            raise PeerBusyError(
+            raise self._token_refused(
+                token_url,
+                response.status_code,
                 f"token endpoint {token_url} refused the client assertion: HTTP"
                 f" {response.status_code} {response.text[:200]}",
-                peer=token_url,
             )
         body = response.json()
         token = body.get("access_token")
         if not token:
-            raise PeerBusyError(
-                f"token endpoint {token_url} returned no access_token", peer=token_url
+            raise self._token_refused(
+                token_url,
+                response.status_code,
+                f"token endpoint {token_url} returned no access_token",
             )
         return str(token), float(body.get("expires_in", 300))
+
+    def _token_refused(self, token_url: str, status: int, reason: str) -> PeerBusyError:
+        """Count and audit one refused token request; the error for the outbox to retry."""
+        TOKENS_REFUSED.labels(str(status)).inc()
+        if self.on_token_refused is not None:
+            try:
+                self.on_token_refused(token_url, reason)
+            except Exception:  # the refusal stands; say so loudly
+                log.exception("FHIR token refused, and its audit record failed too")
+        return PeerBusyError(reason, peer=token_url)
 
     # -- requests -----------------------------------------------------------------------------
 

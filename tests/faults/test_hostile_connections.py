@@ -338,3 +338,151 @@ def test_idle_sockets_on_the_mllp_port_do_not_close_the_adt_feed(settings_factor
         for sock in idle:
             with suppress(OSError):
                 sock.close()
+
+
+def _with_bad_uid(pdu: bytes, tag: bytes) -> bytes:
+    """A P-DATA-TF whose command set's UID element ``tag`` ends in letters (same length)."""
+    at = pdu.index(tag, 12)  # past the PDU and PDV headers
+    length = int.from_bytes(pdu[at + 4 : at + 8], "little")
+    start = at + 8
+    value = pdu[start : start + length].rstrip(b"\x00")
+    return pdu[:start] + value[:-3] + b"abc" + pdu[start + len(value) :]
+
+
+def _answer(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    try:
+        return sock.recv(65536)
+    except OSError:
+        return b""
+
+
+def test_non_ascii_ae_titles_and_bad_command_uids_give_one_warning_one_event_no_traceback(
+    settings_factory, tmp_path
+):
+    """pynetdicom logs a traceback for a non-ASCII AE title (one per codec it tries) and an
+    ERROR line for a non-conformant UID in a command set; the console shows the node's own
+    WARNING, naming the peer and the reason, once per input, and the listener stays up."""
+    from tests.faults.test_fuzz_network import CALLING, _capture_seeds
+
+    allowed = f'["MODALITY", "{CALLING}"]'
+    with node_process(settings_factory, tmp_path, PACSFLOW_NODE__ALLOWED_CALLERS=allowed) as node:
+        seeds = _capture_seeds(node.port)
+        console_before = len((tmp_path / "node.log").read_text())
+        for at, title in ((26, "MODALITÉ".encode()), (10, "PACSFLÖW".encode("latin-1"))):
+            request = bytearray(seeds.associate_rq)
+            request[at : at + 16] = title.ljust(16, b" ")
+            with socket.create_connection(("127.0.0.1", node.port)) as sock:
+                sock.sendall(bytes(request))
+                assert _answer(sock)[:1] == b"\x07"  # A-ABORT
+                assert _answer(sock) == b""  # and closed
+        # a C-STORE-RQ whose Affected SOP Instance UID (0000,1000) is not a UID: refused
+        with socket.create_connection(("127.0.0.1", node.port)) as sock:
+            sock.sendall(seeds.associate_rq)
+            assert _answer(sock)[:1] == b"\x02"  # A-ASSOCIATE-AC
+            store = [_with_bad_uid(seeds.store[0], b"\x00\x00\x00\x10"), *seeds.store[1:]]
+            sock.sendall(b"".join(store))
+            response = _answer(sock)
+            assert response[:1] == b"\x04"
+            assert b"\x00\x00\x00\x09\x02\x00\x00\x00\x00\xc0" in response  # Status 0xC000
+            sock.sendall(struct.pack(">BBLL", 0x05, 0, 4, 0))  # A-RELEASE-RQ
+            assert _answer(sock)[:1] == b"\x06"  # A-RELEASE-RP: the association lived on
+        # a C-ECHO-RQ whose Affected SOP Class UID (0000,0002) is not a UID: aborted
+        with socket.create_connection(("127.0.0.1", node.port)) as sock:
+            sock.sendall(seeds.associate_rq)
+            assert _answer(sock)[:1] == b"\x02"
+            sock.sendall(_with_bad_uid(seeds.echo[0], b"\x00\x00\x02\x00"))
+            assert _answer(sock)[:1] == b"\x07"
+        # the listener is up: the next association stores
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", node.port, ae_title=NODE_AE_TITLE)
+        assert assoc.is_established
+        assert assoc.send_c_store(make_instance("after-bad-input")).Status == SUCCESS
+        assoc.release()
+        time.sleep(0.5)
+        console = (tmp_path / "node.log").read_text()[console_before:]
+        refused = node.events("pdu_refused")
+        stores_refused = node.events("store_refused")
+    print(console)
+    assert "Traceback" not in console
+    assert [line for line in console.splitlines() if " pynetdicom." in line] == []
+    warnings = [line for line in console.splitlines() if " WARNING " in line]
+    assert len(warnings) == 4, warnings
+    assert all("127.0.0.1" in line for line in warnings), warnings
+    assert sum("using the ascii codec" in line for line in warnings) == 2, warnings
+    assert sum("invalid Affected SOP Instance UID" in line for line in warnings) == 1, warnings
+    assert sum("undecodable DIMSE message" in line for line in warnings) == 1, warnings
+    assert len(refused) == 3, [event["detail"] for event in refused]
+    assert {event["peer_host"] for event in refused} == {"127.0.0.1"}
+    assert [(e["peer_host"], e["calling_ae_title"]) for e in stores_refused] == [
+        ("127.0.0.1", CALLING)
+    ]
+
+
+def _c_store_pdus(dataset, context_id: int, message_id: int, max_pdu: int = 16384) -> bytes:
+    """The P-DATA-TF PDUs of one C-STORE-RQ, as a requestor sends them (pynetdicom's encoder)."""
+    from io import BytesIO
+
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+    from pynetdicom.pdu import P_DATA_TF
+
+    request = C_STORE()
+    request.MessageID = message_id
+    request.AffectedSOPClassUID = dataset.SOPClassUID
+    request.AffectedSOPInstanceUID = dataset.SOPInstanceUID
+    request.Priority = 2
+    request.DataSet = BytesIO(encode(dataset, False, True))
+    message = C_STORE_RQ()
+    message.primitive_to_message(request)
+    stream = b""
+    for primitive in message.encode_msg(context_id, max_pdu):
+        pdu = P_DATA_TF()
+        pdu.from_primitive(primitive)
+        stream += pdu.encode()
+    return stream
+
+
+def _until_closed(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    stream = b""
+    with suppress(OSError):
+        while chunk := sock.recv(65536):
+            stream += chunk
+    return stream
+
+
+def test_a_release_sent_right_after_the_last_p_data_gets_the_store_response_first(
+    settings_factory, tmp_path
+):
+    """A sender that does not wait for the C-STORE-RSP before its A-RELEASE-RQ: the node
+    stores the instance (file and row), answers it, and only then releases."""
+    from tests.faults.test_fuzz_network import CALLING, _capture_seeds, _split_pdus
+
+    allowed = f'["MODALITY", "{CALLING}"]'
+    with node_process(settings_factory, tmp_path, PACSFLOW_NODE__ALLOWED_CALLERS=allowed) as node:
+        seeds = _capture_seeds(node.port)  # its A-ASSOCIATE-RQ: DX storage is context 3
+        answers, stored = [], []
+        for number in range(1, 51):
+            instance = make_instance("release-race", number=number, size=128)
+            with socket.create_connection(("127.0.0.1", node.port)) as sock:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.sendall(seeds.associate_rq)
+                sock.settimeout(10)
+                assert sock.recv(65536)[:1] == b"\x02"
+                release = struct.pack(">BBLL", 0x05, 0, 4, 0)
+                sock.sendall(_c_store_pdus(instance, 3, number) + release)  # one write
+                answers.append(_split_pdus(_until_closed(sock)))
+            with psycopg.connect(node.database_url, row_factory=dict_row) as conn:
+                row = conn.execute(
+                    "SELECT path FROM instances WHERE sop_instance_uid = %s",
+                    (instance.SOPInstanceUID,),
+                ).fetchone()
+            stored.append(row is not None and Path(row["path"]).is_file())
+    print([[pdu[0] for pdu in pdus] for pdus in answers])
+    for pdus in answers:
+        assert [pdu[0] for pdu in pdus] == [0x04, 0x06]  # C-STORE-RSP, then A-RELEASE-RP
+        assert b"\x00\x00\x00\x09\x02\x00\x00\x00\x00\x00" in pdus[0]  # Status 0x0000
+    assert stored == [True] * 50

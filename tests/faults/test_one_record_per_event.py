@@ -24,14 +24,17 @@ from integrations.db.patients import PatientStore
 from integrations.dicom.result_sender import ResultsSender
 from integrations.dicom.status import STORE_CANNOT_UNDERSTAND, STORE_REFUSED_CHANGED_DUPLICATE
 from integrations.emr.identifiers import MrnRules
+from integrations.fhir.sender import FhirSender
 from integrations.hl7.listener import AdtListener
 from integrations.hl7.mllp import MllpServer
 from integrations.hl7.sender import Hl7Sender
 from tests.dicom_samples import make_instance
 from tests.emr_samples import adt
+from tests.faults.test_identity_and_clock_faults import smart_key_files, smart_settings
 from tests.fix_dcmtk import echoscu
 from tests.fix_hl7 import wait_until
 from tests.integration.emr.helpers import AdtSender, fast_emr, msa
+from tests.integration.emr.test_fhir_delivery import fhir_rows, queue
 from tests.integration.emr.test_hl7_delivery import queue_result
 from tests.integration.results.outbox_helpers import add_study, built_results, enqueue
 from tests.site import running_node
@@ -269,4 +272,58 @@ def test_failed_deliveries_one_each(settings_factory, make_mllp_peer, tmp_path):
     assert metrics.increments() == {
         "pacsflow_deliveries_failed_total,sender=hl7": 1,
         "pacsflow_deliveries_failed_total,sender=results": objects,
+    }
+
+
+def test_refused_fhir_token_requests_one_each(
+    settings_factory, make_fhir_server, monkeypatch, tmp_path
+):
+    """A token server that answers 503, then 500, then refuses the client assertion (signed
+    with a key it does not know): each refused attempt is retried, and counted and audited once."""
+    (tmp_path / "registered").mkdir()
+    (tmp_path / "used").mkdir()
+    public, _ = smart_key_files(tmp_path / "registered")
+    _, private = smart_key_files(tmp_path / "used")  # not the key the token server knows
+    server = make_fhir_server(auth="smart", client_id="pacsflow-ai", public_key=public)
+    server.faults([], token_queue=(503, 500))
+    settings = smart_settings(settings_factory, server, monkeypatch, private)
+    database = open_database(settings)
+    trail = AuditTrail(database, settings)
+    metrics = Metrics(
+        *(("pacsflow_fhir_tokens_refused_total", {"status": s}) for s in ("400", "500", "503"))
+    )
+    queue(database, settings, 1)
+    sender = FhirSender(database, settings)
+    sender.on_failed = trail.emr_failure_hook(sender.name)
+    sender.client.on_token_refused = trail.fhir_token_hook()
+    try:
+        wait_until(
+            lambda: sender.drain() >= 0 and fhir_rows(database)[0]["attempts"] >= 3,
+            30,
+            "three refused token requests",
+        )
+    finally:
+        sender.close()
+    row = fhir_rows(database)[0]
+    kinds = audit_kinds(database)
+    with database.connection() as conn:
+        records = conn.execute(
+            "SELECT user_id, message FROM audit_records WHERE kind = 'fhir_token_refused'"
+            " ORDER BY id"
+        ).fetchall()
+    database.close()
+    token_requests = [r["status"] for r in server.requests() if r["path"] == "/auth/token"]
+    assert row["state"] == "pending" and "refused the client assertion" in row["last_error"]
+    assert token_requests == [503, 500, 400]
+    assert kinds.get("fhir_token_refused", 0) == 3, kinds
+    assert "delivery_failed" not in kinds  # retried, not given up
+    assert {r["user_id"] for r in records} == {"pacsflow-ai"}  # the client the server refused
+    reasons = ("HTTP 503", "HTTP 500", "invalid_client")
+    assert [reason in r["message"] for reason, r in zip(reasons, records, strict=True)] == [
+        True
+    ] * 3
+    assert metrics.increments() == {
+        "pacsflow_fhir_tokens_refused_total,status=400": 1,
+        "pacsflow_fhir_tokens_refused_total,status=500": 1,
+        "pacsflow_fhir_tokens_refused_total,status=503": 1,
     }

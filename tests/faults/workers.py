@@ -81,22 +81,38 @@ class SwitchablePacsLink:
     def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
         self.upstream = (upstream_host, upstream_port)
         self.forwarding = False
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
+        self._listener = self._listen(0)
+        self.port: int = self._listener.getsockname()[1]
         self._held: list[socket.socket] = []
         self._piped: list[socket.socket] = []
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
-    @property
-    def port(self) -> int:
-        return self._listener.getsockname()[1]
+    @staticmethod
+    def _listen(port: int) -> socket.socket:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(64)
+        return listener
 
     def __enter__(self) -> SwitchablePacsLink:
         self._thread.start()
         return self
+
+    def kill(self) -> None:
+        """The peer's process dies: its connections break and new ones are refused."""
+        with suppress(OSError):  # wakes the accepting thread; a bare close would not
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self.cut()
+
+    def revive(self) -> None:
+        """The peer is back on the same port, forwarding."""
+        self._listener = self._listen(self.port)
+        self.forwarding = True
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
 
     def cut(self) -> None:
         """Stop forwarding, and break the connections already forwarded (kept-alive ones)."""
@@ -113,9 +129,10 @@ class SwitchablePacsLink:
             held.close()
 
     def _accept(self) -> None:
+        listener = self._listener
         while not self._closed.is_set():
             try:
-                client, _ = self._listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
             if not self.forwarding:

@@ -14,7 +14,8 @@ installs on these machines, so this one implements the part of the RESTful API p
   ES384, iss/sub/aud/exp/jti) and issues short-lived bearer tokens. ``--clock-offset S``
   shifts the token server's idea of now by S seconds (a skewed authorization server clock).
 - Faults on demand from ``D/faults.json``: ``{"queue": [503, "hang", 400]}`` - one per
-  transaction request, used up in order.
+  transaction request, used up in order; ``{"token_queue": [503]}`` the same for token
+  requests (an HTTP status instead of the token).
 
 Stored resources go to ``D/resources.jsonl`` and are reloaded at start (a restart keeps them);
 every request is logged to ``D/requests.jsonl``.
@@ -252,6 +253,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _token(self) -> None:
         form = {key: values[0] for key, values in parse_qs(self._body().decode()).items()}
+        fault = self.server.next_fault("token_queue")
+        if isinstance(fault, int):
+            self._send(fault, {"error": "temporarily_unavailable"}, "application/json")
+            return
         error = self.server.check_assertion(form)
         if error:
             self._send(
@@ -317,13 +322,13 @@ class Server(ThreadingHTTPServer):
             )
             self.log.flush()
 
-    def next_fault(self) -> Any:
+    def next_fault(self, name: str = "queue") -> Any:
         path = self.folder / "faults.json"
         with self.lock:
             if not path.exists():
                 return None
             data = json.loads(path.read_text())
-            queue = data.get("queue") or []
+            queue = data.get(name) or []
             if not queue:
                 return None
             fault = queue.pop(0)

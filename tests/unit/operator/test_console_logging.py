@@ -21,12 +21,13 @@ def closed_port() -> int:
 
 @pytest.fixture
 def console_logging():
-    transport = logging.getLogger("pynetdicom.transport")
-    filters = list(transport.filters)
+    filtered = [logging.getLogger(name) for name in ("pynetdicom.transport", "pynetdicom.utils")]
+    filters = [list(logger.filters) for logger in filtered]
     levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
     configure_logging(verbose=False)
     yield
-    transport.filters[:] = filters
+    for logger, kept in zip(filtered, filters, strict=True):
+        logger.filters[:] = kept
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
 
