@@ -130,11 +130,19 @@ def quiet_prefect_console() -> None:
     Only console handlers: Prefect's API handler sits on the run loggers themselves, so
     the Prefect UI still gets every INFO line of a run.
     """
-    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+    root = logging.getLogger()
+    if root.getEffectiveLevel() <= logging.DEBUG:
         return
+    level = root.level
     from prefect.logging.configuration import ensure_logging_setup
 
     ensure_logging_setup()  # Prefect's own handlers first, once per process
+    # Importing prefect.main (``from prefect import flow``, first done by a flow module) runs
+    # Prefect's set-up again, incrementally, and that puts the root logger at WARNING: every
+    # INFO line of ours after it was lost. Import it now, then put our level back.
+    import prefect.main  # noqa: F401
+
+    root.setLevel(level)
 
     for name in ("", "prefect"):
         for handler in logging.getLogger(name).handlers:

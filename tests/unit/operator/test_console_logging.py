@@ -82,3 +82,37 @@ def test_a_failed_tls_handshake_gives_our_error_naming_it_and_no_pynetdicom_line
         listener.close()
     assert "TLS: certificate not trusted" in str(refused.value)
     assert [r for r in caplog.records if r.name.startswith("pynetdicom")] == []
+
+
+def test_info_lines_still_reach_the_console_after_a_flow_module_is_imported():
+    """Prefect's logging set-up runs again, incrementally, when ``prefect.main`` is first
+    imported (by any flow module), and put the root logger at WARNING: a worker's INFO lines
+    after that ("waiting for studies", "Prefect API answers again") were lost. A fresh process,
+    as ``pacsflow worker`` starts."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import logging\n"
+        "from deployments.cli import configure_logging, quiet_prefect_console\n"
+        "configure_logging(False)\n"
+        "quiet_prefect_console()\n"
+        "import flows.process_study\n"
+        "logging.getLogger('pacsflow.worker').info('worker ready after the flow import')\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root,
+        env={
+            "PYTHONPATH": str(root),
+            "PATH": "/usr/bin:/bin",
+            "PREFECT_API_URL": "http://127.0.0.1:9/api",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "INFO    pacsflow.worker: worker ready after the flow import" in done.stderr
