@@ -56,7 +56,10 @@ def timed(step: str, function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def patch(owner: Any, name: str, step: str) -> None:
-    setattr(owner, name, timed(step, getattr(owner, name)))
+    """Time ``owner.name`` as ``step`` (skipped where this tree has no such function, so the
+    same script profiles an older tree too)."""
+    if hasattr(owner, name):
+        setattr(owner, name, timed(step, getattr(owner, name)))
 
 
 def profiled(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -108,9 +111,14 @@ def instrument(use_cprofile: bool) -> None:
     patch(pynetdicom.events.Event, "encoded_dataset", "  event.encoded_dataset()")
     patch(scp, "parse_dataset", "  parse_dataset (structural check + header)")
     patch(scp, "encode_file_meta", "  encode_file_meta")
+    patch(spool.Spool, "write", "  spool.write (all; the node's path before begin_write)")
     patch(spool.Spool, "begin_write", "  spool.begin_write (hash; hands the file to a thread)")
     patch(spool.Spool, "_store", "  [spool thread] create, write, fsync, rename, folder fsync")
-    patch(spool.PendingWrite, "wait", "    [in the transaction] wait for the fsync thread")
+    patch(
+        getattr(spool, "PendingWrite", None),
+        "wait",
+        "    [in the transaction] wait for the fsync thread",
+    )
     patch(spool, "content_sha256", "    sha256 of the dataset")
     patch(os, "fsync", "    os.fsync (file and folders)")
     patch(os, "open", "    os.open (create the temporary file, and folders)")
