@@ -143,7 +143,7 @@ def encode_store_response(primitive: Any) -> bytes | None:
 
     pynetdicom builds a pydicom Dataset for each response and encodes it twice (once for the
     Command Group Length): about a third of a millisecond per instance on these machines,
-    for seven elements. tests/unit/test_dicom_reactor.py checks the bytes against
+    for seven elements. tests/unit/dicom/test_reactor.py checks the bytes against
     pynetdicom's own encoding."""
     if (
         type(primitive) is not C_STORE

@@ -497,7 +497,7 @@ class DicomNode:
             meta = encode_file_meta(
                 header.sop_class_uid, header.sop_instance_uid, header.transfer_syntax_uid, calling
             )
-            # Written and hashed; its fsyncs and rename run while the row is written.
+            # Hashed here; written, fsynced and renamed by a spool thread meanwhile.
             pending = self.spool.begin_write(
                 header.study_instance_uid,
                 header.series_instance_uid,

@@ -11,8 +11,9 @@ when their hashes are equal.
 
 :meth:`Spool.begin_write` lets the caller overlap the slow part: writing the file, its
 fsync, its rename and the fsync of its folder run in a background thread while the caller
-hashes the dataset and goes on; :meth:`PendingWrite.wait` returns once all of it is done. The node records the instance's row in an open transaction in
-between and commits only after ``wait``: the file is durable before its row, as before.
+hashes the dataset and goes on; :meth:`PendingWrite.wait` returns once all of it is done.
+The node writes the instance's row in an open transaction meanwhile and commits only after
+``wait``: the file is durable before its row, as before.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,7 +47,7 @@ class SpooledFile:
 
 @dataclass(frozen=True)
 class PendingWrite:
-    """A write whose file is complete and hashed; ``wait`` until it is durable."""
+    """A write whose dataset is hashed; ``wait`` until its file is stored durably."""
 
     spooled: SpooledFile
     durable: Future[None] | None = None
@@ -82,6 +84,7 @@ class Spool:
         root.mkdir(parents=True, exist_ok=True)
         self._known_folders: set[Path] = set()  # series folders that exist and are durable
         self._durability_threads: ThreadPoolExecutor | None = None
+        self._durability_lock = threading.Lock()
 
     def path_for(
         self, study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str
@@ -141,11 +144,12 @@ class Spool:
         return PendingWrite(spooled, durable)
 
     def _durability(self) -> ThreadPoolExecutor:
-        if self._durability_threads is None:
-            self._durability_threads = ThreadPoolExecutor(
-                DURABILITY_THREADS, thread_name_prefix="spool-fsync"
-            )
-        return self._durability_threads
+        with self._durability_lock:
+            if self._durability_threads is None:
+                self._durability_threads = ThreadPoolExecutor(
+                    DURABILITY_THREADS, thread_name_prefix="spool-fsync"
+                )
+            return self._durability_threads
 
     def _store(self, final: Path, meta: bytes, dataset: bytes) -> None:
         """Temporary file, written and fsynced, renamed to ``final``, folder fsynced (and
