@@ -190,6 +190,7 @@ class StudyStore:
         calling_ae_title: str,
         content_sha256: str | None = None,
         as_prior: bool = False,
+        before_commit: Callable[[], object] | None = None,
     ) -> RecordOutcome:
         """Record a stored instance in one round trip; a SOP Instance UID seen before changes
         nothing, and the outcome names what was recorded under it (to compare contents).
@@ -198,6 +199,11 @@ class StudyStore:
         (C-MOVE sub-operation): it is kept, but never opens, re-opens or processes its study
         (a study pacsflow analysed before comes back with pacsflow's own SR in it). The same
         holds, without the flag, for any object pacsflow itself built and sent.
+
+        ``before_commit``: the row is written in a transaction, and ``before_commit()`` runs
+        between the statement and the commit (the node waits there for its file to be
+        durable, so the two overlap); when it raises, nothing is committed and the error
+        propagates.
         """
         params = {
             **header.__dict__,
@@ -209,7 +215,12 @@ class StudyStore:
             "anatomic_regions": Jsonb([list(region) for region in header.anatomic_regions]),
         }
         with self.database.connection() as conn:
-            row = conn.execute(_RECORD_INSTANCE, params).fetchone()
+            if before_commit is None:
+                row = conn.execute(_RECORD_INSTANCE, params).fetchone()
+            else:
+                with conn.transaction():
+                    row = conn.execute(_RECORD_INSTANCE, params).fetchone()
+                    before_commit()
         known = None
         if row["known_path"] is not None:
             known = KnownInstance(

@@ -497,7 +497,8 @@ class DicomNode:
             meta = encode_file_meta(
                 header.sop_class_uid, header.sop_instance_uid, header.transfer_syntax_uid, calling
             )
-            spooled = self.spool.write(
+            # Hashed here; written, fsynced and renamed by a spool thread meanwhile.
+            pending = self.spool.begin_write(
                 header.study_instance_uid,
                 header.series_instance_uid,
                 header.sop_instance_uid,
@@ -505,14 +506,8 @@ class DicomNode:
                 data,
             )
         except OSError as error:
-            log.error("cannot write instance %s: %s", header.sop_instance_uid, error)
-            return self._refuse(
-                status.STORE_OUT_OF_RESOURCES,
-                f"cannot store: {error.strerror}",
-                calling,
-                event,
-                header,
-            )
+            return self._cannot_store(error, calling, event, header)
+        spooled = pending.spooled
 
         # A C-STORE sub-operation of a C-MOVE this node asked for carries our AE title as
         # Move Originator (PS3.7 9.1.1.1): that is a prior coming in, never a study to process.
@@ -527,8 +522,13 @@ class DicomNode:
                 calling_ae_title=calling,
                 content_sha256=spooled.content_sha256,
                 as_prior=move_originator == self.settings.ae_title,
+                # committed only once the file and its folder are fsynced
+                before_commit=pending.wait,
             )
         except Exception as error:
+            failure = pending.failure()
+            if isinstance(failure, OSError):
+                return self._cannot_store(failure, calling, event, header)
             log.error("cannot record instance %s: %s", header.sop_instance_uid, error)
             # The file stays in the spool; reconciliation at start records it, and the
             # sender retries after this refusal, which the duplicate check absorbs.
@@ -565,6 +565,18 @@ class DicomNode:
             _note(outcome),
         )
         return status.SUCCESS
+
+    def _cannot_store(
+        self, error: OSError, calling: str, event: evt.Event, header: InstanceHeader
+    ) -> Dataset:
+        log.error("cannot write instance %s: %s", header.sop_instance_uid, error)
+        return self._refuse(
+            status.STORE_OUT_OF_RESOURCES,
+            f"cannot store: {error.strerror}",
+            calling,
+            event,
+            header,
+        )
 
     def _changed_duplicate(
         self,

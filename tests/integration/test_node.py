@@ -181,3 +181,75 @@ def test_orthanc_pushes_a_study_to_the_node(node_settings, clean_orthanc, tmp_pa
         assert outcome["FailedInstancesCount"] == 0
         assert len(site.store.instances(study_uid)) == 4
         assert site.store.study(study_uid).calling_ae_title == PACS_AE_TITLE
+
+
+def test_a_write_failing_in_the_spool_thread_is_refused_and_leaves_no_row(node_settings):
+    """The file is written and fsynced in a background thread while the row waits,
+    uncommitted: when the file cannot be stored, the instance is refused out of resources and
+    nothing is committed, and the association goes on."""
+    blocked, fine = make_instance("blocked-1"), make_instance("fine-1")
+    with running_node(node_settings()) as site:
+        # a file where the study's folder would go: creating the series folder fails
+        spool_dir = site.settings.node.spool_dir
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        (spool_dir / blocked.StudyInstanceUID).write_bytes(b"")
+        assoc = associate(site.port, contexts=(DigitalXRayImageStorageForPresentation,))
+        assert assoc.is_established
+        refused, stored = assoc.send_c_store(blocked), assoc.send_c_store(fine)
+        assoc.release()
+        assert refused.Status == 0xA700
+        assert str(refused.ErrorComment).startswith("cannot store")
+        assert stored.Status == 0x0000
+        with site.database.connection() as conn:
+            recorded = conn.execute("SELECT sop_instance_uid FROM instances").fetchall()
+            (event,) = conn.execute(
+                "SELECT detail FROM node_events WHERE kind = 'store_refused'"
+            ).fetchall()
+        assert [row["sop_instance_uid"] for row in recorded] == [fine.SOPInstanceUID]
+        assert "0xA700 cannot store" in event["detail"]
+        assert not list(spool_dir.rglob(".incoming-*"))
+        assert (
+            spool_dir
+            / fine.StudyInstanceUID
+            / fine.SeriesInstanceUID
+            / f"{fine.SOPInstanceUID}.dcm"
+        ).exists()
+
+
+def test_the_instance_row_is_committed_only_after_its_file_is_durable(
+    node_settings, tmp_path, dcmtk_tools
+):
+    """The node writes the row while the file is fsynced in the background; at the commit
+    the file is under its final name, and until then no other session sees the row."""
+    from integrations.db.store import StudyStore
+
+    files = study_files(tmp_path / "send", "order-1", count=3)
+    seen: list[tuple[bool, int]] = []
+    record = StudyStore.record_instance
+
+    def watched(self, header, **fields):
+        wait = fields["before_commit"]
+
+        def before_commit():
+            wait()
+            with self.database.connection() as other:
+                visible = other.execute(
+                    "SELECT count(*) AS n FROM instances WHERE sop_instance_uid = %s",
+                    (header.sop_instance_uid,),
+                ).fetchone()["n"]
+            seen.append((Path(fields["path"]).exists(), visible))
+
+        return record(self, header, **{**fields, "before_commit": before_commit})
+
+    settings = node_settings()
+    pool_size = settings.database.pool_size
+    assert pool_size >= 2  # the watcher takes a second connection
+    with running_node(settings) as site:
+        StudyStore.record_instance = watched  # type: ignore[method-assign]
+        try:
+            result = storescu("MODALITY", NODE_AE_TITLE, site.port, files)
+        finally:
+            StudyStore.record_instance = record  # type: ignore[method-assign]
+        assert result.returncode == 0, result.stderr
+        assert len(site.store.instances(make_instance("order-1").StudyInstanceUID)) == 3
+    assert seen == [(True, 0)] * 3
