@@ -7,38 +7,22 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from pynetdicom import AE
 
 from deployments.orthanc import free_port
 from models.phantoms.chest import chest_xray_study
 from models.phantoms.msk import msk_study
+from tests.faults.paging import (
+    DEADLINE_SECONDS,
+    dispatch_states,
+    fault_settings,
+    seconds_to_first_page,
+    send,
+)
 from tests.faults.workers import start_worker, stop_worker, wait_for, worker_env
-from tests.fix_orthanc import NODE_AE_TITLE
-from tests.integration.escalation.conftest import escalation_section
 from tests.site import running_node
 
-DEADLINE_SECONDS = 60.0
 ROUTINE_AHEAD = 20
 HAS_RESULTS_OUTBOX = importlib.util.find_spec("integrations.db.results_outbox") is not None
-
-
-def send(port: int, datasets) -> None:
-    ae = AE(ae_title="MODALITY")
-    for dataset in datasets:
-        ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
-    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE_TITLE)
-    assert assoc.is_established
-    try:
-        for dataset in datasets:
-            assert assoc.send_c_store(dataset).Status == 0
-    finally:
-        assoc.release()
-
-
-def dispatch_states(database) -> dict[str, int]:
-    with database.connection() as conn:
-        rows = conn.execute("SELECT state, count(*) AS n FROM dispatch GROUP BY state").fetchall()
-    return {row["state"]: row["n"] for row in rows}
 
 
 @pytest.mark.slow
@@ -51,31 +35,12 @@ def test_critical_study_behind_20_routine_pages_within_60_s_while_the_pacs_is_do
     settings_factory, node_port, prefect_api_url, demo_models_dir, notify_http, notify_smtp,
     tmp_path,
 ):  # fmt: skip
-    settings = settings_factory(
-        node={"ae_title": NODE_AE_TITLE, "port": node_port, "allowed_callers": ["MODALITY"]},
+    settings = fault_settings(
+        settings_factory, node_port, demo_models_dir, notify_http, notify_smtp,
+        worker={"count": 2, "express_workers": 0},  # priority alone puts it first
+        rules=[{"name": "ankle", "modality": ["DX", "CR"], "body_part": ["ANKLE"],
+                "analyzers": ["msk-fracture"]}],
         pacs={"port": free_port()},  # nothing listens there: the PACS is down
-        study={"quiet_seconds": 1.0, "poll_seconds": 0.05},
-        models={"dir": str(demo_models_dir), "device": "cpu"},
-        worker={"count": 2},
-        routing={
-            "rules": [
-                {"name": "chest", "modality": ["DX"], "body_part": ["CHEST"],
-                 "analyzers": ["chest-xray"]},
-                {"name": "ankle", "modality": ["DX", "CR"], "body_part": ["ANKLE"],
-                 "analyzers": ["msk-fracture"]},
-            ]
-        },
-        urgency={
-            "rules": [
-                {"name": "fault-any-pneumothorax", "labels": ["Pneumothorax"],
-                 "min_probability": 0.0, "tier": "Critical"}
-            ]
-        },
-        escalation=escalation_section(
-            notify_http,
-            notify_smtp,
-            rules=[{"name": "fault-pneumothorax", "labels": ["Pneumothorax"], "team": "surgery"}],
-        ),
     )  # fmt: skip
     logs = tmp_path / "workers"
     env = worker_env(settings, prefect_api_url)
@@ -110,21 +75,7 @@ def test_critical_study_behind_20_routine_pages_within_60_s_while_the_pacs_is_do
             critical = chest_xray_study(63, ["Tension Pneumothorax"], accession_number="FIRST")
             send(site.port, critical.datasets)
             assert dispatch_states(site.database).get("queued", 0) >= ROUTINE_AHEAD
-            hook = wait_for(
-                lambda: next(
-                    (
-                        h
-                        for h in notify_http.received("/hooks/surgery")
-                        if h.json()["study"]["study_instance_uid"] == critical.study_instance_uid
-                    ),
-                    None,
-                ),
-                DEADLINE_SECONDS + 60,
-                "the Critical page",
-            )
-            study = site.store.study(critical.study_instance_uid)
-            assert study is not None and study.closed_at is not None
-            seconds = hook.received_at - study.closed_at.timestamp()
+            seconds = seconds_to_first_page(site, notify_http, critical.study_instance_uid)
             print(f"first page {seconds:.1f} s after study close")
             assert seconds < DEADLINE_SECONDS
             with site.database.connection() as conn:

@@ -12,10 +12,14 @@ import pytest
 from deployments.orthanc import free_port
 from models.phantoms.chest import chest_xray_study
 from models.phantoms.head_ct import head_ct_study
-from tests.faults.test_critical_first import DEADLINE_SECONDS, dispatch_states, send
+from tests.faults.paging import (
+    DEADLINE_SECONDS,
+    dispatch_states,
+    fault_settings,
+    seconds_to_first_page,
+    send,
+)
 from tests.faults.workers import start_worker, stop_worker, wait_for, worker_env
-from tests.fix_orthanc import NODE_AE_TITLE
-from tests.integration.escalation.conftest import escalation_section
 from tests.site import running_node
 
 CT_SLICES = 120  # long enough that both CTs are still being analysed when the X-ray closes
@@ -35,31 +39,12 @@ def test_a_critical_radiograph_is_paged_while_long_studies_hold_the_general_work
     settings_factory, node_port, prefect_api_url, demo_models_dir, notify_http, notify_smtp,
     tmp_path,
 ):  # fmt: skip
-    settings = settings_factory(
-        node={"ae_title": NODE_AE_TITLE, "port": node_port, "allowed_callers": ["MODALITY"]},
-        pacs={"port": free_port()},  # results are queued in the outbox; no PACS needed here
-        study={"quiet_seconds": 1.0, "poll_seconds": 0.05},
-        models={"dir": str(demo_models_dir), "device": "cpu"},
+    settings = fault_settings(
+        settings_factory, node_port, demo_models_dir, notify_http, notify_smtp,
         worker={"count": 2},  # the default lane: one express worker of the two
-        routing={
-            "rules": [
-                {"name": "chest", "modality": ["DX"], "body_part": ["CHEST"],
-                 "analyzers": ["chest-xray"]},
-                {"name": "head-ct", "modality": ["CT"], "body_part": ["HEAD"],
-                 "analyzers": ["head-ct-ich"]},
-            ]
-        },
-        urgency={
-            "rules": [
-                {"name": "fault-any-pneumothorax", "labels": ["Pneumothorax"],
-                 "min_probability": 0.0, "tier": "Critical"}
-            ]
-        },
-        escalation=escalation_section(
-            notify_http,
-            notify_smtp,
-            rules=[{"name": "fault-pneumothorax", "labels": ["Pneumothorax"], "team": "surgery"}],
-        ),
+        rules=[{"name": "head-ct", "modality": ["CT"], "body_part": ["HEAD"],
+                "analyzers": ["head-ct-ich"]}],
+        pacs={"port": free_port()},  # results are queued in the outbox; no PACS needed here
     )  # fmt: skip
     assert settings.worker.express_count == 1
     logs = tmp_path / "workers"
@@ -96,21 +81,7 @@ def test_a_critical_radiograph_is_paged_while_long_studies_hold_the_general_work
             )
             critical = chest_xray_study(64, ["Tension Pneumothorax"], accession_number="EXPRESS")
             send(site.port, critical.datasets)
-            hook = wait_for(
-                lambda: next(
-                    (
-                        h
-                        for h in notify_http.received("/hooks/surgery")
-                        if h.json()["study"]["study_instance_uid"] == critical.study_instance_uid
-                    ),
-                    None,
-                ),
-                DEADLINE_SECONDS + 60,
-                "the Critical page",
-            )
-            study = site.store.study(critical.study_instance_uid)
-            assert study is not None and study.closed_at is not None
-            seconds = hook.received_at - study.closed_at.timestamp()
+            seconds = seconds_to_first_page(site, notify_http, critical.study_instance_uid)
             print(f"first page {seconds:.1f} s after study close, behind two long CTs")
             assert seconds < DEADLINE_SECONDS
             (radiograph,) = dispatch_rows(site.database, critical.study_instance_uid)

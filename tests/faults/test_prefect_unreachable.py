@@ -13,7 +13,13 @@ import pytest
 
 from deployments.orthanc import free_port
 from models.phantoms.chest import chest_xray_study
-from tests.faults.test_critical_first import DEADLINE_SECONDS, dispatch_states, send
+from tests.faults.paging import (
+    DEADLINE_SECONDS,
+    dispatch_states,
+    fault_settings,
+    seconds_to_first_page,
+    send,
+)
 from tests.faults.workers import (
     SwitchablePacsLink,
     black_hole,
@@ -22,61 +28,9 @@ from tests.faults.workers import (
     wait_for,
     worker_env,
 )
-from tests.fix_orthanc import NODE_AE_TITLE
-from tests.integration.escalation.conftest import escalation_section
 from tests.site import running_node
 
 PREFECT_DOWN_SECONDS = 120.0
-
-
-def fault_settings(
-    settings_factory, node_port, demo_models_dir, notify_http, notify_smtp, **sections
-):  # type: ignore[no-untyped-def]
-    """One warm worker, chest X-rays routed to the demo model, any pneumothorax Critical and
-    paged to surgery; ``sections`` added (the PACS, say)."""
-    return settings_factory(
-        node={"ae_title": NODE_AE_TITLE, "port": node_port, "allowed_callers": ["MODALITY"]},
-        study={"quiet_seconds": 1.0, "poll_seconds": 0.05},
-        models={"dir": str(demo_models_dir), "device": "cpu"},
-        worker={"count": 1, "lease_seconds": 30},
-        routing={
-            "rules": [
-                {"name": "chest", "modality": ["DX"], "body_part": ["CHEST"],
-                 "analyzers": ["chest-xray"]},
-            ]
-        },
-        urgency={
-            "rules": [
-                {"name": "fault-any-pneumothorax", "labels": ["Pneumothorax"],
-                 "min_probability": 0.0, "tier": "Critical"}
-            ]
-        },
-        escalation=escalation_section(
-            notify_http,
-            notify_smtp,
-            rules=[{"name": "fault-pneumothorax", "labels": ["Pneumothorax"], "team": "surgery"}],
-        ),
-        **sections,
-    )  # fmt: skip
-
-
-def pages(notify_http, study_instance_uid: str) -> list:  # type: ignore[no-untyped-def]
-    return [
-        hook
-        for hook in notify_http.received("/hooks/surgery")
-        if hook.json()["study"]["study_instance_uid"] == study_instance_uid
-    ]
-
-
-def seconds_to_first_page(site, notify_http, study_instance_uid: str) -> float:  # type: ignore[no-untyped-def]
-    hook = wait_for(
-        lambda: next(iter(pages(notify_http, study_instance_uid)), None),
-        DEADLINE_SECONDS + 60,
-        "the page",
-    )
-    study = site.store.study(study_instance_uid)
-    assert study is not None and study.closed_at is not None
-    return hook.received_at - study.closed_at.timestamp()
 
 
 def run_records(database, study_instance_uid: str) -> dict:  # type: ignore[no-untyped-def]
@@ -165,10 +119,11 @@ def test_critical_study_pages_within_60_s_while_prefect_is_unreachable(
             console = (logs / "worker-1.log").read_text(errors="replace")
             print(console[-6000:])
     assert_ran_once(records)
-    # run_scheduled, every pass of the two minutes: one line for the outage (the INFO line
-    # when it is over is below this worker's console level), never a traceback per pass
+    # run_scheduled, every pass of the two minutes: one line for the outage and one when it
+    # is over, never a traceback per pass
     assert "worker pass failed" not in console
     assert console.count("runs scheduled from the UI wait until it answers") == 1
+    assert console.count("Prefect API answers again") == 1
 
 
 @pytest.mark.slow
