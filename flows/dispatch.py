@@ -30,7 +30,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -495,7 +495,7 @@ class WarmWorker:
 
     async def run_forever(self, stop: asyncio.Event, idle_poll_seconds: float = 1.0) -> None:
         """Drain the queue; wake on NOTIFY from the closer, poll as a fallback."""
-        from prefect.context import SyncClientContext
+        from prefect.context import AsyncClientContext, SyncClientContext
         from prefect.settings import (
             PREFECT_API_REQUEST_TIMEOUT,
             PREFECT_CLIENT_MAX_RETRIES,
@@ -503,20 +503,30 @@ class WarmWorker:
             temporary_settings,
         )
 
+        from flows.suspension import shared_suspension_observer
+
         bounded = {
             PREFECT_CLIENT_MAX_RETRIES: PREFECT_CLIENT_RETRIES,
             PREFECT_API_REQUEST_TIMEOUT: PREFECT_REQUEST_TIMEOUT_SECONDS,
         }
-        with temporary_settings(updates=bounded), ExitStack() as stack:
-            # One Prefect API client for every task of every run: without it each sync task
-            # run builds its own client, and with it a TLS context from the CA bundle (about
-            # 50 ms per task here, most of the orchestration overhead of a study). Entering it
-            # checks the server's version, which waits for a Prefect that is down: the worker
-            # must start and page without it. Each run checks the version again anyway.
-            with temporary_settings(updates={PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED: False}):
-                stack.enter_context(SyncClientContext.get_or_create())
-            stack.enter_context(self.heartbeating())
-            await self._serve(stop, idle_poll_seconds)
+        async with AsyncExitStack() as async_stack:
+            with temporary_settings(updates=bounded), ExitStack() as stack:
+                # One Prefect API client for every task of every run: without it each sync
+                # task run builds its own client, and with it a TLS context from the CA
+                # bundle (about 50 ms per task here, most of the orchestration overhead of a
+                # study). The same for the async calls (the run's creation, its engine, the
+                # result storage lookup, the artifact): four clients and TLS contexts a run
+                # otherwise. Entering them checks the server's version, which waits for a
+                # Prefect that is down: the worker must start and page without it.
+                with temporary_settings(
+                    updates={PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED: False}
+                ):
+                    stack.enter_context(SyncClientContext.get_or_create())
+                    await async_stack.enter_async_context(AsyncClientContext.get_or_create())
+                # one observer of "Suspend" from the UI for every run, not one per run
+                stack.enter_context(shared_suspension_observer())
+                stack.enter_context(self.heartbeating())
+                await self._serve(stop, idle_poll_seconds)
 
     async def _serve(self, stop: asyncio.Event, idle_poll_seconds: float) -> None:
         while not stop.is_set():
