@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 # how long a run waits for the shared observer to start before it uses Prefect's own
 START_SECONDS = 10.0
+# The Prefect releases whose engine internals this was written against (the function it
+# stands in for, the observer and the suspension request); with any other the engine's own
+# per-run observer runs unchanged.
+SUPPORTED_VERSIONS = ("3.9.",)
 
 
 class SharedSuspensionObserver:
@@ -54,10 +58,10 @@ class SharedSuspensionObserver:
                 request.mark_requested(state)
 
     async def _main(self) -> None:
-        from prefect._internal.observers import FlowRunSuspendingObserver
-
         self._stop = asyncio.Event()
         try:
+            from prefect._internal.observers import FlowRunSuspendingObserver
+
             async with FlowRunSuspendingObserver(on_suspended=self._mark_suspended) as observer:
                 self._loop = asyncio.get_running_loop()
                 self._observer = observer
@@ -116,10 +120,15 @@ class SharedSuspensionObserver:
 
 @contextmanager
 def shared_suspension_observer() -> Iterator[None]:
-    """Every flow run of this process watched by one observer, until the block ends."""
+    """Every flow run of this process watched by one observer, until the block ends (with
+    a Prefect release outside :data:`SUPPORTED_VERSIONS`, Prefect's per-run observer)."""
+    import prefect
     import prefect.flow_engine as flow_engine
 
-    per_run = flow_engine.observe_flow_run_suspension
+    per_run = getattr(flow_engine, "observe_flow_run_suspension", None)
+    if per_run is None or not prefect.__version__.startswith(SUPPORTED_VERSIONS):
+        yield
+        return
     shared = SharedSuspensionObserver(per_run)
     flow_engine.observe_flow_run_suspension = shared.observe  # type: ignore[assignment]
     try:
