@@ -27,8 +27,6 @@ import cProfile
 import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -73,57 +71,15 @@ def main() -> None:
 
 @contextmanager
 def prefect_server(home: Path) -> Iterator[str]:
-    """A Prefect server of its own, started as ``pacsflow serve`` starts it."""
-    from deployments.prefect_urls import client_environment, server_environment
-    from integrations.settings import load_settings
+    """A Prefect server of its own, started as ``pacsflow serve`` starts it, with the
+    worker's environment under ``pacsflow serve``."""
+    from deployments.prefect_urls import client_environment
+    from tests.fix_prefect import prefect_server as started
 
-    home.mkdir(parents=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    served = load_settings(
-        None, search=False, prefect={"server_host": "127.0.0.1", "server_port": port}
-    )
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        **server_environment(served),
-    }
-    with open(home / "server.log", "wb") as log:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "prefect", "server", "start"),
-                *("--host", "127.0.0.1", "--port", str(port), "--analytics-off"),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Prefect server did not start; see {home}/server.log")
-                time.sleep(0.3)
-            # the worker's environment under `pacsflow serve`
-            os.environ.update(client_environment(started_server=True))
-            os.environ["PREFECT_API_URL"] = url
-            os.environ["PREFECT_HOME"] = str(home)
-            from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
-
-            with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_HOME: home}):
-                yield url
-        finally:
-            process.send_signal(2)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with started(home) as url:
+        os.environ.update(client_environment(started_server=True))
+        os.environ["PREFECT_HOME"] = str(home)
+        yield url
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -22,11 +23,14 @@ from deployments.prefect_urls import server_environment
 from integrations.settings import load_settings
 
 
-@pytest.fixture(scope="session")
-def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def prefect_server(home: Path) -> Iterator[str]:
+    """A Prefect server on a free port with ``home`` as its PREFECT_HOME, started with the
+    environment ``pacsflow serve`` gives the server it starts; yields its API URL, with this
+    process's Prefect settings pointing at it."""
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
-    home = tmp_path_factory.mktemp("prefect-home")
+    home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     # The environment `pacsflow serve` gives the server it starts: its UI asks this port.
@@ -39,45 +43,45 @@ def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         **server_environment(served),
     }
-    log = open(home / "server.log", "wb")  # noqa: SIM115 - closed at teardown
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--analytics-off",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 90
-    while True:
+    with open(home / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "prefect", "server", "start"),
+                *("--host", "127.0.0.1", "--port", str(port), "--analytics-off"),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"Prefect server did not start; see {home / 'server.log'}")
-        time.sleep(0.2)
-    with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_HOME: Path(home)}):
-        os.environ["PREFECT_API_URL"] = url
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"Prefect server did not start; see {home / 'server.log'}")
+                time.sleep(0.2)
+            with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_HOME: Path(home)}):
+                os.environ["PREFECT_API_URL"] = url
+                try:
+                    yield url
+                finally:
+                    os.environ.pop("PREFECT_API_URL", None)
+        finally:
+            process.send_signal(2)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as url:
         yield url
-    os.environ.pop("PREFECT_API_URL", None)
-    process.send_signal(2)
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
 
 
 def prefect_env(api_url: str) -> dict[str, str]:
